@@ -1,0 +1,70 @@
+//! The guest's address-space layout, modelled on Linux x86-64
+//! (Documentation/arch/x86/x86_64/mm.rst): a direct map of all physical memory
+//! at `page_offset_base` and the kernel image in the top 2 GiB.
+
+/// Size of a small page.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// Virtual base of the direct map: physical address `p` is visible to the
+/// kernel at `DIRECT_MAP_BASE + p` (Linux's `__PAGE_OFFSET`).
+pub const DIRECT_MAP_BASE: u64 = 0xffff_8880_0000_0000;
+
+/// Virtual base of the kernel image mapping: the image's physical address `p`
+/// is mapped at `KERNEL_BASE + p` (Linux's `__START_KERNEL_map`).
+pub const KERNEL_BASE: u64 = 0xffff_ffff_8000_0000;
+
+/// Physical address the kernel image is linked to load at (1 MiB, as Linux).
+pub const KERNEL_PHYS_LOAD: u64 = 0x10_0000;
+
+/// Highest user address + 1: the lower canonical half belongs to ring 3.
+pub const USER_END: u64 = 0x0000_8000_0000_0000;
+
+/// Fixed physical pages the VMM fills before the first instruction.
+/// They sit below the kernel image, in the first megabyte.
+pub mod phys {
+    /// Global Descriptor Table (one page).
+    pub const GDT: u64 = 0x1000;
+    /// Interrupt Descriptor Table (256 gates x 16 bytes = one page).
+    pub const IDT: u64 = 0x2000;
+    /// Task State Segment (104 bytes used).
+    pub const TSS: u64 = 0x3000;
+    /// [`crate::boot_info::BootInfo`].
+    pub const BOOT_INFO: u64 = 0x4000;
+    /// Kernel command line and init arguments.
+    pub const CMDLINE: u64 = 0x5000;
+    /// Size of the command-line page.
+    pub const CMDLINE_MAX: u64 = 0x1000;
+    /// First page of the VMM-built page tables.
+    pub const PAGE_TABLES: u64 = 0x8000;
+    /// End (exclusive) of the page-table area.
+    pub const PAGE_TABLES_END: u64 = 0x7_0000;
+    /// Kernel stack: boot stack, TSS.RSP0 and syscall stack (grows down from here).
+    pub const KERNEL_STACK_TOP: u64 = 0x8_0000;
+    /// Size of the kernel stack.
+    pub const KERNEL_STACK_SIZE: u64 = 0x1_0000;
+    /// IST1 stack for #DF, NMI and #MC (grows down from here).
+    pub const IST1_TOP: u64 = 0x9_0000;
+}
+
+/// The direct-map virtual address of physical address `phys`.
+pub const fn phys_to_virt(phys: u64) -> u64 {
+    DIRECT_MAP_BASE + phys
+}
+
+/// GDT selectors. The order is the one `syscall`/`sysret` require:
+/// `syscall` loads CS = STAR[47:32] and SS = STAR[47:32] + 8;
+/// 64-bit `sysret` loads CS = STAR[63:48] + 16 and SS = STAR[63:48] + 8, both with RPL 3.
+pub mod selector {
+    /// Index 1: 64-bit kernel code, DPL 0.
+    pub const KERNEL_CS: u16 = 0x08;
+    /// Index 2: kernel data, DPL 0.
+    pub const KERNEL_DS: u16 = 0x10;
+    /// Index 3: user data, DPL 3 (selector with RPL 3).
+    pub const USER_DS: u16 = 0x18 | 3;
+    /// Index 4: 64-bit user code, DPL 3 (selector with RPL 3).
+    pub const USER_CS: u16 = 0x20 | 3;
+    /// Index 5 (and 6): the 16-byte 64-bit TSS descriptor.
+    pub const TSS: u16 = 0x28;
+    /// Number of 8-byte GDT slots in use.
+    pub const GDT_ENTRIES: usize = 7;
+}

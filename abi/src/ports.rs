@@ -1,0 +1,10 @@
+//! I/O ports the VMM emulates. Each `out` to one of them is a VM exit.
+
+/// COM1, a 16550 UART (vm-superio on the host side).
+pub const COM1: u16 = 0x3f8;
+/// Writing a byte here ends the VM; the byte becomes `vmm`'s exit status
+/// (the address QEMU's `isa-debug-exit` uses).
+pub const EXIT: u16 = 0xf4;
+/// Writing here reports a guest kernel panic: the VMM prints its crash report
+/// (registers and the last serial output) and exits with its panic status.
+pub const PANIC: u16 = 0xf5;

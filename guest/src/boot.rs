@@ -1,0 +1,67 @@
+//! Checks the boot contract and prints what the kernel found.
+
+use crate::{cpu, power, println};
+use vmm_abi::boot_info::{BootInfo, BOOT_MAGIC, BOOT_VERSION, FLAG_KVM_PVM};
+
+// The entry point: the VMM sets RIP here with RSP and RDI already valid, so
+// there is nothing to do in assembly but call into Rust.
+core::arch::global_asm!(
+    ".section .text.entry, \"ax\"",
+    ".global _start",
+    "_start:",
+    "    xor ebp, ebp", // end of the frame-pointer chain for backtraces
+    "    call kmain",
+    "    ud2",
+);
+
+/// The validated boot information.
+pub struct Boot {
+    pub info: &'static BootInfo,
+}
+
+impl Boot {
+    /// Validate the boot-info block; a mismatch means VMM and kernel were built
+    /// from different versions of the contract.
+    pub fn new(info: &'static BootInfo) -> Boot {
+        if info.magic != BOOT_MAGIC || info.version != BOOT_VERSION {
+            println!("boot: bad boot info (magic {:#x}, version {})", info.magic, info.version);
+            power::panic_vm();
+        }
+        Boot { info }
+    }
+
+    pub fn is_pvm(&self) -> bool {
+        self.info.flags & FLAG_KVM_PVM != 0
+    }
+
+    /// One line with the privilege state the VMM left us in, one with the tables.
+    pub fn print_banner(&self) {
+        let cs = cpu::read_cs();
+        let efer = cpu::rdmsr(cpu::MSR_EFER);
+        let cr4 = cpu::read_cr4();
+        println!(
+            "kernel: CPL {} CS {:#x} EFER {:#x} SMEP {} SMAP {} KVM {} mem {} MiB",
+            cs & 3,
+            cs,
+            efer,
+            on(cr4 & cpu::CR4_SMEP != 0),
+            on(cr4 & cpu::CR4_SMAP != 0),
+            if self.is_pvm() { "pvm" } else { "hardware" },
+            self.info.mem_bytes >> 20
+        );
+        println!(
+            "kernel: GDTR {:#x} IDTR {:#x} CR3 {:#x}",
+            { cpu::sgdt().base },
+            { cpu::sidt().base },
+            cpu::read_cr3()
+        );
+    }
+}
+
+fn on(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}

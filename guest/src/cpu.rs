@@ -1,0 +1,57 @@
+//! Thin wrappers over privileged instructions and control registers.
+
+use core::arch::asm;
+
+pub const MSR_EFER: u32 = 0xc000_0080;
+pub const CR4_SMEP: u64 = 1 << 20;
+pub const CR4_SMAP: u64 = 1 << 21;
+
+/// The operand of `sgdt`/`sidt`.
+#[repr(C, packed)]
+#[derive(Default)]
+pub struct DescriptorTablePointer {
+    pub limit: u16,
+    pub base: u64,
+}
+
+pub fn read_cs() -> u16 {
+    let cs: u16;
+    unsafe { asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags)) };
+    cs
+}
+
+pub fn read_cr2() -> u64 {
+    let v: u64;
+    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+pub fn read_cr3() -> u64 {
+    let v: u64;
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+pub fn read_cr4() -> u64 {
+    let v: u64;
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
+    v
+}
+
+pub fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+pub fn sgdt() -> DescriptorTablePointer {
+    let mut p = DescriptorTablePointer::default();
+    unsafe { asm!("sgdt [{}]", in(reg) &mut p, options(nostack, preserves_flags)) };
+    p
+}
+
+pub fn sidt() -> DescriptorTablePointer {
+    let mut p = DescriptorTablePointer::default();
+    unsafe { asm!("sidt [{}]", in(reg) &mut p, options(nostack, preserves_flags)) };
+    p
+}

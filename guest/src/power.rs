@@ -1,0 +1,23 @@
+//! Ending the VM: the VMM's exit and panic ports.
+
+use crate::io::outb;
+use vmm_abi::ports;
+
+/// End the VM; `status` becomes the exit status of `vmm`.
+pub fn exit_vm(status: u8) -> ! {
+    unsafe { outb(ports::EXIT, status) };
+    halt_forever()
+}
+
+/// Report a kernel panic: the VMM dumps the vCPU state and exits with its
+/// panic status.
+pub fn panic_vm() -> ! {
+    unsafe { outb(ports::PANIC, 1) };
+    halt_forever()
+}
+
+fn halt_forever() -> ! {
+    loop {
+        unsafe { core::arch::asm!("cli", "hlt", options(nomem, nostack)) };
+    }
+}

@@ -1,0 +1,97 @@
+//! Errors that stop `vmm` before or while it runs a guest. Each message says
+//! what is wrong and what to do about it.
+
+use std::path::PathBuf;
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "cannot open {path}: {source}\n  vmm needs KVM. Check that the device exists (ls -l {path}), that the kvm module \
+         is loaded, and that you may read and write it (root, or membership of its group)"
+    )]
+    KvmOpen { path: PathBuf, source: std::io::Error },
+
+    #[error("KVM refused {what}: {source}")]
+    Kvm { what: &'static str, source: kvm_ioctls::Error },
+
+    #[error("KVM API version {0} is not the stable version 12: this kernel's KVM is too old or not KVM")]
+    KvmApiVersion(i32),
+
+    #[error("cannot read guest image {path}: {source}")]
+    ImageRead { path: PathBuf, source: std::io::Error },
+
+    #[error("{path} is not an ELF file (no \\x7fELF magic at its start): vmm boots 64-bit x86 ELF kernels")]
+    NotElf { path: PathBuf },
+
+    #[error("{path} is a 32-bit ELF: vmm boots 64-bit (ELFCLASS64) x86-64 kernels")]
+    Elf32 { path: PathBuf },
+
+    #[error("{path} is a big-endian or malformed ELF (EI_DATA {data}): x86-64 is little-endian")]
+    ElfEndian { path: PathBuf, data: u8 },
+
+    #[error("{path} is an ELF for {machine} (e_machine {code}), not x86-64 (62)")]
+    ElfMachine { path: PathBuf, machine: &'static str, code: u16 },
+
+    #[error("{path} is a malformed ELF: {reason}")]
+    ElfMalformed { path: PathBuf, reason: String },
+
+    #[error(
+        "{path} is not a fixed-address executable (e_type {etype}): link the kernel with a linker script \
+         at fixed addresses (ET_EXEC), as guest/kernel.ld does"
+    )]
+    ElfType { path: PathBuf, etype: u16 },
+
+    #[error(
+        "{path}: segment at physical {start:#x}..{end:#x} lies outside guest memory (0..{mem:#x}); \
+         raise --mem or link the segment lower"
+    )]
+    SegmentOutsideMemory { path: PathBuf, start: u64, end: u64, mem: u64 },
+
+    #[error(
+        "{path}: segment at physical {start:#x}..{end:#x} overlaps the first megabyte, where vmm puts the GDT, \
+         IDT, TSS, page tables and stacks; link the kernel at {load:#x} or above"
+    )]
+    SegmentInBootArea { path: PathBuf, start: u64, end: u64, load: u64 },
+
+    #[error(
+        "{path} has no {section} section, so it was not built for vmm's boot contract \
+         (see the abi/ crate and guest/src/header.rs)"
+    )]
+    NoHeader { path: PathBuf, section: &'static str },
+
+    #[error("{path}: boot header is {found}, but this vmm speaks {expected}; rebuild the kernel against this vmm's abi crate")]
+    HeaderMismatch { path: PathBuf, found: String, expected: String },
+
+    #[error("--mem {requested} MiB is too small: this guest needs at least {needed} MiB")]
+    MemTooSmall { requested: u64, needed: u64 },
+
+    #[error("--mem {0} MiB is too large: at most {1} MiB")]
+    MemTooLarge(u64, u64),
+
+    #[error("the VMM's page-table area is full: too much guest memory to map")]
+    PageTableSpace,
+
+    #[error("internal error: a page-table mapping overlaps a large page")]
+    PageTableConflict,
+
+    #[error("loading the kernel image failed: {0}")]
+    Loader(#[from] linux_loader::loader::Error),
+
+    #[error("guest memory access failed: {0}")]
+    GuestMemory(#[from] vm_memory::GuestMemoryError),
+
+    #[error("cannot allocate guest memory: {0}")]
+    MemoryAlloc(String),
+
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl Error {
+    /// Wrap a KVM ioctl error with what was being done.
+    pub fn kvm(what: &'static str) -> impl FnOnce(kvm_ioctls::Error) -> Error {
+        move |source| Error::Kvm { what, source }
+    }
+}

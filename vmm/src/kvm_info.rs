@@ -1,0 +1,208 @@
+//! What this host's /dev/kvm is, and what works on it.
+//!
+//! Hardware KVM (kvm_intel / kvm_amd) runs the guest on the CPU's own
+//! virtualization, so every ring transition behaves as on bare metal. PVM
+//! (kvm_pvm, "pagetable-based virtual machine") runs guests without VMX/SVM,
+//! which changes how ring transitions reach the guest kernel; the table below
+//! records what was measured on a PVM host.
+
+use crate::error::{Error, Result};
+use kvm_ioctls::{Cap, Kvm};
+use std::os::fd::FromRawFd;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// kvm_pvm: no hardware virtualization extensions.
+    Pvm,
+    /// kvm_amd: AMD-V (SVM).
+    HardwareSvm,
+    /// kvm_intel: Intel VT-x (VMX).
+    HardwareVmx,
+    /// /dev/kvm works but no known vendor module is loaded.
+    Unknown,
+}
+
+impl Flavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::Pvm => "PVM (kvm_pvm)",
+            Flavor::HardwareSvm => "hardware (kvm_amd, AMD SVM)",
+            Flavor::HardwareVmx => "hardware (kvm_intel, Intel VMX)",
+            Flavor::Unknown => "unknown (no kvm_intel, kvm_amd or kvm_pvm module)",
+        }
+    }
+
+    pub fn is_pvm(self) -> bool {
+        self == Flavor::Pvm
+    }
+
+    pub fn is_hardware(self) -> bool {
+        matches!(self, Flavor::HardwareSvm | Flavor::HardwareVmx)
+    }
+}
+
+/// Detect the flavor from the loaded modules under `sys_module`
+/// (normally /sys/module).
+pub fn detect_flavor(sys_module: &Path) -> Flavor {
+    let has = |m: &str| sys_module.join(m).exists();
+    if has("kvm_pvm") {
+        Flavor::Pvm
+    } else if has("kvm_amd") {
+        Flavor::HardwareSvm
+    } else if has("kvm_intel") {
+        Flavor::HardwareVmx
+    } else {
+        Flavor::Unknown
+    }
+}
+
+/// One row of the capability table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Capability {
+    pub name: &'static str,
+    pub works: bool,
+    pub note: &'static str,
+}
+
+/// What works for this flavor: measured on PVM, architectural on hardware.
+pub fn capabilities(flavor: Flavor) -> Vec<Capability> {
+    let hw = !flavor.is_pvm();
+    let row = |name, works, note| Capability { name, works, note };
+    vec![
+        row(
+            "syscall from ring 3 reaches ring 0",
+            hw,
+            if hw { "LSTAR entered at CPL 0" } else { "arrives as #PF at LSTAR still in ring 3; the kernel completes it" },
+        ),
+        row("int 0x80 from ring 3", hw, if hw { "DPL-3 gate" } else { "raises #UD; the kernel completes it" }),
+        row("exceptions from ring 3 via IDT + TSS.RSP0", true, ""),
+        row("iretq / sysretq to ring 3", true, ""),
+        row("single-step in ring 0", true, "KVM_GUESTDBG_SINGLESTEP"),
+        row("single-step in ring 3", hw, if hw { "" } else { "never exits on PVM" }),
+        row("debug-register breakpoints in ring 0", true, "DR0 execute breakpoints"),
+        row("debug-register breakpoints in ring 3", hw, if hw { "" } else { "never exit on PVM" }),
+        row(
+            "software breakpoints (int3) in ring 0",
+            hw,
+            if hw { "KVM_GUESTDBG_USE_SW_BP" } else { "int3 in ring 0 kills the vCPU on PVM" },
+        ),
+        row("rdtscp / cmpxchg16b / vmcall in ring 0", hw, if hw { "" } else { "kill the vCPU on PVM" }),
+        row("ring-0 speed", hw, if hw { "native" } else { "emulated, ~0.5 us per instruction" }),
+    ]
+}
+
+/// Everything `vmm kvm-info` prints.
+#[derive(Clone, Debug)]
+pub struct KvmInfo {
+    pub device: PathBuf,
+    pub flavor: Flavor,
+    pub api_version: i32,
+    pub max_vcpus: usize,
+    pub has_guest_debug: bool,
+    pub has_hw_bp: bool,
+    pub capabilities: Vec<Capability>,
+}
+
+/// Open the KVM device at `path` (usually /dev/kvm).
+pub fn open(path: &Path) -> Result<Kvm> {
+    let cpath = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Error::KvmOpen {
+        path: path.into(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"),
+    })?;
+    let fd = Kvm::open_with_cloexec_at(cpath, true)
+        .map_err(|e| Error::KvmOpen { path: path.into(), source: std::io::Error::from_raw_os_error(e.errno()) })?;
+    // SAFETY: `fd` was just opened by us and is owned by nothing else.
+    let kvm = unsafe { Kvm::from_raw_fd(fd) };
+    let v = kvm.get_api_version();
+    if v != kvm_bindings::KVM_API_VERSION as i32 {
+        return Err(Error::KvmApiVersion(v));
+    }
+    Ok(kvm)
+}
+
+pub fn query(device: &Path) -> Result<KvmInfo> {
+    let kvm = open(device)?;
+    let flavor = detect_flavor(Path::new("/sys/module"));
+    Ok(KvmInfo {
+        device: device.into(),
+        flavor,
+        api_version: kvm.get_api_version(),
+        max_vcpus: kvm.get_max_vcpus(),
+        has_guest_debug: kvm.check_extension(Cap::SetGuestDebug),
+        has_hw_bp: kvm.check_extension_int(Cap::DebugHwBps) > 0,
+        capabilities: capabilities(flavor),
+    })
+}
+
+impl KvmInfo {
+    pub fn to_text(&self) -> String {
+        let mut s = format!(
+            "device        {}\nflavor        {}\nAPI version   {}\nmax vCPUs     {}\nguest debug   {}\n\n",
+            self.device.display(),
+            self.flavor.name(),
+            self.api_version,
+            self.max_vcpus,
+            if self.has_guest_debug { "yes" } else { "no" },
+        );
+        for c in &self.capabilities {
+            let mark = if c.works { "yes" } else { "NO " };
+            if c.note.is_empty() {
+                s += &format!("  {mark}  {}\n", c.name);
+            } else {
+                s += &format!("  {mark}  {:<45} {}\n", c.name, c.note);
+            }
+        }
+        if self.flavor.is_pvm() {
+            s += "\nThis /dev/kvm is PVM: ring 0 is emulated and ring-3 system calls arrive as faults.\n\
+                  Hardware semantics (ring-3 stepping, timing) need hardware KVM or the KVM box (tests/kvmbox).\n";
+        }
+        s
+    }
+
+    pub fn to_json(&self) -> String {
+        let caps: Vec<String> = self
+            .capabilities
+            .iter()
+            .map(|c| format!("{{\"name\":{:?},\"works\":{},\"note\":{:?}}}", c.name, c.works, c.note))
+            .collect();
+        format!(
+            "{{\"device\":{:?},\"flavor\":{:?},\"pvm\":{},\"hardware\":{},\"api_version\":{},\"max_vcpus\":{},\"guest_debug\":{},\"capabilities\":[{}]}}",
+            self.device.display().to_string(),
+            self.flavor.name(),
+            self.flavor.is_pvm(),
+            self.flavor.is_hardware(),
+            self.api_version,
+            self.max_vcpus,
+            self.has_guest_debug,
+            caps.join(",")
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flavor_from_modules() {
+        let dir = std::env::temp_dir().join(format!("vmm-kvminfo-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("kvm")).unwrap();
+        assert_eq!(detect_flavor(&dir), Flavor::Unknown);
+        std::fs::create_dir_all(dir.join("kvm_amd")).unwrap();
+        assert_eq!(detect_flavor(&dir), Flavor::HardwareSvm);
+        // PVM wins: it can be loaded beside a vendor module.
+        std::fs::create_dir_all(dir.join("kvm_pvm")).unwrap();
+        assert_eq!(detect_flavor(&dir), Flavor::Pvm);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pvm_lacks_ring3_stepping_but_has_ring0_stepping() {
+        let caps = capabilities(Flavor::Pvm);
+        let get = |n: &str| caps.iter().find(|c| c.name == n).unwrap().works;
+        assert!(!get("single-step in ring 3"));
+        assert!(get("single-step in ring 0"));
+        assert!(capabilities(Flavor::HardwareSvm).iter().all(|c| c.works));
+    }
+}

@@ -1,0 +1,24 @@
+//! vmm: a KVM microVM hypervisor for studying x86 privilege rings and system calls.
+//!
+//! The VMM builds everything the CPU needs in guest memory itself — page
+//! tables (`paging`), GDT (`gdt`), TSS (`tss`), IDT (`idt`) — and loads the
+//! control registers (`regs`) and MSRs (`msr`) before the kernel's first
+//! instruction runs in 64-bit mode (`vm`).
+
+pub mod boot_info;
+pub mod cpuid;
+pub mod error;
+pub mod gdt;
+pub mod guest_image;
+pub mod idt;
+pub mod kvm_info;
+pub mod loader;
+pub mod msr;
+pub mod paging;
+pub mod regs;
+pub mod report;
+pub mod serial;
+pub mod status;
+pub mod symbols;
+pub mod tss;
+pub mod vm;

@@ -1,0 +1,137 @@
+//! The `vmm` command line.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use vmm::error::Error;
+use vmm::vm::{Outcome, Vm, VmConfig};
+use vmm::{guest_image, kvm_info, report, status};
+
+#[derive(Parser)]
+#[command(name = "vmm", version, about = "A KVM microVM for studying privilege rings and system calls")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Boot a guest kernel (the built-in one if IMAGE is omitted).
+    Run(RunArgs),
+    /// Describe this host's /dev/kvm: hardware or PVM, and what works on it.
+    KvmInfo {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        kvm: KvmArgs,
+    },
+}
+
+#[derive(clap::Args)]
+struct KvmArgs {
+    /// The KVM device.
+    #[arg(long, env = "VMM_KVM_DEVICE", default_value = "/dev/kvm", value_name = "PATH")]
+    kvm_device: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// A 64-bit x86 ELF kernel built for vmm's boot contract.
+    image: Option<PathBuf>,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MiB")]
+    mem: u64,
+    /// Stop the guest after this many seconds (0: never).
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    timeout: f64,
+    /// Kernel command line.
+    #[arg(long, default_value = "")]
+    cmdline: String,
+    /// Print setup and run timings and VM-exit counts to stderr.
+    #[arg(long)]
+    stats: bool,
+    #[command(flatten)]
+    kvm: KvmArgs,
+    /// A static x86-64 Linux program (and its arguments) to run as init in ring 3.
+    #[arg(last = true, value_name = "PROGRAM")]
+    program: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::KvmInfo { json, kvm } => match kvm_info::query(&kvm.kvm_device) {
+            Ok(info) => {
+                print!("{}", if json { info.to_json() + "\n" } else { info.to_text() });
+                ExitCode::SUCCESS
+            }
+            Err(e) => setup_error(e),
+        },
+    }
+}
+
+fn setup_error(e: Error) -> ExitCode {
+    eprintln!("vmm: {e}");
+    ExitCode::from(status::SETUP_ERROR)
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    if !args.program.is_empty() {
+        return setup_error(Error::Unsupported(
+            "running a program in ring 3 (vmm run -- PROGRAM) needs the guest's system-call support, \
+             which is not built yet"
+                .into(),
+        ));
+    }
+    if !(args.timeout >= 0.0 && args.timeout.is_finite()) {
+        eprintln!("vmm: --timeout must be a number of seconds >= 0 (0 means never)");
+        return ExitCode::from(status::USAGE);
+    }
+    let (path, image) = match &args.image {
+        Some(p) => match std::fs::read(p) {
+            Ok(bytes) => (p.clone(), std::borrow::Cow::Owned(bytes)),
+            Err(source) => return setup_error(Error::ImageRead { path: p.clone(), source }),
+        },
+        None => (PathBuf::from(guest_image::KERNEL_PATH), std::borrow::Cow::Borrowed(guest_image::KERNEL)),
+    };
+    let cfg = VmConfig {
+        kvm_device: args.kvm.kvm_device,
+        mem_mib: args.mem,
+        timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
+        cmdline: args.cmdline,
+        init: None,
+        forward_stdin: true,
+        output: Box::new(std::io::stdout()),
+    };
+    let t0 = std::time::Instant::now();
+    let mut vm = match Vm::new(&path, &image, cfg) {
+        Ok(vm) => vm,
+        Err(e) => return setup_error(e),
+    };
+    let outcome = vm.run();
+    let st = outcome.status();
+    match &outcome {
+        Outcome::Exited(s) if *s >= status::FIRST_RESERVED => {
+            eprintln!("vmm: guest exited with status {s}, which is in vmm's reserved range 240..255");
+        }
+        Outcome::Exited(_) => {}
+        o => eprint!("{}", report::crash_report(&mut vm, o)),
+    }
+    if args.stats {
+        let t = &vm.timings;
+        eprintln!(
+            "vmm: stats kvm_setup_us={} load_us={} in_kvm_run_us={} exits={} pio_exits={} serial_bytes={} total_us={}",
+            t.kvm_setup.as_micros(),
+            t.load.as_micros(),
+            t.in_kvm_run.as_micros(),
+            t.exits,
+            t.pio_exits,
+            vm.com1.output().bytes,
+            t0.elapsed().as_micros()
+        );
+    }
+    ExitCode::from(st)
+}

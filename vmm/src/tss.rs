@@ -1,0 +1,66 @@
+//! The 64-bit Task State Segment (Intel SDM Vol. 3A §8.7). In long mode it
+//! holds no task state, only stack pointers: RSP0 for a ring-3 → ring-0
+//! transition through the IDT, and the IST stacks.
+
+/// Size of the 64-bit TSS; its descriptor limit is this - 1.
+pub const TSS_SIZE: usize = 104;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tss {
+    /// RSP0..RSP2: stacks for entering rings 0..2.
+    pub rsp: [u64; 3],
+    /// IST1..IST7.
+    pub ist: [u64; 7],
+    /// Offset of the I/O permission bitmap; >= the limit means none, so every
+    /// `in`/`out` from ring 3 (with IOPL 0) raises #GP.
+    pub iomap_base: u16,
+}
+
+impl Tss {
+    pub fn new(rsp0: u64, ist1: u64) -> Tss {
+        let mut ist = [0; 7];
+        ist[0] = ist1;
+        Tss { rsp: [rsp0, 0, 0], ist, iomap_base: TSS_SIZE as u16 }
+    }
+
+    /// The 104 bytes (most fields are 8-byte values at 4-byte offsets).
+    pub fn encode(&self) -> [u8; TSS_SIZE] {
+        let mut b = [0u8; TSS_SIZE];
+        for (i, v) in self.rsp.iter().enumerate() {
+            b[4 + 8 * i..12 + 8 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        for (i, v) in self.ist.iter().enumerate() {
+            b[36 + 8 * i..44 + 8 * i].copy_from_slice(&v.to_le_bytes());
+        }
+        b[102..104].copy_from_slice(&self.iomap_base.to_le_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8; TSS_SIZE]) -> Tss {
+        let q = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
+        let mut t = Tss::default();
+        for i in 0..3 {
+            t.rsp[i] = q(4 + 8 * i);
+        }
+        for i in 0..7 {
+            t.ist[i] = q(36 + 8 * i);
+        }
+        t.iomap_base = u16::from_le_bytes([b[102], b[103]]);
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_offsets_follow_the_sdm() {
+        let t = Tss::new(0x1111_2222_3333_4444, 0x5555_6666_7777_8888);
+        let b = t.encode();
+        assert_eq!(&b[4..12], &0x1111_2222_3333_4444u64.to_le_bytes());
+        assert_eq!(&b[36..44], &0x5555_6666_7777_8888u64.to_le_bytes());
+        assert_eq!(u16::from_le_bytes([b[102], b[103]]), 104);
+        assert_eq!(Tss::decode(&b), t);
+    }
+}

@@ -1,0 +1,376 @@
+//! One microVM: KVM objects, guest memory, the vCPU's boot state, and the run loop.
+
+use crate::boot_info::{self, Placement};
+use crate::error::{Error, Result};
+use crate::kvm_info::{self, Flavor};
+use crate::loader::KernelImage;
+use crate::paging::{PageTableBuilder, PTE_A, PTE_D, PTE_G, PTE_NX, PTE_RW};
+use crate::serial::{Com1, Output, COM1_PORTS};
+use crate::status;
+use crate::{cpuid, gdt, idt, msr, regs, tss};
+use kvm_bindings::{kvm_userspace_memory_region, Msrs, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
+use vmm_abi::boot_info::{FLAG_KVM_PVM, FLAG_SMAP, FLAG_SMEP};
+use vmm_abi::layout::{phys, phys_to_virt, DIRECT_MAP_BASE, KERNEL_BASE};
+use vmm_abi::ports;
+
+/// Largest guest memory the VMM's page-table area can map.
+pub const MAX_MEM_MIB: u64 = 64 << 10;
+
+/// A program to run as the guest's init.
+pub struct InitProgram {
+    pub image: Vec<u8>,
+    pub argv: Vec<String>,
+}
+
+pub struct VmConfig {
+    pub kvm_device: PathBuf,
+    pub mem_mib: u64,
+    pub timeout: Option<Duration>,
+    pub cmdline: String,
+    pub init: Option<InitProgram>,
+    pub forward_stdin: bool,
+    pub output: Box<dyn std::io::Write + Send>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The guest wrote this status to the exit port.
+    Exited(u8),
+    KernelPanic,
+    TripleFault,
+    KvmError(String),
+    Unhandled(String),
+    Timeout(Duration),
+}
+
+impl Outcome {
+    pub fn status(&self) -> u8 {
+        match self {
+            Outcome::Exited(s) => *s,
+            Outcome::KernelPanic => status::KERNEL_PANIC,
+            Outcome::TripleFault => status::TRIPLE_FAULT,
+            Outcome::KvmError(_) => status::KVM_ERROR,
+            Outcome::Unhandled(_) => status::UNHANDLED_EXIT,
+            Outcome::Timeout(_) => status::TIMEOUT,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Exited(s) => format!("guest exited with status {s}"),
+            Outcome::KernelPanic => "guest kernel panic".into(),
+            Outcome::TripleFault => "triple fault (KVM_EXIT_SHUTDOWN): the CPU could not deliver a fault".into(),
+            Outcome::KvmError(s) => format!("KVM error: {s}"),
+            Outcome::Unhandled(s) => format!("unhandled VM exit: {s}"),
+            Outcome::Timeout(t) => format!("timeout: the guest was still running after {} s (--timeout)", t.as_secs_f64()),
+        }
+    }
+}
+
+/// Where the time went, for `--stats` and the boot benchmark.
+#[derive(Debug, Clone, Default)]
+pub struct Timings {
+    /// Opening /dev/kvm, creating the VM, memory and vCPU.
+    pub kvm_setup: Duration,
+    /// Loading the image and writing tables, boot info and registers.
+    pub load: Duration,
+    /// Total time inside KVM_RUN.
+    pub in_kvm_run: Duration,
+    /// VM exits taken.
+    pub exits: u64,
+    /// Of which port-I/O exits.
+    pub pio_exits: u64,
+}
+
+pub struct Vm {
+    // Field order is drop order: the vCPU before the VM before KVM.
+    vcpu: VcpuFd,
+    _vm: VmFd,
+    _kvm: Kvm,
+    pub mem: GuestMemoryMmap,
+    pub kernel: KernelImage,
+    pub flavor: Flavor,
+    pub com1: Com1,
+    pub timings: Timings,
+    timeout: Option<Duration>,
+}
+
+impl Vm {
+    /// Validate the image and memory size, then create and set up the VM.
+    pub fn new(image_path: &Path, image: &[u8], cfg: VmConfig) -> Result<Vm> {
+        if cfg.mem_mib > MAX_MEM_MIB {
+            return Err(Error::MemTooLarge(cfg.mem_mib, MAX_MEM_MIB));
+        }
+        let kernel = KernelImage::parse(image_path, image)?;
+        let mem_bytes = cfg.mem_mib << 20;
+        let argv_bytes: Vec<u8> = cfg
+            .init
+            .as_ref()
+            .map(|i| i.argv.iter().flat_map(|a| a.bytes().chain([0])).collect())
+            .unwrap_or_default();
+        let placement = Placement::new(
+            mem_bytes,
+            kernel.phys_end,
+            cfg.init.as_ref().map(|i| i.image.len() as u64),
+            argv_bytes.len() as u64,
+        )?;
+
+        let t0 = Instant::now();
+        let kvm = kvm_info::open(&cfg.kvm_device)?;
+        let flavor = kvm_info::detect_flavor(Path::new("/sys/module"));
+        let vm = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), mem_bytes as usize)])
+            .map_err(|e| Error::MemoryAlloc(e.to_string()))?;
+        for (slot, region) in mem.iter().enumerate() {
+            let host = region.get_host_address(vm_memory::MemoryRegionAddress(0))?;
+            let r = kvm_userspace_memory_region {
+                slot: slot as u32,
+                guest_phys_addr: region.start_addr().0,
+                memory_size: region.len(),
+                userspace_addr: host as u64,
+                flags: 0,
+            };
+            // SAFETY: the region is a live mapping owned by `mem`, which the Vm
+            // keeps alive at least as long as the VM fd.
+            unsafe { vm.set_user_memory_region(r) }.map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
+        }
+        let vcpu = vm.create_vcpu(0).map_err(Error::kvm("KVM_CREATE_VCPU"))?;
+        let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(Error::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+        vcpu.set_cpuid2(&cpuid).map_err(Error::kvm("KVM_SET_CPUID2"))?;
+        let features = cpuid::features(&cpuid);
+        let kvm_setup = t0.elapsed();
+
+        let t1 = Instant::now();
+        kernel.load(&mem, image, mem_bytes)?;
+        if let (Some(init), Some((start, _)), Some((argv_start, _))) = (&cfg.init, placement.init, placement.init_argv) {
+            mem.write_slice(&init.image, GuestAddress(start))?;
+            mem.write_slice(&argv_bytes, GuestAddress(argv_start))?;
+        }
+        let pml4 = build_page_tables(&mem, mem_bytes, &kernel)?;
+        write_cpu_tables(&mem, &kernel)?;
+        let mut flags = 0;
+        if flavor.is_pvm() {
+            flags |= FLAG_KVM_PVM;
+        }
+        if features.smep {
+            flags |= FLAG_SMEP;
+        }
+        if features.smap {
+            flags |= FLAG_SMAP;
+        }
+        let tsc_khz = vcpu.get_tsc_khz().unwrap_or(0) as u64;
+        boot_info::write(&mem, &placement, flags, tsc_khz, pml4, &cfg.cmdline)?;
+
+        let mut sregs = vcpu.get_sregs().map_err(Error::kvm("KVM_GET_SREGS"))?;
+        regs::setup_sregs(&mut sregs, pml4, features);
+        vcpu.set_sregs(&sregs).map_err(Error::kvm("KVM_SET_SREGS"))?;
+        let entries: Vec<_> = msr::boot_msrs(&kernel.header)
+            .into_iter()
+            .map(|(index, data)| kvm_bindings::kvm_msr_entry { index, data, ..Default::default() })
+            .collect();
+        let msrs = Msrs::from_entries(&entries).map_err(|e| Error::Unsupported(format!("MSR list: {e:?}")))?;
+        let n = vcpu.set_msrs(&msrs).map_err(Error::kvm("KVM_SET_MSRS"))?;
+        if n != entries.len() {
+            let idx = entries[n].index;
+            return Err(Error::Unsupported(format!("KVM did not accept MSR {idx:#x} ({n} of {} set)", entries.len())));
+        }
+        vcpu.set_regs(&regs::setup_regs(kernel.entry, phys_to_virt(phys::BOOT_INFO)))
+            .map_err(Error::kvm("KVM_SET_REGS"))?;
+        let load = t1.elapsed();
+
+        let mut com1 = Com1::new(Output::new(cfg.output));
+        if cfg.forward_stdin {
+            com1.forward_stdin();
+        }
+        Ok(Vm {
+            vcpu,
+            _vm: vm,
+            _kvm: kvm,
+            mem,
+            kernel,
+            flavor,
+            com1,
+            timings: Timings { kvm_setup, load, ..Default::default() },
+            timeout: cfg.timeout,
+        })
+    }
+
+    pub fn vcpu(&self) -> &VcpuFd {
+        &self.vcpu
+    }
+
+    /// Run until the guest exits, fails, or the timeout expires.
+    pub fn run(&mut self) -> Outcome {
+        let watchdog = self.timeout.map(Watchdog::start);
+        let outcome = loop {
+            let t = Instant::now();
+            let exit = self.vcpu.run();
+            self.timings.in_kvm_run += t.elapsed();
+            self.timings.exits += 1;
+            let step = match exit {
+                Ok(VcpuExit::IoOut(port, data)) => {
+                    self.timings.pio_exits += 1;
+                    let value = data.first().copied().unwrap_or(0);
+                    match port {
+                        p if COM1_PORTS.contains(&p) => {
+                            self.com1.pio_write(p, value);
+                            None
+                        }
+                        ports::EXIT => Some(Outcome::Exited(value)),
+                        ports::PANIC => Some(Outcome::KernelPanic),
+                        p => Some(Outcome::Unhandled(format!("out to port {p:#x} (value {value:#x})"))),
+                    }
+                }
+                Ok(VcpuExit::IoIn(port, data)) => {
+                    self.timings.pio_exits += 1;
+                    if COM1_PORTS.contains(&port) {
+                        let v = self.com1.pio_read(port);
+                        data.iter_mut().for_each(|b| *b = v);
+                        None
+                    } else {
+                        Some(Outcome::Unhandled(format!("in from port {port:#x}")))
+                    }
+                }
+                Ok(VcpuExit::Hlt) => Some(Outcome::Unhandled("hlt with no interrupt source: the guest would sleep forever".into())),
+                Ok(VcpuExit::Shutdown) => Some(Outcome::TripleFault),
+                Ok(VcpuExit::InternalError) => Some(Outcome::KvmError(self.internal_error())),
+                Ok(VcpuExit::FailEntry(reason, cpu)) => {
+                    Some(Outcome::KvmError(format!("VM entry failed (hardware reason {reason:#x}, cpu {cpu})")))
+                }
+                Ok(VcpuExit::MmioRead(addr, _)) => Some(Outcome::Unhandled(format!("MMIO read at {addr:#x}: no device there"))),
+                Ok(VcpuExit::MmioWrite(addr, _)) => Some(Outcome::Unhandled(format!("MMIO write at {addr:#x}: no device there"))),
+                Ok(other) => Some(Outcome::Unhandled(format!("{other:?}"))),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    match &watchdog {
+                        Some(w) if w.fired.load(Ordering::SeqCst) => Some(Outcome::Timeout(w.after)),
+                        _ => None,
+                    }
+                }
+                Err(e) => Some(Outcome::KvmError(format!("KVM_RUN failed: {e}"))),
+            };
+            if let Some(o) = step {
+                break o;
+            }
+        };
+        drop(watchdog);
+        let _ = std::io::Write::flush(self.com1.output());
+        outcome
+    }
+
+    /// Decode KVM_EXIT_INTERNAL_ERROR's suberror.
+    fn internal_error(&mut self) -> String {
+        // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the active member.
+        let sub = unsafe { self.vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
+        let what = match sub {
+            kvm_bindings::KVM_INTERNAL_ERROR_EMULATION => {
+                "KVM could not emulate the instruction at RIP (on PVM: rdtscp, int3, cmpxchg16b, vmcall in ring 0)"
+            }
+            kvm_bindings::KVM_INTERNAL_ERROR_SIMUL_EX => "an exception occurred while delivering another",
+            kvm_bindings::KVM_INTERNAL_ERROR_DELIVERY_EV => "event delivery failed (bad IDT, TSS or stack?)",
+            _ => "unknown suberror",
+        };
+        format!("KVM_EXIT_INTERNAL_ERROR suberror {sub}: {what}")
+    }
+
+    /// Read `len` bytes of guest physical memory.
+    pub fn read_phys(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        Ok(self.mem.read_slice(buf, GuestAddress(addr))?)
+    }
+}
+
+/// The kernel's address space: direct map + kernel image (see paging.rs).
+fn build_page_tables(mem: &GuestMemoryMmap, mem_bytes: u64, kernel: &KernelImage) -> Result<u64> {
+    let mut pt = PageTableBuilder::new(mem, phys::PAGE_TABLES, phys::PAGE_TABLES_END)?;
+    pt.map_range(DIRECT_MAP_BASE, 0, mem_bytes, PTE_RW | PTE_NX | PTE_G | PTE_A | PTE_D)?;
+    for s in &kernel.segments {
+        let start = s.phys & !0xfff;
+        let end = boot_info::align_up(s.phys + s.memsz, 0x1000);
+        let mut flags = PTE_G | PTE_A;
+        if s.writable {
+            flags |= PTE_RW | PTE_D;
+        }
+        if !s.executable {
+            flags |= PTE_NX;
+        }
+        for page in (start..end).step_by(0x1000) {
+            pt.map_4k(KERNEL_BASE + page, page, flags)?;
+        }
+    }
+    Ok(pt.pml4)
+}
+
+/// GDT, TSS and IDT, at the fixed physical pages of the boot contract.
+fn write_cpu_tables(mem: &GuestMemoryMmap, kernel: &KernelImage) -> Result<()> {
+    let tss_virt = phys_to_virt(phys::TSS);
+    let gdt = gdt::build(tss_virt, (tss::TSS_SIZE - 1) as u32);
+    let bytes: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
+    mem.write_slice(&bytes, GuestAddress(phys::GDT))?;
+    let t = tss::Tss::new(phys_to_virt(phys::KERNEL_STACK_TOP), phys_to_virt(phys::IST1_TOP));
+    mem.write_slice(&t.encode(), GuestAddress(phys::TSS))?;
+    mem.write_slice(&idt::build(&kernel.header), GuestAddress(phys::IDT))?;
+    Ok(())
+}
+
+/// Ends a run after a deadline: it interrupts KVM_RUN with a signal, again
+/// every few milliseconds until the vCPU thread notices (a signal that lands
+/// while the VMM handles an exit would otherwise be lost).
+struct Watchdog {
+    fired: Arc<AtomicBool>,
+    done: Arc<AtomicBool>,
+    after: Duration,
+    thread: std::thread::Thread,
+}
+
+extern "C" fn on_kick(_: libc::c_int) {}
+
+fn kick_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 1
+}
+
+impl Watchdog {
+    fn start(after: Duration) -> Watchdog {
+        // SAFETY: installing a handler that does nothing; no SA_RESTART, so
+        // the blocked KVM_RUN ioctl returns EINTR.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_kick as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(kick_signal(), &sa, std::ptr::null_mut());
+        }
+        let fired = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicBool::new(false));
+        // SAFETY: pthread_self has no preconditions.
+        let vcpu_thread = unsafe { libc::pthread_self() };
+        let (f, d) = (fired.clone(), done.clone());
+        let deadline = Instant::now() + after;
+        let handle = std::thread::spawn(move || {
+            while Instant::now() < deadline {
+                if d.load(Ordering::SeqCst) {
+                    return;
+                }
+                std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
+            }
+            f.store(true, Ordering::SeqCst);
+            while !d.load(Ordering::SeqCst) {
+                // SAFETY: the vCPU thread outlives the watchdog (Drop waits on `done`).
+                unsafe { libc::pthread_kill(vcpu_thread, kick_signal()) };
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Watchdog { fired, done, after, thread: handle.thread().clone() }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+        self.thread.unpark();
+    }
+}
