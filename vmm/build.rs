@@ -12,7 +12,14 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("guest");
-    for p in ["guest/src", "guest/Cargo.toml", "guest/kernel.ld", "guest/build.rs", "guest/.cargo", "abi/src"] {
+    for p in [
+        "guest/src",
+        "guest/Cargo.toml",
+        "guest/kernel.ld",
+        "guest/build.rs",
+        "guest/.cargo",
+        "abi/src",
+    ] {
         println!("cargo:rerun-if-changed={}", root.join(p).display());
     }
     let kernel = build(&root.join("guest"), &target).join("kernel");
@@ -24,10 +31,16 @@ fn main() {
 fn build(dir: &Path, target: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--quiet"]).current_dir(dir).env("CARGO_TARGET_DIR", target);
+    cmd.args(["build", "--release", "--quiet"])
+        .current_dir(dir)
+        .env("CARGO_TARGET_DIR", target);
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
-        if k.starts_with("CARGO_") && k != "CARGO_HOME" || k.starts_with("RUSTC_") || k == "RUSTFLAGS" || k == "RUSTDOCFLAGS" {
+        if k.starts_with("CARGO_") && k != "CARGO_HOME"
+            || k.starts_with("RUSTC_")
+            || k == "RUSTFLAGS"
+            || k == "RUSTDOCFLAGS"
+        {
             cmd.env_remove(&k);
         }
     }

@@ -46,7 +46,12 @@ pub struct MemRegion {
 
 impl MemRegion {
     /// An unused slot.
-    pub const EMPTY: MemRegion = MemRegion { start: 0, len: 0, kind: 0, _pad: 0 };
+    pub const EMPTY: MemRegion = MemRegion {
+        start: 0,
+        len: 0,
+        kind: 0,
+        _pad: 0,
+    };
 }
 
 /// The boot-info block.

@@ -24,10 +24,21 @@ impl Boot {
     /// from different versions of the contract.
     pub fn new(info: &'static BootInfo) -> Boot {
         if info.magic != BOOT_MAGIC || info.version != BOOT_VERSION {
-            println!("boot: bad boot info (magic {:#x}, version {})", info.magic, info.version);
+            println!(
+                "boot: bad boot info (magic {:#x}, version {})",
+                info.magic, info.version
+            );
             power::panic_vm();
         }
         Boot { info }
+    }
+
+    /// The kernel command line, read through the direct map.
+    pub fn cmdline(&self) -> &'static str {
+        let ptr = vmm_abi::layout::phys_to_virt(self.info.cmdline) as *const u8;
+        // SAFETY: the VMM wrote `cmdline_len` bytes of UTF-8 there.
+        let bytes = unsafe { core::slice::from_raw_parts(ptr, self.info.cmdline_len as usize) };
+        core::str::from_utf8(bytes).unwrap_or("")
     }
 
     pub fn is_pvm(&self) -> bool {

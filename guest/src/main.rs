@@ -9,6 +9,7 @@
 
 mod boot;
 mod cpu;
+mod crash;
 mod header;
 mod io;
 mod panic;
@@ -25,6 +26,7 @@ use vmm_abi::boot_info::BootInfo;
 extern "C" fn kmain(info: &'static BootInfo) -> ! {
     let boot = boot::Boot::new(info);
     boot.print_banner();
+    crash::from_cmdline(boot.cmdline());
     println!("init: none yet (ring-3 processes come with the system-call work)");
     power::exit_vm(0)
 }

@@ -50,14 +50,28 @@ impl Placement {
         }
         let needed = next + MIN_FREE_BYTES;
         if mem_bytes < needed {
-            return Err(Error::MemTooSmall { requested: mem_bytes >> 20, needed: needed.div_ceil(1 << 20) });
+            return Err(Error::MemTooSmall {
+                requested: mem_bytes >> 20,
+                needed: needed.div_ceil(1 << 20),
+            });
         }
-        Ok(Placement { mem_bytes, kernel_end, init, init_argv, free_start: next })
+        Ok(Placement {
+            mem_bytes,
+            kernel_end,
+            init,
+            init_argv,
+            free_start: next,
+        })
     }
 
     /// The physical memory map, like e820.
     pub fn mem_map(&self) -> Vec<MemRegion> {
-        let r = |start: u64, end: u64, kind: RegionKind| MemRegion { start, len: end - start, kind: kind as u32, _pad: 0 };
+        let r = |start: u64, end: u64, kind: RegionKind| MemRegion {
+            start,
+            len: end - start,
+            kind: kind as u32,
+            _pad: 0,
+        };
         let mut m = vec![
             r(0, KERNEL_PHYS_LOAD, RegionKind::BootTables),
             r(KERNEL_PHYS_LOAD, self.kernel_end, RegionKind::Kernel),
@@ -71,14 +85,7 @@ impl Placement {
 }
 
 /// Write the boot info (and command line) into guest memory.
-pub fn write(
-    mem: &GuestMemoryMmap,
-    p: &Placement,
-    flags: u32,
-    tsc_khz: u64,
-    pml4: u64,
-    cmdline: &str,
-) -> Result<()> {
+pub fn write(mem: &GuestMemoryMmap, p: &Placement, flags: u32, tsc_khz: u64, pml4: u64, cmdline: &str) -> Result<()> {
     if cmdline.len() as u64 > phys::CMDLINE_MAX {
         return Err(Error::Unsupported(format!(
             "--cmdline is {} bytes; at most {} fit",
@@ -137,7 +144,16 @@ mod tests {
     #[test]
     fn too_little_memory_names_the_minimum() {
         let e = Placement::new(2 << 20, 0x10_4000, None, 0).unwrap_err();
-        assert!(matches!(e, Error::MemTooSmall { requested: 2, needed: 4 }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::MemTooSmall {
+                    requested: 2,
+                    needed: 4
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]

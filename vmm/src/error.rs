@@ -14,10 +14,13 @@ pub enum Error {
     KvmOpen { path: PathBuf, source: std::io::Error },
 
     #[error("KVM refused {what}: {source}")]
-    Kvm { what: &'static str, source: kvm_ioctls::Error },
+    Kvm {
+        what: &'static str,
+        source: kvm_ioctls::Error,
+    },
 
-    #[error("KVM API version {0} is not the stable version 12: this kernel's KVM is too old or not KVM")]
-    KvmApiVersion(i32),
+    #[error("{path} answered KVM_GET_API_VERSION with {version}, not 12: it is not a (stable) KVM device")]
+    KvmApiVersion { path: PathBuf, version: i32 },
 
     #[error("cannot read guest image {path}: {source}")]
     ImageRead { path: PathBuf, source: std::io::Error },
@@ -32,7 +35,11 @@ pub enum Error {
     ElfEndian { path: PathBuf, data: u8 },
 
     #[error("{path} is an ELF for {machine} (e_machine {code}), not x86-64 (62)")]
-    ElfMachine { path: PathBuf, machine: &'static str, code: u16 },
+    ElfMachine {
+        path: PathBuf,
+        machine: &'static str,
+        code: u16,
+    },
 
     #[error("{path} is a malformed ELF: {reason}")]
     ElfMalformed { path: PathBuf, reason: String },
@@ -47,13 +54,23 @@ pub enum Error {
         "{path}: segment at physical {start:#x}..{end:#x} lies outside guest memory (0..{mem:#x}); \
          raise --mem or link the segment lower"
     )]
-    SegmentOutsideMemory { path: PathBuf, start: u64, end: u64, mem: u64 },
+    SegmentOutsideMemory {
+        path: PathBuf,
+        start: u64,
+        end: u64,
+        mem: u64,
+    },
 
     #[error(
         "{path}: segment at physical {start:#x}..{end:#x} overlaps the first megabyte, where vmm puts the GDT, \
          IDT, TSS, page tables and stacks; link the kernel at {load:#x} or above"
     )]
-    SegmentInBootArea { path: PathBuf, start: u64, end: u64, load: u64 },
+    SegmentInBootArea {
+        path: PathBuf,
+        start: u64,
+        end: u64,
+        load: u64,
+    },
 
     #[error(
         "{path} has no {section} section, so it was not built for vmm's boot contract \
@@ -62,7 +79,11 @@ pub enum Error {
     NoHeader { path: PathBuf, section: &'static str },
 
     #[error("{path}: boot header is {found}, but this vmm speaks {expected}; rebuild the kernel against this vmm's abi crate")]
-    HeaderMismatch { path: PathBuf, found: String, expected: String },
+    HeaderMismatch {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
 
     #[error("--mem {requested} MiB is too small: this guest needs at least {needed} MiB")]
     MemTooSmall { requested: u64, needed: u64 },

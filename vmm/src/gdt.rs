@@ -79,10 +79,8 @@ impl Descriptor {
             | (u64::from(self.s) << 4)
             | (u64::from(self.dpl & 3) << 5)
             | (u64::from(self.p) << 7);
-        let flags = u64::from(self.avl)
-            | (u64::from(self.l) << 1)
-            | (u64::from(self.db) << 2)
-            | (u64::from(self.g) << 3);
+        let flags =
+            u64::from(self.avl) | (u64::from(self.l) << 1) | (u64::from(self.db) << 2) | (u64::from(self.g) << 3);
         (limit & 0xffff)
             | ((base & 0xff_ffff) << 16)
             | (access << 40)
@@ -199,7 +197,12 @@ mod tests {
 
     #[test]
     fn encode_decode_round_trip() {
-        for d in [Descriptor::code64(0), Descriptor::code64(3), Descriptor::data(0), Descriptor::data(3)] {
+        for d in [
+            Descriptor::code64(0),
+            Descriptor::code64(3),
+            Descriptor::data(0),
+            Descriptor::data(3),
+        ] {
             assert_eq!(Descriptor::decode(d.encode()), d);
         }
     }

@@ -32,14 +32,19 @@ pub struct Gate {
 impl Gate {
     /// An interrupt gate (IF cleared on entry) into kernel code.
     pub fn interrupt(offset: u64, dpl: u8, ist: u8) -> Gate {
-        Gate { offset, selector: selector::KERNEL_CS, ist, typ: GATE_INTERRUPT, dpl, present: true }
+        Gate {
+            offset,
+            selector: selector::KERNEL_CS,
+            ist,
+            typ: GATE_INTERRUPT,
+            dpl,
+            present: true,
+        }
     }
 
     /// The 16 bytes as they sit in the IDT.
     pub fn encode(&self) -> [u64; 2] {
-        let access = u64::from(self.typ & 0xf)
-            | (u64::from(self.dpl & 3) << 5)
-            | (u64::from(self.present) << 7);
+        let access = u64::from(self.typ & 0xf) | (u64::from(self.dpl & 3) << 5) | (u64::from(self.present) << 7);
         let low = (self.offset & 0xffff)
             | (u64::from(self.selector) << 16)
             | (u64::from(self.ist & 7) << 32)
@@ -117,7 +122,10 @@ mod tests {
         let idt = build(&header());
         let pf = gate_at(&idt, 14);
         assert_eq!(pf.offset, 0xffff_ffff_8010_00e0);
-        assert_eq!((pf.dpl, pf.ist, pf.typ, pf.selector), (0, 0, GATE_INTERRUPT, selector::KERNEL_CS));
+        assert_eq!(
+            (pf.dpl, pf.ist, pf.typ, pf.selector),
+            (0, 0, GATE_INTERRUPT, selector::KERNEL_CS)
+        );
     }
 
     #[test]

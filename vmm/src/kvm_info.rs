@@ -73,22 +73,54 @@ pub fn capabilities(flavor: Flavor) -> Vec<Capability> {
         row(
             "syscall from ring 3 reaches ring 0",
             hw,
-            if hw { "LSTAR entered at CPL 0" } else { "arrives as #PF at LSTAR still in ring 3; the kernel completes it" },
+            if hw {
+                "LSTAR entered at CPL 0"
+            } else {
+                "arrives as #PF at LSTAR still in ring 3; the kernel completes it"
+            },
         ),
-        row("int 0x80 from ring 3", hw, if hw { "DPL-3 gate" } else { "raises #UD; the kernel completes it" }),
+        row(
+            "int 0x80 from ring 3",
+            hw,
+            if hw {
+                "DPL-3 gate"
+            } else {
+                "raises #UD; the kernel completes it"
+            },
+        ),
         row("exceptions from ring 3 via IDT + TSS.RSP0", true, ""),
         row("iretq / sysretq to ring 3", true, ""),
         row("single-step in ring 0", true, "KVM_GUESTDBG_SINGLESTEP"),
         row("single-step in ring 3", hw, if hw { "" } else { "never exits on PVM" }),
         row("debug-register breakpoints in ring 0", true, "DR0 execute breakpoints"),
-        row("debug-register breakpoints in ring 3", hw, if hw { "" } else { "never exit on PVM" }),
+        row(
+            "debug-register breakpoints in ring 3",
+            hw,
+            if hw { "" } else { "never exit on PVM" },
+        ),
         row(
             "software breakpoints (int3) in ring 0",
             hw,
-            if hw { "KVM_GUESTDBG_USE_SW_BP" } else { "int3 in ring 0 kills the vCPU on PVM" },
+            if hw {
+                "KVM_GUESTDBG_USE_SW_BP"
+            } else {
+                "int3 in ring 0 kills the vCPU on PVM"
+            },
         ),
-        row("rdtscp / cmpxchg16b / vmcall in ring 0", hw, if hw { "" } else { "kill the vCPU on PVM" }),
-        row("ring-0 speed", hw, if hw { "native" } else { "emulated, ~0.5 us per instruction" }),
+        row(
+            "rdtscp / cmpxchg16b / vmcall in ring 0",
+            hw,
+            if hw { "" } else { "kill the vCPU on PVM" },
+        ),
+        row(
+            "ring-0 speed",
+            hw,
+            if hw {
+                "native"
+            } else {
+                "emulated, ~0.5 us per instruction"
+            },
+        ),
     ]
 }
 
@@ -110,13 +142,18 @@ pub fn open(path: &Path) -> Result<Kvm> {
         path: path.into(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains a NUL byte"),
     })?;
-    let fd = Kvm::open_with_cloexec_at(cpath, true)
-        .map_err(|e| Error::KvmOpen { path: path.into(), source: std::io::Error::from_raw_os_error(e.errno()) })?;
+    let fd = Kvm::open_with_cloexec_at(cpath, true).map_err(|e| Error::KvmOpen {
+        path: path.into(),
+        source: std::io::Error::from_raw_os_error(e.errno()),
+    })?;
     // SAFETY: `fd` was just opened by us and is owned by nothing else.
     let kvm = unsafe { Kvm::from_raw_fd(fd) };
     let v = kvm.get_api_version();
     if v != kvm_bindings::KVM_API_VERSION as i32 {
-        return Err(Error::KvmApiVersion(v));
+        return Err(Error::KvmApiVersion {
+            path: path.into(),
+            version: v,
+        });
     }
     Ok(kvm)
 }

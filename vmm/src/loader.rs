@@ -64,19 +64,31 @@ pub fn check_elf_header(path: &Path, bytes: &[u8]) -> Result<()> {
         return Err(Error::NotElf { path });
     }
     if bytes.len() < 64 {
-        return Err(Error::ElfMalformed { path, reason: "file ends inside the ELF header".into() });
+        return Err(Error::ElfMalformed {
+            path,
+            reason: "file ends inside the ELF header".into(),
+        });
     }
     match bytes[4] {
         ELFCLASS64 => {}
         ELFCLASS32 => return Err(Error::Elf32 { path }),
-        c => return Err(Error::ElfMalformed { path, reason: format!("unknown ELF class {c}") }),
+        c => {
+            return Err(Error::ElfMalformed {
+                path,
+                reason: format!("unknown ELF class {c}"),
+            })
+        }
     }
     if bytes[5] != ELFDATA2LSB {
         return Err(Error::ElfEndian { path, data: bytes[5] });
     }
     let machine = u16::from_le_bytes([bytes[18], bytes[19]]);
     if machine != EM_X86_64 {
-        return Err(Error::ElfMachine { path, machine: machine_name(machine), code: machine });
+        return Err(Error::ElfMachine {
+            path,
+            machine: machine_name(machine),
+            code: machine,
+        });
     }
     let etype = u16::from_le_bytes([bytes[16], bytes[17]]);
     if etype != ET_EXEC {
@@ -103,7 +115,10 @@ impl KernelImage {
             // SAFETY: as above; `copy` lives until the end of this function.
             unsafe { std::slice::from_raw_parts(copy.as_ptr().cast::<u8>(), bytes.len()) }
         };
-        let malformed = |e: object::Error| Error::ElfMalformed { path: path.into(), reason: e.to_string() };
+        let malformed = |e: object::Error| Error::ElfMalformed {
+            path: path.into(),
+            reason: e.to_string(),
+        };
         let elf = ElfFile64::<Endianness>::parse(bytes).map_err(malformed)?;
         let endian = elf.endian();
 
@@ -136,13 +151,17 @@ impl KernelImage {
             segments.push(seg);
         }
         if segments.is_empty() {
-            return Err(Error::ElfMalformed { path: path.into(), reason: "no loadable (PT_LOAD) segments".into() });
+            return Err(Error::ElfMalformed {
+                path: path.into(),
+                reason: "no loadable (PT_LOAD) segments".into(),
+            });
         }
         let phys_end = segments.iter().map(|s| s.phys + s.memsz).max().unwrap_or(0);
 
-        let section = elf
-            .section_by_name(HEADER_SECTION)
-            .ok_or(Error::NoHeader { path: path.into(), section: HEADER_SECTION })?;
+        let section = elf.section_by_name(HEADER_SECTION).ok_or(Error::NoHeader {
+            path: path.into(),
+            section: HEADER_SECTION,
+        })?;
         let data = section.data().map_err(malformed)?;
         let header = read_header(path, data)?;
 
@@ -156,8 +175,8 @@ impl KernelImage {
         })
     }
 
-    /// Copy the PT_LOAD segments into guest memory at their physical addresses.
-    pub fn load(&self, mem: &GuestMemoryMmap, bytes: &[u8], mem_bytes: u64) -> Result<()> {
+    /// Check that every segment lies inside guest memory of `mem_bytes`.
+    pub fn check_fits(&self, mem_bytes: u64) -> Result<()> {
         for s in &self.segments {
             if s.phys + s.memsz > mem_bytes {
                 return Err(Error::SegmentOutsideMemory {
@@ -168,6 +187,11 @@ impl KernelImage {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Copy the PT_LOAD segments into guest memory at their physical addresses.
+    pub fn load(&self, mem: &GuestMemoryMmap, bytes: &[u8]) -> Result<()> {
         Elf::load(mem, None, &mut Cursor::new(bytes), None)?;
         Ok(())
     }
@@ -225,7 +249,10 @@ mod tests {
         assert!(matches!(check(&elf_header(2, 2, 2, 62)), Err(Error::ElfEndian { .. })));
         let e = check(&elf_header(2, 1, 2, 183)).unwrap_err();
         assert!(e.to_string().contains("AArch64"), "{e}");
-        assert!(matches!(check(&elf_header(2, 1, 3, 62)), Err(Error::ElfType { etype: 3, .. })));
+        assert!(matches!(
+            check(&elf_header(2, 1, 3, 62)),
+            Err(Error::ElfType { etype: 3, .. })
+        ));
         assert!(check(&elf_header(2, 1, 2, 62)).is_ok());
     }
 

@@ -9,7 +9,11 @@ use vmm::vm::{Outcome, Vm, VmConfig};
 use vmm::{guest_image, kvm_info, report, status};
 
 #[derive(Parser)]
-#[command(name = "vmm", version, about = "A KVM microVM for studying privilege rings and system calls")]
+#[command(
+    name = "vmm",
+    version,
+    about = "A KVM microVM for studying privilege rings and system calls"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -93,9 +97,17 @@ fn run(args: RunArgs) -> ExitCode {
     let (path, image) = match &args.image {
         Some(p) => match std::fs::read(p) {
             Ok(bytes) => (p.clone(), std::borrow::Cow::Owned(bytes)),
-            Err(source) => return setup_error(Error::ImageRead { path: p.clone(), source }),
+            Err(source) => {
+                return setup_error(Error::ImageRead {
+                    path: p.clone(),
+                    source,
+                })
+            }
         },
-        None => (PathBuf::from(guest_image::KERNEL_PATH), std::borrow::Cow::Borrowed(guest_image::KERNEL)),
+        None => (
+            PathBuf::from(guest_image::KERNEL_PATH),
+            std::borrow::Cow::Borrowed(guest_image::KERNEL),
+        ),
     };
     let cfg = VmConfig {
         kvm_device: args.kvm.kvm_device,

@@ -42,7 +42,12 @@ pub struct PageTableBuilder<'a> {
 impl<'a> PageTableBuilder<'a> {
     /// Tables are carved from `[start, end)`, which must be page aligned.
     pub fn new(mem: &'a GuestMemoryMmap, start: u64, end: u64) -> Result<Self> {
-        let mut b = PageTableBuilder { mem, next: start, end, pml4: 0 };
+        let mut b = PageTableBuilder {
+            mem,
+            next: start,
+            end,
+            pml4: 0,
+        };
         b.pml4 = b.alloc()?;
         Ok(b)
     }
@@ -99,7 +104,10 @@ impl<'a> PageTableBuilder<'a> {
     pub fn map_2m(&mut self, virt: u64, phys: u64, flags: u64) -> Result<()> {
         let pdpt = self.next_table(self.pml4, index(virt, 4))?;
         let pd = self.next_table(pdpt, index(virt, 3))?;
-        self.write(pd + 8 * index(virt, 2) as u64, (phys & PTE_ADDR) | flags | PTE_P | PTE_PS)
+        self.write(
+            pd + 8 * index(virt, 2) as u64,
+            (phys & PTE_ADDR) | flags | PTE_P | PTE_PS,
+        )
     }
 
     /// Map `[phys, phys + len)` at `virt`, with 2 MiB pages where aligned.
@@ -137,7 +145,11 @@ pub fn walk(mem: &GuestMemoryMmap, pml4: u64, virt: u64) -> (Vec<WalkStep>, Opti
         let Ok(entry) = mem.read_obj::<u64>(GuestAddress(entry_addr)) else {
             return (steps, None);
         };
-        steps.push(WalkStep { level, entry_addr, entry });
+        steps.push(WalkStep {
+            level,
+            entry_addr,
+            entry,
+        });
         if entry & PTE_P == 0 {
             return (steps, None);
         }
@@ -197,7 +209,8 @@ mod tests {
     fn unaligned_tail_uses_small_pages() {
         let m = mem();
         let mut b = PageTableBuilder::new(&m, 0x8000, 0x20000).unwrap();
-        b.map_range(0xffff_8880_0000_0000, 0, (2 << 20) + 0x3000, PTE_RW).unwrap();
+        b.map_range(0xffff_8880_0000_0000, 0, (2 << 20) + 0x3000, PTE_RW)
+            .unwrap();
         assert_eq!(walk(&m, b.pml4, 0xffff_8880_0020_2000).1, Some(0x20_2000));
         assert_eq!(walk(&m, b.pml4, 0xffff_8880_0020_3000).1, None);
     }

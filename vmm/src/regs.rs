@@ -57,7 +57,10 @@ pub fn setup_sregs(sregs: &mut kvm_sregs, cr3: u64, features: CpuFeatures) {
     sregs.ds = data;
     sregs.es = data;
     // FS and GS selectors stay null: in 64-bit mode only their MSR bases matter.
-    let null = kvm_segment { unusable: 1, ..Default::default() };
+    let null = kvm_segment {
+        unusable: 1,
+        ..Default::default()
+    };
     sregs.fs = null;
     sregs.gs = null;
 
@@ -69,7 +72,12 @@ pub fn setup_sregs(sregs: &mut kvm_sregs, cr3: u64, features: CpuFeatures) {
     sregs.tr = tr.to_kvm_segment(selector::TSS);
     // The descriptor's low half holds only base bits 31:0; the cache has all 64.
     sregs.tr.base = tss_base;
-    sregs.ldt = kvm_segment { unusable: 1, type_: 2, present: 1, ..Default::default() };
+    sregs.ldt = kvm_segment {
+        unusable: 1,
+        type_: 2,
+        present: 1,
+        ..Default::default()
+    };
 }
 
 /// RIP at the kernel entry, RSP on the kernel stack, RDI the boot info.

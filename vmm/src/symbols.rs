@@ -26,7 +26,11 @@ impl Symbols {
                 if name.is_empty() || name.starts_with(".L") || name.starts_with('$') {
                     return None;
                 }
-                Some(Sym { addr: s.address(), size: s.size(), name: demangle(name) })
+                Some(Sym {
+                    addr: s.address(),
+                    size: s.size(),
+                    name: demangle(name),
+                })
             })
             .collect();
         syms.sort_by_key(|s| s.addr);
@@ -76,8 +80,16 @@ mod tests {
     fn table() -> Symbols {
         Symbols {
             syms: vec![
-                Sym { addr: 0x1000, size: 0x20, name: "kmain".into() },
-                Sym { addr: 0x1040, size: 0, name: "entry_SYSCALL_64".into() },
+                Sym {
+                    addr: 0x1000,
+                    size: 0x20,
+                    name: "kmain".into(),
+                },
+                Sym {
+                    addr: 0x1040,
+                    size: 0,
+                    name: "entry_SYSCALL_64".into(),
+                },
             ],
         }
     }
@@ -101,6 +113,9 @@ mod tests {
 
     #[test]
     fn rust_names_are_demangled_without_hash() {
-        assert_eq!(demangle("_ZN12guest_kernel4boot4Boot3new17h0123456789abcdefE"), "guest_kernel::boot::Boot::new");
+        assert_eq!(
+            demangle("_ZN12guest_kernel4boot4Boot3new17h0123456789abcdefE"),
+            "guest_kernel::boot::Boot::new"
+        );
     }
 }

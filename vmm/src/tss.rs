@@ -20,7 +20,11 @@ impl Tss {
     pub fn new(rsp0: u64, ist1: u64) -> Tss {
         let mut ist = [0; 7];
         ist[0] = ist1;
-        Tss { rsp: [rsp0, 0, 0], ist, iomap_base: TSS_SIZE as u16 }
+        Tss {
+            rsp: [rsp0, 0, 0],
+            ist,
+            iomap_base: TSS_SIZE as u16,
+        }
     }
 
     /// The 104 bytes (most fields are 8-byte values at 4-byte offsets).

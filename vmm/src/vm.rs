@@ -69,7 +69,10 @@ impl Outcome {
             Outcome::TripleFault => "triple fault (KVM_EXIT_SHUTDOWN): the CPU could not deliver a fault".into(),
             Outcome::KvmError(s) => format!("KVM error: {s}"),
             Outcome::Unhandled(s) => format!("unhandled VM exit: {s}"),
-            Outcome::Timeout(t) => format!("timeout: the guest was still running after {} s (--timeout)", t.as_secs_f64()),
+            Outcome::Timeout(t) => format!(
+                "timeout: the guest was still running after {} s (--timeout)",
+                t.as_secs_f64()
+            ),
         }
     }
 }
@@ -110,6 +113,7 @@ impl Vm {
         }
         let kernel = KernelImage::parse(image_path, image)?;
         let mem_bytes = cfg.mem_mib << 20;
+        kernel.check_fits(mem_bytes)?;
         let argv_bytes: Vec<u8> = cfg
             .init
             .as_ref()
@@ -142,14 +146,17 @@ impl Vm {
             unsafe { vm.set_user_memory_region(r) }.map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
         }
         let vcpu = vm.create_vcpu(0).map_err(Error::kvm("KVM_CREATE_VCPU"))?;
-        let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(Error::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+        let cpuid = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(Error::kvm("KVM_GET_SUPPORTED_CPUID"))?;
         vcpu.set_cpuid2(&cpuid).map_err(Error::kvm("KVM_SET_CPUID2"))?;
         let features = cpuid::features(&cpuid);
         let kvm_setup = t0.elapsed();
 
         let t1 = Instant::now();
-        kernel.load(&mem, image, mem_bytes)?;
-        if let (Some(init), Some((start, _)), Some((argv_start, _))) = (&cfg.init, placement.init, placement.init_argv) {
+        kernel.load(&mem, image)?;
+        if let (Some(init), Some((start, _)), Some((argv_start, _))) = (&cfg.init, placement.init, placement.init_argv)
+        {
             mem.write_slice(&init.image, GuestAddress(start))?;
             mem.write_slice(&argv_bytes, GuestAddress(argv_start))?;
         }
@@ -173,13 +180,20 @@ impl Vm {
         vcpu.set_sregs(&sregs).map_err(Error::kvm("KVM_SET_SREGS"))?;
         let entries: Vec<_> = msr::boot_msrs(&kernel.header)
             .into_iter()
-            .map(|(index, data)| kvm_bindings::kvm_msr_entry { index, data, ..Default::default() })
+            .map(|(index, data)| kvm_bindings::kvm_msr_entry {
+                index,
+                data,
+                ..Default::default()
+            })
             .collect();
         let msrs = Msrs::from_entries(&entries).map_err(|e| Error::Unsupported(format!("MSR list: {e:?}")))?;
         let n = vcpu.set_msrs(&msrs).map_err(Error::kvm("KVM_SET_MSRS"))?;
         if n != entries.len() {
             let idx = entries[n].index;
-            return Err(Error::Unsupported(format!("KVM did not accept MSR {idx:#x} ({n} of {} set)", entries.len())));
+            return Err(Error::Unsupported(format!(
+                "KVM did not accept MSR {idx:#x} ({n} of {} set)",
+                entries.len()
+            )));
         }
         vcpu.set_regs(&regs::setup_regs(kernel.entry, phys_to_virt(phys::BOOT_INFO)))
             .map_err(Error::kvm("KVM_SET_REGS"))?;
@@ -197,7 +211,11 @@ impl Vm {
             kernel,
             flavor,
             com1,
-            timings: Timings { kvm_setup, load, ..Default::default() },
+            timings: Timings {
+                kvm_setup,
+                load,
+                ..Default::default()
+            },
             timeout: cfg.timeout,
         })
     }
@@ -238,21 +256,25 @@ impl Vm {
                         Some(Outcome::Unhandled(format!("in from port {port:#x}")))
                     }
                 }
-                Ok(VcpuExit::Hlt) => Some(Outcome::Unhandled("hlt with no interrupt source: the guest would sleep forever".into())),
+                Ok(VcpuExit::Hlt) => Some(Outcome::Unhandled(
+                    "hlt with no interrupt source: the guest would sleep forever".into(),
+                )),
                 Ok(VcpuExit::Shutdown) => Some(Outcome::TripleFault),
                 Ok(VcpuExit::InternalError) => Some(Outcome::KvmError(self.internal_error())),
-                Ok(VcpuExit::FailEntry(reason, cpu)) => {
-                    Some(Outcome::KvmError(format!("VM entry failed (hardware reason {reason:#x}, cpu {cpu})")))
+                Ok(VcpuExit::FailEntry(reason, cpu)) => Some(Outcome::KvmError(format!(
+                    "VM entry failed (hardware reason {reason:#x}, cpu {cpu})"
+                ))),
+                Ok(VcpuExit::MmioRead(addr, _)) => {
+                    Some(Outcome::Unhandled(format!("MMIO read at {addr:#x}: no device there")))
                 }
-                Ok(VcpuExit::MmioRead(addr, _)) => Some(Outcome::Unhandled(format!("MMIO read at {addr:#x}: no device there"))),
-                Ok(VcpuExit::MmioWrite(addr, _)) => Some(Outcome::Unhandled(format!("MMIO write at {addr:#x}: no device there"))),
+                Ok(VcpuExit::MmioWrite(addr, _)) => {
+                    Some(Outcome::Unhandled(format!("MMIO write at {addr:#x}: no device there")))
+                }
                 Ok(other) => Some(Outcome::Unhandled(format!("{other:?}"))),
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                    match &watchdog {
-                        Some(w) if w.fired.load(Ordering::SeqCst) => Some(Outcome::Timeout(w.after)),
-                        _ => None,
-                    }
-                }
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => match &watchdog {
+                    Some(w) if w.fired.load(Ordering::SeqCst) => Some(Outcome::Timeout(w.after)),
+                    _ => None,
+                },
                 Err(e) => Some(Outcome::KvmError(format!("KVM_RUN failed: {e}"))),
             };
             if let Some(o) = step {
@@ -260,7 +282,7 @@ impl Vm {
             }
         };
         drop(watchdog);
-        let _ = std::io::Write::flush(self.com1.output());
+        self.com1.output().write_out();
         outcome
     }
 
@@ -364,7 +386,12 @@ impl Watchdog {
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
-        Watchdog { fired, done, after, thread: handle.thread().clone() }
+        Watchdog {
+            fired,
+            done,
+            after,
+            thread: handle.thread().clone(),
+        }
     }
 }
 

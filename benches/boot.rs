@@ -1,0 +1,526 @@
+//! Boot benchmark: where the time of one `vmm run` goes, and how it compares
+//! with the least any KVM user must pay for a VM of the same size.
+//!
+//! `cargo bench -p vmm --bench boot` runs the release `vmm` binary end to end
+//! `BOOT_BENCH_RUNS` times (default 30), then measures in-process the bare KVM
+//! floor (create VM + 64 MiB + vCPU + KVM_RUN to HLT + teardown) and the cost
+//! of spawning `/bin/true`. It prints a table and writes target/bench/boot.json.
+//! No timing threshold fails it: it exits non-zero only when something breaks.
+
+use kvm_bindings::{kvm_regs, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
+use kvm_ioctls::{Kvm, VcpuExit};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress};
+use vmm::paging::{PageTableBuilder, PTE_A, PTE_G};
+use vmm::regs::{setup_sregs, CpuFeatures};
+use vmm_abi::layout::{phys, KERNEL_BASE, KERNEL_PHYS_LOAD};
+
+const MEM_MIB: u64 = 64;
+const DEFAULT_RUNS: usize = 30;
+/// In-process repetitions of the floor and of `/bin/true`: cheap, so fixed.
+const FLOOR_RUNS: usize = 30;
+const RSS_TARGET_MIB: f64 = 4.0;
+const SHARE_TARGET: f64 = 1.5;
+
+type Res<T> = Result<T, String>;
+
+fn main() -> ExitCode {
+    match bench() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("boot bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bench() -> Res<()> {
+    let runs = match std::env::var("BOOT_BENCH_RUNS") {
+        Ok(s) => s
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or(format!("BOOT_BENCH_RUNS={s:?} is not a positive integer"))?,
+        Err(_) => DEFAULT_RUNS,
+    };
+    let bin = vmm_binary()?;
+    // Fail early with a clear message rather than from inside a vmm run.
+    Kvm::new().map_err(|e| format!("cannot open /dev/kvm ({e}): this benchmark needs KVM"))?;
+
+    // One uncounted run warms the page cache and the dynamic loader's files.
+    run_vmm(&bin)?;
+    let samples = (0..runs).map(|_| run_vmm(&bin)).collect::<Res<Vec<_>>>()?;
+    let (floor, mode) = measure_floor()?;
+    let spawn_true = measure_spawn_true()?;
+
+    let report = Report::new(&samples, &floor, mode, &spawn_true);
+    print!("{}", report.table());
+    let json_path = bin
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("bench/boot.json"))
+        .ok_or("no target dir")?;
+    std::fs::create_dir_all(json_path.parent().unwrap()).map_err(|e| format!("create {}: {e}", json_path.display()))?;
+    std::fs::write(&json_path, report.json()).map_err(|e| format!("write {}: {e}", json_path.display()))?;
+    println!("wrote {}", json_path.display());
+    Ok(())
+}
+
+/// Cargo builds the `vmm` binary before the bench and says where; the fallback
+/// covers a toolchain that does not.
+fn vmm_binary() -> Res<PathBuf> {
+    let path = match option_env!("CARGO_BIN_EXE_vmm") {
+        Some(p) => PathBuf::from(p),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/vmm"),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} not found: run `cargo build --release -p vmm` first",
+            path.display()
+        ))
+    }
+}
+
+/// One `vmm run --stats`, as the process's parent sees it.
+struct Sample {
+    wall: Duration,
+    kvm_setup_us: f64,
+    load_us: f64,
+    in_kvm_run_us: f64,
+    total_us: f64,
+    exits: u64,
+    pio_exits: u64,
+    max_rss_kib: u64,
+}
+
+fn run_vmm(bin: &Path) -> Res<Sample> {
+    let t0 = Instant::now();
+    let mut child = Command::new(bin)
+        .args(["run", "--stats"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("spawn {}: {e}", bin.display()))?;
+    // wait4 rather than Child::wait: it also returns this child's own rusage.
+    // The stderr pipe holds the few lines vmm writes, so waiting first cannot block it.
+    let (status, rusage) = wait4(child.id() as libc::pid_t)?;
+    let wall = t0.elapsed();
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .map_err(|e| format!("read vmm stderr: {e}"))?;
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        return Err(format!(
+            "`vmm run --stats` failed (wait status {status:#x}); stderr:\n{stderr}"
+        ));
+    }
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("vmm: stats "))
+        .ok_or_else(|| format!("no `vmm: stats` line in vmm's stderr:\n{stderr}"))?;
+    let field = |name: &str| -> Res<u64> {
+        line.split_whitespace()
+            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| format!("stats line lacks {name}: {line}"))
+    };
+    Ok(Sample {
+        wall,
+        kvm_setup_us: field("kvm_setup_us")? as f64,
+        load_us: field("load_us")? as f64,
+        in_kvm_run_us: field("in_kvm_run_us")? as f64,
+        total_us: field("total_us")? as f64,
+        exits: field("exits")?,
+        pio_exits: field("pio_exits")?,
+        max_rss_kib: rusage.ru_maxrss as u64,
+    })
+}
+
+fn wait4(pid: libc::pid_t) -> Res<(libc::c_int, libc::rusage)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; both pointers are valid for the call.
+    let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: as above; pid is our own unreaped child.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut rusage) };
+        if r == pid {
+            return Ok((status, rusage));
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(format!("wait4: {err}"));
+        }
+    }
+}
+
+/// Spawn + exit of the smallest process: what any VMM-as-a-process pays
+/// before its own code runs.
+fn measure_spawn_true() -> Res<Vec<f64>> {
+    (0..=FLOOR_RUNS)
+        .map(|_| {
+            let t = Instant::now();
+            let st = Command::new("/bin/true")
+                .status()
+                .map_err(|e| format!("spawn /bin/true: {e}"))?;
+            if !st.success() {
+                return Err("/bin/true failed".into());
+            }
+            Ok(ms(t.elapsed()))
+        })
+        .skip(1) // warm-up
+        .collect()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum FloorMode {
+    /// `hlt` at 0x1000 with CS base 0: no tables at all.
+    RealMode,
+    /// One page mapped at the kernel's address, 64-bit state as vmm sets it.
+    LongMode,
+}
+
+impl FloorMode {
+    fn name(self) -> &'static str {
+        match self {
+            FloorMode::RealMode => "real mode",
+            FloorMode::LongMode => "64-bit long mode, 1 mapped page",
+        }
+    }
+}
+
+/// Per-phase times of one bare VM, in ms.
+#[derive(Default, Clone)]
+struct FloorSample {
+    create_vm: f64,
+    memory: f64,
+    vcpu: f64,
+    state: f64,
+    run: f64,
+    teardown: f64,
+}
+
+impl FloorSample {
+    fn total(&self) -> f64 {
+        self.create_vm + self.memory + self.vcpu + self.state + self.run + self.teardown
+    }
+}
+
+/// Real mode is the cheapest state to reach `hlt`, but PVM runs only 64-bit
+/// guests; try it once and fall back to long mode when KVM refuses it.
+fn measure_floor() -> Res<(Vec<FloorSample>, FloorMode)> {
+    let mode = match bare_vm(FloorMode::RealMode) {
+        Ok(_) => FloorMode::RealMode,
+        Err(real) => {
+            bare_vm(FloorMode::LongMode)
+                .map_err(|long| format!("bare KVM floor: real mode: {real}; long mode: {long}"))?;
+            FloorMode::LongMode
+        }
+    };
+    let samples = (0..FLOOR_RUNS).map(|_| bare_vm(mode)).collect::<Res<Vec<_>>>()?;
+    Ok((samples, mode))
+}
+
+fn bare_vm(mode: FloorMode) -> Res<FloorSample> {
+    let kerr = |what: &'static str| move |e: kvm_ioctls::Error| format!("{what}: {e}");
+    let mut s = FloorSample::default();
+
+    let t = Instant::now();
+    let kvm = Kvm::new().map_err(kerr("open /dev/kvm"))?;
+    let vm = kvm.create_vm().map_err(kerr("KVM_CREATE_VM"))?;
+    s.create_vm = ms(t.elapsed());
+
+    let t = Instant::now();
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), (MEM_MIB << 20) as usize)])
+        .map_err(|e| format!("mmap: {e}"))?;
+    let region = mem.iter().next().ok_or("no memory region")?;
+    let host = region
+        .get_host_address(MemoryRegionAddress(0))
+        .map_err(|e| e.to_string())?;
+    let r = kvm_userspace_memory_region {
+        slot: 0,
+        guest_phys_addr: 0,
+        memory_size: region.len(),
+        userspace_addr: host as u64,
+        flags: 0,
+    };
+    // SAFETY: the mapping is owned by `mem`, dropped only after the VM fd.
+    unsafe { vm.set_user_memory_region(r) }.map_err(kerr("KVM_SET_USER_MEMORY_REGION"))?;
+    s.memory = ms(t.elapsed());
+
+    let t = Instant::now();
+    let vcpu = vm.create_vcpu(0).map_err(kerr("KVM_CREATE_VCPU"))?;
+    if mode == FloorMode::LongMode {
+        // KVM accepts EFER.LME/NXE only once the guest CPUID offers LM and NX.
+        let cpuid = kvm
+            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+            .map_err(kerr("KVM_GET_SUPPORTED_CPUID"))?;
+        vcpu.set_cpuid2(&cpuid).map_err(kerr("KVM_SET_CPUID2"))?;
+    }
+    s.vcpu = ms(t.elapsed());
+
+    let t = Instant::now();
+    let mut sregs = vcpu.get_sregs().map_err(kerr("KVM_GET_SREGS"))?;
+    let rip = match mode {
+        FloorMode::RealMode => {
+            mem.write_slice(&[0xf4], GuestAddress(0x1000))
+                .map_err(|e| e.to_string())?;
+            // Reset state is CS = 0xf000 with base 0xffff0000; point CS:IP at 0:0x1000.
+            sregs.cs.base = 0;
+            sregs.cs.selector = 0;
+            0x1000
+        }
+        FloorMode::LongMode => {
+            mem.write_slice(&[0xf4], GuestAddress(KERNEL_PHYS_LOAD))
+                .map_err(|e| e.to_string())?;
+            let mut pt =
+                PageTableBuilder::new(&mem, phys::PAGE_TABLES, phys::PAGE_TABLES_END).map_err(|e| e.to_string())?;
+            pt.map_4k(KERNEL_BASE + KERNEL_PHYS_LOAD, KERNEL_PHYS_LOAD, PTE_G | PTE_A)
+                .map_err(|e| e.to_string())?;
+            setup_sregs(&mut sregs, pt.pml4, CpuFeatures::default());
+            KERNEL_BASE + KERNEL_PHYS_LOAD
+        }
+    };
+    vcpu.set_sregs(&sregs).map_err(kerr("KVM_SET_SREGS"))?;
+    vcpu.set_regs(&kvm_regs {
+        rip,
+        rflags: 2,
+        ..Default::default()
+    })
+    .map_err(kerr("KVM_SET_REGS"))?;
+    s.state = ms(t.elapsed());
+
+    let mut vcpu = vcpu;
+    let t = Instant::now();
+    match vcpu.run() {
+        Ok(VcpuExit::Hlt) => {}
+        Ok(other) => return Err(format!("KVM_RUN: expected HLT, got {other:?}")),
+        Err(e) => return Err(format!("KVM_RUN: {e}")),
+    }
+    s.run = ms(t.elapsed());
+
+    // Same order as vmm's Vm: vCPU, VM, then memory and the /dev/kvm fd.
+    let t = Instant::now();
+    drop(vcpu);
+    drop(vm);
+    drop(mem);
+    drop(kvm);
+    s.teardown = ms(t.elapsed());
+    Ok(s)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Median, min and max.
+#[derive(Clone, Copy)]
+struct Stat {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Stat {
+    fn of(values: impl IntoIterator<Item = f64>) -> Stat {
+        let mut v: Vec<f64> = values.into_iter().collect();
+        assert!(!v.is_empty());
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Stat {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        }
+    }
+
+    fn json(&self) -> String {
+        format!(
+            "{{\"median\": {:.4}, \"min\": {:.4}, \"max\": {:.4}}}",
+            self.median, self.min, self.max
+        )
+    }
+}
+
+struct Report {
+    runs: usize,
+    cpu: String,
+    kvm: &'static str,
+    wall: Stat,
+    kvm_setup: Stat,
+    load: Stat,
+    in_kvm_run: Stat,
+    process_teardown: Stat,
+    vmm_share: Stat,
+    rss_mib: Stat,
+    exits: Stat,
+    pio_exits: Stat,
+    floor_mode: FloorMode,
+    floor: Stat,
+    floor_phases: [(&'static str, Stat); 6],
+    spawn_true: Stat,
+}
+
+impl Report {
+    fn new(s: &[Sample], floor: &[FloorSample], floor_mode: FloorMode, spawn_true: &[f64]) -> Report {
+        let us = |f: fn(&Sample) -> f64| Stat::of(s.iter().map(|x| f(x) / 1e3));
+        let fl = |f: fn(&FloorSample) -> f64| Stat::of(floor.iter().map(f));
+        Report {
+            runs: s.len(),
+            cpu: cpu_model(),
+            kvm: vmm::kvm_info::detect_flavor(Path::new("/sys/module")).name(),
+            wall: Stat::of(s.iter().map(|x| ms(x.wall))),
+            kvm_setup: us(|x| x.kvm_setup_us),
+            load: us(|x| x.load_us),
+            in_kvm_run: us(|x| x.in_kvm_run_us),
+            // total_us ends after the run: what is left is exec, dynamic
+            // linking, Rust runtime start, VM teardown and process exit.
+            process_teardown: Stat::of(s.iter().map(|x| ms(x.wall) - x.total_us / 1e3)),
+            vmm_share: Stat::of(s.iter().map(|x| ms(x.wall) - x.in_kvm_run_us / 1e3)),
+            rss_mib: Stat::of(s.iter().map(|x| x.max_rss_kib as f64 / 1024.0)),
+            exits: Stat::of(s.iter().map(|x| x.exits as f64)),
+            pio_exits: Stat::of(s.iter().map(|x| x.pio_exits as f64)),
+            floor_mode,
+            floor: fl(FloorSample::total),
+            floor_phases: [
+                ("create_vm", fl(|x| x.create_vm)),
+                ("memory", fl(|x| x.memory)),
+                ("vcpu", fl(|x| x.vcpu)),
+                ("state", fl(|x| x.state)),
+                ("kvm_run", fl(|x| x.run)),
+                ("teardown", fl(|x| x.teardown)),
+            ],
+            spawn_true: Stat::of(spawn_true.iter().copied()),
+        }
+    }
+
+    fn ratio(&self) -> f64 {
+        self.vmm_share.median / self.floor.median
+    }
+
+    fn rss_ok(&self) -> bool {
+        self.rss_mib.max <= RSS_TARGET_MIB
+    }
+
+    fn table(&self) -> String {
+        let row = |name: &str, s: Stat| format!("{name:<25}{:>6.2} ms {:>6.2} ms {:>6.2} ms\n", s.median, s.min, s.max);
+        let mut t = format!(
+            "boot benchmark: {} runs of `vmm run` (built-in guest, {MEM_MIB} MiB), host: {}, KVM: {}\n",
+            self.runs, self.cpu, self.kvm
+        );
+        t += &format!("{:<25}{:>9} {:>9} {:>9}\n", "", "median", "min", "max");
+        t += &row("end to end (wall)", self.wall);
+        t += &row("  kvm setup", self.kvm_setup);
+        t += &row("  image load + tables", self.load);
+        t += &row("  inside KVM_RUN", self.in_kvm_run);
+        t += &row("  process + teardown", self.process_teardown);
+        t += &row("VMM's own share", self.vmm_share);
+        t += &format!(
+            "{:<25}{:>6.1} MiB{:>6.1} MiB{:>6.1} MiB\n",
+            "max RSS", self.rss_mib.median, self.rss_mib.min, self.rss_mib.max
+        );
+        t += &format!(
+            "{:<25}{} (PIO {})\n",
+            "VM exits per boot", self.exits.median, self.pio_exits.median
+        );
+        t += &format!(
+            "bare KVM floor (create VM + {MEM_MIB} MiB + vCPU + KVM_RUN to HLT + teardown): {:.2} ms  [{}]\n",
+            self.floor.median,
+            self.floor_mode.name()
+        );
+        let phases: Vec<String> = self
+            .floor_phases
+            .iter()
+            .map(|(n, s)| format!("{n} {:.3}", s.median))
+            .collect();
+        t += &format!("  phases (ms): {}\n", phases.join(", "));
+        t += &format!("  spawn+exit of /bin/true: {:.2} ms\n", self.spawn_true.median);
+        t += &format!("VMM share / floor = {:.2}  (target <= {SHARE_TARGET})\n", self.ratio());
+        t += &format!(
+            "max RSS target <= {RSS_TARGET_MIB} MiB: {}\n",
+            if self.rss_ok() { "ok" } else { "over" }
+        );
+        t
+    }
+
+    fn json(&self) -> String {
+        let phases: Vec<String> = self
+            .floor_phases
+            .iter()
+            .map(|(n, s)| format!("\"{n}\": {}", s.json()))
+            .collect();
+        format!(
+            concat!(
+                "{{\n",
+                "  \"runs\": {},\n  \"mem_mib\": {},\n  \"host_cpu\": \"{}\",\n  \"kvm\": \"{}\",\n",
+                "  \"unit\": \"ms\",\n",
+                "  \"wall\": {},\n  \"kvm_setup\": {},\n  \"load\": {},\n  \"in_kvm_run\": {},\n",
+                "  \"process_teardown\": {},\n  \"vmm_share\": {},\n  \"max_rss_mib\": {},\n",
+                "  \"exits\": {},\n  \"pio_exits\": {},\n",
+                "  \"floor\": {{\"mode\": \"{}\", \"total\": {}, {}}},\n",
+                "  \"spawn_true\": {},\n",
+                "  \"vmm_share_over_floor\": {:.4},\n  \"share_target\": {},\n",
+                "  \"rss_target_mib\": {},\n  \"rss_ok\": {}\n",
+                "}}\n"
+            ),
+            self.runs,
+            MEM_MIB,
+            json_escape(&self.cpu),
+            json_escape(self.kvm),
+            self.wall.json(),
+            self.kvm_setup.json(),
+            self.load.json(),
+            self.in_kvm_run.json(),
+            self.process_teardown.json(),
+            self.vmm_share.json(),
+            self.rss_mib.json(),
+            self.exits.json(),
+            self.pio_exits.json(),
+            self.floor_mode.name(),
+            self.floor.json(),
+            phases.join(", "),
+            self.spawn_true.json(),
+            self.ratio(),
+            SHARE_TARGET,
+            RSS_TARGET_MIB,
+            self.rss_ok(),
+        )
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                l.strip_prefix("model name")?
+                    .split_once(':')
+                    .map(|(_, v)| v.trim().to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn json_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| match c {
+            '"' | '\\' => vec!['\\', c],
+            c if c.is_control() => format!("\\u{:04x}", c as u32).chars().collect(),
+            c => vec![c],
+        })
+        .collect()
+}
