@@ -1,6 +1,6 @@
-//! Build the guest kernel (a freestanding no_std binary with its own link
-//! flags and panic strategy, hence its own workspace) and hand its path to
-//! the vmm crate, which embeds it.
+//! Build the guest kernel and the ring-3 programs (freestanding no_std binary with its own link
+//! flags and panic strategy, hence workspaces of their own) and hand their
+//! paths to the vmm crate, which embeds them.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,18 +12,19 @@ fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"))
         .join("guest");
-    for p in [
-        "guest/src",
-        "guest/Cargo.toml",
-        "guest/kernel.ld",
-        "guest/build.rs",
-        "guest/.cargo",
-        "abi/src",
-    ] {
-        println!("cargo:rerun-if-changed={}", root.join(p).display());
+    for dir in ["guest", "guest-user"] {
+        for p in ["src", "Cargo.toml", "build.rs", ".cargo", "kernel.ld", "user.ld"] {
+            println!("cargo:rerun-if-changed={}", root.join(dir).join(p).display());
+        }
     }
+    println!("cargo:rerun-if-changed={}", root.join("abi/src").display());
     let kernel = build(&root.join("guest"), &target).join("kernel");
     println!("cargo:rustc-env=VMM_GUEST_KERNEL={}", kernel.display());
+    // The ring-3 programs of the built-in boot archive.
+    let user = build(&root.join("guest-user"), &target);
+    for prog in ["init", "hello", "attack"] {
+        println!("cargo:rustc-env=VMM_USER_{}={}", prog.to_uppercase(), user.join(prog).display());
+    }
 }
 
 /// `cargo build --release` in `dir` with a clean environment: the outer

@@ -4,7 +4,7 @@
 /// `BootInfo::magic`: "VMMBOOT\0".
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMMBOOT\0");
 /// Bumped whenever the layout of [`BootInfo`] changes.
-pub const BOOT_VERSION: u32 = 1;
+pub const BOOT_VERSION: u32 = 2;
 
 /// `BootInfo::flags`: `/dev/kvm` is PVM (`kvm_pvm`), not hardware KVM.
 pub const FLAG_KVM_PVM: u32 = 1 << 0;
@@ -26,8 +26,8 @@ pub enum RegionKind {
     BootTables = 2,
     /// The kernel image.
     Kernel = 3,
-    /// The init program's ELF image.
-    Init = 4,
+    /// The boot archive (cpio) and init's arguments.
+    Initrd = 4,
 }
 
 /// One physical memory region, like an e820 entry.
@@ -74,11 +74,14 @@ pub struct BootInfo {
     pub cmdline: u64,
     /// Length of the command line.
     pub cmdline_len: u64,
-    /// Physical address of the init program's ELF image (0 if none).
-    pub init_image: u64,
-    /// Length of the init program's ELF image.
-    pub init_image_len: u64,
-    /// Physical address of init's argv: NUL-terminated strings back to back.
+    /// Host wall-clock time at boot, in ns since the Unix epoch (CLOCK_REALTIME's base).
+    pub wall_clock_ns: u64,
+    /// Physical address of the boot archive: a cpio "newc" archive of programs (0 if none).
+    pub initrd: u64,
+    /// Length of the boot archive.
+    pub initrd_len: u64,
+    /// Physical address of init's argv: NUL-terminated strings back to back;
+    /// argv[0] names the archive member to run as init.
     pub init_argv: u64,
     /// Length in bytes of init's argv area.
     pub init_argv_len: u64,

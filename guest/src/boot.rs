@@ -1,7 +1,8 @@
 //! Checks the boot contract and prints what the kernel found.
 
 use crate::{cpu, power, println};
-use vmm_abi::boot_info::{BootInfo, BOOT_MAGIC, BOOT_VERSION, FLAG_KVM_PVM};
+use vmm_abi::boot_info::{BootInfo, BOOT_MAGIC, BOOT_VERSION, FLAG_KVM_PVM, FLAG_SMAP};
+use vmm_abi::layout::phys_to_virt;
 
 // The entry point: the VMM sets RIP here with RSP and RDI already valid, so
 // there is nothing to do in assembly but call into Rust.
@@ -13,6 +14,14 @@ core::arch::global_asm!(
     "    call kmain",
     "    ud2",
 );
+
+static mut PVM: bool = false;
+
+/// The VMM said /dev/kvm is PVM: ring-3 system calls arrive as faults.
+pub fn is_pvm() -> bool {
+    // SAFETY: written once at boot.
+    unsafe { PVM }
+}
 
 /// The validated boot information.
 pub struct Boot {
@@ -30,7 +39,32 @@ impl Boot {
             );
             power::panic_vm();
         }
+        // SAFETY: written once, before any process runs.
+        unsafe {
+            PVM = info.flags & FLAG_KVM_PVM != 0;
+            crate::usercopy::SMAP_ON = u8::from(info.flags & FLAG_SMAP != 0);
+        }
         Boot { info }
+    }
+
+    /// The boot archive, if the VMM loaded one.
+    pub fn initrd(&self) -> &'static [u8] {
+        if self.info.initrd == 0 {
+            return &[];
+        }
+        // SAFETY: the VMM placed the archive there, in a region no allocator hands out.
+        unsafe { core::slice::from_raw_parts(phys_to_virt(self.info.initrd) as *const u8, self.info.initrd_len as usize) }
+    }
+
+    /// init's argv, NUL-separated.
+    pub fn init_argv(&self) -> &'static [u8] {
+        if self.info.init_argv == 0 {
+            return &[];
+        }
+        // SAFETY: as above.
+        unsafe {
+            core::slice::from_raw_parts(phys_to_virt(self.info.init_argv) as *const u8, self.info.init_argv_len as usize)
+        }
     }
 
     /// The kernel command line, read through the direct map.
@@ -42,7 +76,7 @@ impl Boot {
     }
 
     pub fn is_pvm(&self) -> bool {
-        self.info.flags & FLAG_KVM_PVM != 0
+        is_pvm()
     }
 
     /// One line with the privilege state the VMM left us in, one with the tables.

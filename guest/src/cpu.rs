@@ -3,6 +3,8 @@
 use core::arch::asm;
 
 pub const MSR_EFER: u32 = 0xc000_0080;
+pub const MSR_LSTAR: u32 = 0xc000_0082;
+pub const MSR_FS_BASE: u32 = 0xc000_0100;
 pub const CR4_SMEP: u64 = 1 << 20;
 pub const CR4_SMAP: u64 = 1 << 21;
 
@@ -54,4 +56,17 @@ pub fn sidt() -> DescriptorTablePointer {
     let mut p = DescriptorTablePointer::default();
     unsafe { asm!("sidt [{}]", in(reg) &mut p, options(nostack, preserves_flags)) };
     p
+}
+
+pub fn wrmsr(msr: u32, value: u64) {
+    // SAFETY: callers write MSRs whose effects they own (FS base).
+    unsafe {
+        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+             options(nostack, preserves_flags))
+    };
+}
+
+pub fn rdtsc() -> u64 {
+    // SAFETY: rdtsc has no side effects (unlike rdtscp, it works in PVM ring 0).
+    unsafe { core::arch::x86_64::_rdtsc() }
 }

@@ -1,4 +1,4 @@
-//! Port I/O. Every `out` to a port the VMM emulates is a VM exit.
+//! Port I/O. Every `out`/`in` to a port the VMM emulates is a VM exit.
 
 use core::arch::asm;
 
@@ -6,4 +6,12 @@ use core::arch::asm;
 /// Port writes have device side effects.
 pub unsafe fn outb(port: u16, value: u8) {
     asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack, preserves_flags));
+}
+
+/// # Safety
+/// Port reads can have device side effects.
+pub unsafe fn inb(port: u16) -> u8 {
+    let value: u8;
+    asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags));
+    value
 }

@@ -8,16 +8,30 @@
 #![no_main]
 
 mod boot;
+mod console;
 mod cpu;
 mod crash;
+mod elf;
+mod entry;
+mod exec;
 mod header;
+mod initrd;
 mod io;
+mod mm;
+mod mman;
+mod paging;
 mod panic;
 mod percpu;
 mod power;
+mod process;
+mod sched;
 mod serial;
 mod string;
+mod sys;
+mod syscall_table;
+mod time;
 mod traps;
+mod usercopy;
 
 use vmm_abi::boot_info::BootInfo;
 
@@ -27,6 +41,27 @@ extern "C" fn kmain(info: &'static BootInfo) -> ! {
     let boot = boot::Boot::new(info);
     boot.print_banner();
     crash::from_cmdline(boot.cmdline());
-    println!("init: none yet (ring-3 processes come with the system-call work)");
-    power::exit_vm(0)
+    mm::init(info);
+    paging::init(info.kernel_pml4);
+    time::init(info.tsc_khz, info.wall_clock_ns);
+    initrd::init(boot.initrd());
+
+    // init's argv: NUL-separated strings; argv[0] names the program.
+    let raw = boot.init_argv();
+    let mut argv: [&[u8]; 32] = [&[]; 32];
+    let mut argc = 0;
+    for a in raw.split(|&b| b == 0).filter(|a| !a.is_empty()).take(argv.len()) {
+        argv[argc] = a;
+        argc += 1;
+    }
+    if argc == 0 {
+        println!("kernel: no init program");
+        power::exit_vm(0)
+    }
+    if let Err(e) = process::spawn(argv[0], &argv[..argc], 0) {
+        let name = core::str::from_utf8(argv[0]).unwrap_or("?");
+        println!("kernel: cannot start init '{}': {}", name, e.describe());
+        power::exit_vm(127)
+    }
+    sched::run()
 }

@@ -5,7 +5,7 @@
 //! where the CPU pushes none, then the vector), and the common path saves the
 //! general registers, switches GS if we came from ring 3, and calls [`do_trap`].
 
-use crate::{cpu, power, println};
+use crate::{cpu, power, println, process, syscall_table, usercopy};
 
 /// The stack frame [`do_trap`] receives, lowest address first.
 #[repr(C)]
@@ -86,6 +86,9 @@ core::arch::global_asm!(
     "    test byte ptr [rsp + 24], 3",
     "    jz 1f",
     "    swapgs",
+    "    cmp byte ptr [rip + SMAP_ON], 0", // user code may have set RFLAGS.AC:
+    "    je 1f",                          // clear it, or SMAP is off in the kernel
+    "    clac",
     "1:",
     "    push rax",
     "    push rbx",
@@ -164,11 +167,149 @@ pub const EXCEPTION_NAMES: [&str; 32] = [
     "#31",
 ];
 
-/// Every exception lands here. Until ring-3 processes exist, every exception
-/// is a kernel bug: report it and stop the VM.
+/// Times the PVM paths below completed a system call; they must stay 0 on
+/// hardware KVM, where `syscall` and `int 0x80` reach their own entries.
+#[no_mangle]
+pub static mut PVM_SYSCALLS: u64 = 0;
+#[no_mangle]
+pub static mut PVM_INT80S: u64 = 0;
+/// System calls made through `int 0x80` (either path).
+#[no_mangle]
+pub static mut INT80_SYSCALLS: u64 = 0;
+
+const VEC_UD: u64 = 6;
+const VEC_PF: u64 = 14;
+const VEC_INT80: u64 = 0x80;
+/// #PF error code: present | user | instruction fetch.
+const PF_USER_FETCH: u64 = 0x15;
+
+fn args(f: &TrapFrame) -> [u64; 6] {
+    [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9]
+}
+
+/// Every exception (and `int 0x80`) lands here.
 #[no_mangle]
 extern "C" fn do_trap(frame: &mut TrapFrame) {
+    let from_user = frame.cs & 3 == 3;
+    if from_user {
+        if frame.vector == VEC_INT80 {
+            unsafe { INT80_SYSCALLS += 1 };
+            frame.rax = syscall_table::dispatch(frame.rax, args(frame)) as u64;
+            return;
+        }
+        if crate::boot::is_pvm() && pvm_syscall(frame) {
+            return;
+        }
+        user_fault(frame);
+    }
+    // A fault inside copy_from_user & co.: resume at the fixup.
+    if frame.vector == VEC_PF {
+        if let Some(fixup) = usercopy::search_exception_table(frame.rip) {
+            frame.rip = fixup;
+            return;
+        }
+    }
     kernel_fault(frame)
+}
+
+/// On PVM a ring-3 `syscall` jumps to LSTAR without leaving ring 3, and the
+/// fetch there faults (the page is supervisor-only): #PF, error 0x15, with
+/// RCX/R11 set as `syscall` sets them. And `int 0x80` raises #UD. Recognise
+/// exactly those two signatures and complete the call through the same table.
+fn pvm_syscall(frame: &mut TrapFrame) -> bool {
+    let lstar = cpu::rdmsr(cpu::MSR_LSTAR);
+    if frame.vector == VEC_PF && frame.error_code == PF_USER_FETCH && frame.rip == lstar && cpu::read_cr2() == lstar {
+        unsafe { PVM_SYSCALLS += 1 };
+        let ret = syscall_table::dispatch(frame.rax, args(frame));
+        frame.rax = ret as u64;
+        // Return as sysretq would: RIP <- RCX, RFLAGS <- R11.
+        frame.rip = frame.rcx;
+        frame.rflags = (frame.r11 & USER_RFLAGS_MASK) | 0x202;
+        return true;
+    }
+    if frame.vector == VEC_UD {
+        let mut insn = [0u8; 2];
+        if usercopy::copy_from_user(&mut insn, frame.rip).is_ok() && insn == [0xcd, 0x80] {
+            unsafe { PVM_INT80S += 1 };
+            unsafe { INT80_SYSCALLS += 1 };
+            frame.rip += 2;
+            frame.rax = syscall_table::dispatch(frame.rax, args(frame)) as u64;
+            return true;
+        }
+    }
+    false
+}
+
+/// RFLAGS bits ring 3 may set (CF PF AF ZF SF TF DF OF, AC, ID...): never IOPL or NT.
+const USER_RFLAGS_MASK: u64 = 0x0025_0dd5;
+
+/// Signals, as Linux sends them for each exception (arch/x86/kernel/traps.c).
+const SIGILL: i32 = 4;
+const SIGTRAP: i32 = 5;
+const SIGBUS: i32 = 7;
+const SIGFPE: i32 = 8;
+const SIGSEGV: i32 = 11;
+
+/// A fault in ring 3 kills the process, with a one-line report naming the
+/// instruction and the rule it broke; the kernel and others carry on.
+fn user_fault(frame: &TrapFrame) -> ! {
+    let name = EXCEPTION_NAMES.get(frame.vector as usize).copied().unwrap_or("?");
+    let mut insn = [0u8; 8];
+    let fetched = usercopy::copy_from_user(&mut insn, frame.rip).is_ok();
+    // Skip the operand-size and REX prefixes to reach the opcode.
+    let skip = insn.iter().take(4).take_while(|&&b| b == 0x66 || (0x40..=0x4f).contains(&b)).count();
+    let op = [insn[skip], insn[skip + 1], insn[skip + 2], insn[skip + 3]];
+    let (mnemonic, why) = if fetched { explain(&op, frame) } else { ("?", "instruction not readable") };
+    let signal = match frame.vector {
+        0 | 16 | 19 => SIGFPE,
+        3 => SIGTRAP,
+        6 => SIGILL,
+        11 | 12 | 17 => SIGBUS,
+        _ => SIGSEGV,
+    };
+    if frame.vector == VEC_PF {
+        process::kill_current(
+            signal,
+            format_args!("{} at {:#x} ({}) — {} {:#x}", name, frame.rip, mnemonic, why, cpu::read_cr2()),
+        )
+    }
+    process::kill_current(signal, format_args!("{} at {:#x} ({}) — {}", name, frame.rip, mnemonic, why))
+}
+
+/// Name the faulting instruction from its first bytes, and the privilege rule.
+fn explain(b: &[u8; 4], frame: &TrapFrame) -> (&'static str, &'static str) {
+    const PRIV: &str = "privileged instruction in ring 3";
+    const IO: &str = "I/O port access with CPL 3 > IOPL 0";
+    match (frame.vector, b[0], b[1]) {
+        (VEC_PF, _, _) => match (frame.error_code & 1 != 0, frame.error_code & 2 != 0) {
+            (true, false) => ("load", "user read of a supervisor page at"),
+            (true, true) => ("store", "user write to a supervisor or read-only page at"),
+            (false, false) => ("load", "read of an unmapped address"),
+            (false, true) => ("store", "write to an unmapped address"),
+        },
+        (_, 0xfa, _) => ("cli", PRIV),
+        (_, 0xfb, _) => ("sti", PRIV),
+        (_, 0xf4, _) => ("hlt", PRIV),
+        (_, 0xe4 | 0xe5 | 0xec | 0xed, _) => ("in", IO),
+        (_, 0xe6 | 0xe7 | 0xee | 0xef, _) => ("out", IO),
+        (_, 0x0f, 0x22) => ("mov to CR", PRIV),
+        (_, 0x0f, 0x20) => ("mov from CR", PRIV),
+        (_, 0x0f, 0x30) => ("wrmsr", PRIV),
+        (_, 0x0f, 0x32) => ("rdmsr", PRIV),
+        (_, 0x0f, 0x01) => match (b[2] >> 3) & 7 {
+            2 => ("lgdt", PRIV),
+            3 => ("lidt", PRIV),
+            _ => ("system instruction", PRIV),
+        },
+        (_, 0x0f, 0x0b) => ("ud2", "undefined instruction"),
+        (_, 0x8e, _) => ("mov to segment register", "segment check failed: max(CPL, RPL) > DPL"),
+        (_, 0xff, _) if (b[1] >> 3) & 7 == 3 => ("far call", "call gate/segment check failed: target DPL 0 < CPL 3"),
+        (_, 0xcc, _) => ("int3", "breakpoint"),
+        (_, 0xcd, _) => ("int n", "software interrupt through a gate with DPL 0 < CPL 3"),
+        (0, _, _) => ("div", "divide error"),
+        (6, _, _) => ("?", "invalid opcode"),
+        _ => ("?", "fault in ring 3"),
+    }
 }
 
 /// A fault in ring 0: print a report and end the VM with the panic status.
@@ -183,23 +324,3 @@ pub fn kernel_fault(frame: &TrapFrame) -> ! {
     }
     power::panic_vm()
 }
-
-/// `syscall` entry (MSR_LSTAR). System calls come with the syscall issue;
-/// until then a `syscall` is a kernel panic with a clear message.
-#[no_mangle]
-extern "C" fn syscall_unimplemented() -> ! {
-    panic!("syscall entry reached, but system calls are not implemented yet")
-}
-
-core::arch::global_asm!(
-    ".section .text",
-    ".global entry_SYSCALL_64",
-    "entry_SYSCALL_64:",
-    "    swapgs",
-    "    mov rsp, gs:16",
-    "    call syscall_unimplemented",
-    ".global entry_INT80",
-    "entry_INT80:",
-    "    swapgs",
-    "    call syscall_unimplemented",
-);

@@ -19,7 +19,7 @@ unsafe impl ByteValued for BootInfoBytes {}
 pub struct Placement {
     pub mem_bytes: u64,
     pub kernel_end: u64,
-    /// The init image (start, len), if any.
+    /// The boot archive (start, len), if any.
     pub init: Option<(u64, u64)>,
     /// init's argv strings (start, len), if any.
     pub init_argv: Option<(u64, u64)>,
@@ -77,7 +77,7 @@ impl Placement {
             r(KERNEL_PHYS_LOAD, self.kernel_end, RegionKind::Kernel),
         ];
         if let (Some((start, _)), Some((astart, alen))) = (self.init, self.init_argv) {
-            m.push(r(start, align_up(astart + alen, 0x1000), RegionKind::Init));
+            m.push(r(start, align_up(astart + alen, 0x1000), RegionKind::Initrd));
         }
         m.push(r(self.free_start, self.mem_bytes, RegionKind::Usable));
         m
@@ -97,7 +97,9 @@ pub fn write(mem: &GuestMemoryMmap, p: &Placement, flags: u32, tsc_khz: u64, pml
     let map = p.mem_map();
     let mut mem_map = [MemRegion::EMPTY; MEM_MAP_MAX];
     mem_map[..map.len()].copy_from_slice(&map);
-    let (init_image, init_image_len) = p.init.unwrap_or((0, 0));
+    let (initrd, initrd_len) = p.init.unwrap_or((0, 0));
+    let wall_clock_ns =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     let (init_argv, init_argv_len) = p.init_argv.unwrap_or((0, 0));
     let info = BootInfo {
         magic: BOOT_MAGIC,
@@ -108,8 +110,9 @@ pub fn write(mem: &GuestMemoryMmap, p: &Placement, flags: u32, tsc_khz: u64, pml
         kernel_pml4: pml4,
         cmdline: phys::CMDLINE,
         cmdline_len: cmdline.len() as u64,
-        init_image,
-        init_image_len,
+        wall_clock_ns,
+        initrd,
+        initrd_len,
         init_argv,
         init_argv_len,
         mem_map_len: map.len() as u64,

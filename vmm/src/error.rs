@@ -25,6 +25,12 @@ pub enum Error {
     #[error("cannot read guest image {path}: {source}")]
     ImageRead { path: PathBuf, source: std::io::Error },
 
+    #[error("cannot read program {path}: {source}")]
+    ProgramRead { path: PathBuf, source: std::io::Error },
+
+    #[error("{path} cannot run in the guest: it is {reason}")]
+    ProgramNotStatic { path: PathBuf, reason: &'static str },
+
     #[error("{path} is not an ELF file (no \\x7fELF magic at its start): vmm boots 64-bit x86 ELF kernels")]
     NotElf { path: PathBuf },
 

@@ -1,7 +1,22 @@
-//! The guest kernel built into the `vmm` binary (vmm/build.rs compiles it).
+//! The guest kernel and ring-3 programs built into the `vmm` binary
+//! (vmm/build.rs compiles them), so `vmm run` works from any directory.
 
-/// The kernel ELF, so `vmm run` works from any directory.
+/// The kernel ELF.
 pub static KERNEL: &[u8] = include_bytes!(env!("VMM_GUEST_KERNEL"));
 
 /// Where the build left the same ELF on disk, for `vmm run PATH` and for gdb.
 pub const KERNEL_PATH: &str = env!("VMM_GUEST_KERNEL");
+
+/// The ring-3 programs of the built-in boot archive (from guest-user/).
+pub static USER_PROGRAMS: [(&str, &[u8]); 3] = [
+    ("init", include_bytes!(env!("VMM_USER_INIT"))),
+    ("hello", include_bytes!(env!("VMM_USER_HELLO"))),
+    ("attack", include_bytes!(env!("VMM_USER_ATTACK"))),
+];
+
+/// On-disk paths of the same programs.
+pub const USER_PROGRAM_PATHS: [(&str, &str); 3] = [
+    ("init", env!("VMM_USER_INIT")),
+    ("hello", env!("VMM_USER_HELLO")),
+    ("attack", env!("VMM_USER_ATTACK")),
+];

@@ -11,6 +11,7 @@ pub mod error;
 pub mod gdt;
 pub mod guest_image;
 pub mod idt;
+pub mod initrd;
 pub mod kvm_info;
 pub mod loader;
 pub mod msr;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use vmm::error::Error;
-use vmm::vm::{Outcome, Vm, VmConfig};
-use vmm::{guest_image, kvm_info, report, status};
+use vmm::vm::{InitProgram, Outcome, Vm, VmConfig};
+use vmm::{guest_image, initrd, kvm_info, loader, report, status};
 
 #[derive(Parser)]
 #[command(
@@ -83,13 +83,6 @@ fn setup_error(e: Error) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    if !args.program.is_empty() {
-        return setup_error(Error::Unsupported(
-            "running a program in ring 3 (vmm run -- PROGRAM) needs the guest's system-call support, \
-             which is not built yet"
-                .into(),
-        ));
-    }
     if !(args.timeout >= 0.0 && args.timeout.is_finite()) {
         eprintln!("vmm: --timeout must be a number of seconds >= 0 (0 means never)");
         return ExitCode::from(status::USAGE);
@@ -109,12 +102,16 @@ fn run(args: RunArgs) -> ExitCode {
             std::borrow::Cow::Borrowed(guest_image::KERNEL),
         ),
     };
+    let init = match init_program(&args.program) {
+        Ok(i) => i,
+        Err(e) => return setup_error(e),
+    };
     let cfg = VmConfig {
         kvm_device: args.kvm.kvm_device,
         mem_mib: args.mem,
         timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
         cmdline: args.cmdline,
-        init: None,
+        init: Some(init),
         forward_stdin: true,
         output: Box::new(std::io::stdout()),
     };
@@ -146,4 +143,26 @@ fn run(args: RunArgs) -> ExitCode {
         );
     }
     ExitCode::from(st)
+}
+
+/// The boot archive: the built-in programs, plus PROGRAM from the host if
+/// given (it then runs as init, with its arguments).
+fn init_program(program: &[String]) -> Result<InitProgram, Error> {
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let argv = match program.split_first() {
+        None => vec!["init".to_string()],
+        Some((path, rest)) => {
+            let p = PathBuf::from(path);
+            let bytes = std::fs::read(&p).map_err(|source| Error::ProgramRead { path: p.clone(), source })?;
+            loader::check_user_program(&p, &bytes)?;
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.clone());
+            files.push((name.clone(), bytes));
+            std::iter::once(name).chain(rest.iter().cloned()).collect()
+        }
+    };
+    for (name, bytes) in guest_image::USER_PROGRAMS.iter() {
+        files.push((name.to_string(), bytes.to_vec()));
+    }
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
+    Ok(InitProgram { image: initrd::build(&refs), argv })
 }

@@ -22,9 +22,11 @@ use vmm_abi::ports;
 /// Largest guest memory the VMM's page-table area can map.
 pub const MAX_MEM_MIB: u64 = 64 << 10;
 
-/// A program to run as the guest's init.
+/// The boot archive and the argv of the program in it to run as init.
 pub struct InitProgram {
+    /// A cpio archive (see initrd.rs).
     pub image: Vec<u8>,
+    /// argv[0] names the archive member to run.
     pub argv: Vec<String>,
 }
 

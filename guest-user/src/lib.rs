@@ -1,0 +1,10 @@
+//! Runtime shared by the ring-3 programs: entry point, syscalls, printing.
+#![no_std]
+// The `unsafe fn`s are raw syscalls: their contract is the kernel's (valid
+// pointers for what the syscall reads or writes), stated once in `rt`.
+#![allow(clippy::missing_safety_doc)]
+
+pub mod rt;
+mod string;
+
+pub use rt::*;

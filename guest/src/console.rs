@@ -1,0 +1,102 @@
+//! The console: file descriptors 0, 1 and 2 are the serial port (COM1).
+
+use crate::io::inb;
+use crate::usercopy::{access_ok, copy_from_user, copy_to_user, get_user_u64, EFAULT};
+use vmm_abi::ports::COM1;
+
+const EBADF: i64 = 9;
+const EINVAL: i64 = 22;
+const ENOTTY: i64 = 25;
+const TIOCGWINSZ: u64 = 0x5413;
+/// Line status register: bit 0 = a received byte is waiting.
+const LSR: u16 = COM1 + 5;
+
+/// Copy `len` user bytes at `buf` to the serial port, a chunk at a time.
+fn write_user(buf: u64, len: u64) -> i64 {
+    if !access_ok(buf, len) {
+        return -EFAULT;
+    }
+    let mut chunk = [0u8; 256];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(chunk.len() as u64) as usize;
+        if let Err(e) = copy_from_user(&mut chunk[..n], buf + done) {
+            return if done > 0 { done as i64 } else { e };
+        }
+        crate::serial::write_bytes(&chunk[..n]);
+        done += n as u64;
+    }
+    len as i64
+}
+
+pub extern "C" fn sys_write(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64) -> i64 {
+    match fd {
+        1 | 2 => write_user(buf, len),
+        _ => -EBADF,
+    }
+}
+
+pub extern "C" fn sys_writev(fd: u64, iov: u64, iovcnt: u64, _: u64, _: u64, _: u64) -> i64 {
+    if fd != 1 && fd != 2 {
+        return -EBADF;
+    }
+    if iovcnt > 1024 {
+        return -EINVAL;
+    }
+    let mut total = 0;
+    for i in 0..iovcnt {
+        let (base, len) = match (get_user_u64(iov + 16 * i), get_user_u64(iov + 16 * i + 8)) {
+            (Ok(b), Ok(l)) => (b, l),
+            _ => return -EFAULT,
+        };
+        let n = write_user(base, len);
+        if n < 0 {
+            return if total > 0 { total } else { n };
+        }
+        total += n;
+    }
+    total
+}
+
+/// Read from the serial port: waits for the first byte, then takes what is
+/// already there.
+pub extern "C" fn sys_read(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64) -> i64 {
+    if fd != 0 {
+        return -EBADF;
+    }
+    if !access_ok(buf, len) {
+        return -EFAULT;
+    }
+    let mut got = 0u64;
+    let mut b = [0u8; 1];
+    while got < len {
+        // SAFETY: reading the UART's status and data registers.
+        let ready = unsafe { inb(LSR) } & 1 != 0;
+        if !ready {
+            if got > 0 {
+                break;
+            }
+            core::hint::spin_loop();
+            continue;
+        }
+        b[0] = unsafe { inb(COM1) };
+        if let Err(e) = copy_to_user(buf + got, &b) {
+            return if got > 0 { got as i64 } else { e };
+        }
+        got += 1;
+        if b[0] == b'\n' {
+            break;
+        }
+    }
+    got as i64
+}
+
+/// Only what a libc asks of a terminal: the serial port is not one, so
+/// TIOCGWINSZ says ENOTTY (musl then buffers stdout fully, like a pipe).
+pub extern "C" fn sys_ioctl(fd: u64, cmd: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
+    match (fd, cmd) {
+        (0..=2, TIOCGWINSZ) => -ENOTTY,
+        (0..=2, _) => -ENOTTY,
+        _ => -EBADF,
+    }
+}

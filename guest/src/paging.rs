@@ -1,0 +1,135 @@
+//! Process address spaces (Linux: mm/memory.c, arch/x86/mm/pgtable.c).
+//!
+//! Each process has its own PML4. Entries 256..511 (the kernel half) are
+//! copied from the PML4 the VMM built, so every process sees the same
+//! supervisor-only kernel mappings; the lower half is the process's own,
+//! with U/S = 1 at every level.
+
+use crate::mm;
+use vmm_abi::layout::{phys_to_virt, PAGE_SIZE, USER_END};
+
+pub const PTE_P: u64 = 1 << 0;
+pub const PTE_RW: u64 = 1 << 1;
+pub const PTE_US: u64 = 1 << 2;
+pub const PTE_NX: u64 = 1 << 63;
+pub const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
+
+/// The kernel's own PML4 (physical), from boot info.
+static mut KERNEL_PML4: u64 = 0;
+
+pub fn init(kernel_pml4: u64) {
+    // SAFETY: written once at boot.
+    unsafe { KERNEL_PML4 = kernel_pml4 };
+}
+
+fn table(phys: u64) -> &'static mut [u64; 512] {
+    // SAFETY: page-table pages are reached through the direct map.
+    unsafe { &mut *(phys_to_virt(phys) as *mut [u64; 512]) }
+}
+
+fn index(virt: u64, level: u32) -> usize {
+    ((virt >> (12 + 9 * (level - 1))) & 0x1ff) as usize
+}
+
+/// A new address space: empty user half, shared kernel half.
+pub fn new_address_space() -> Option<u64> {
+    let pml4 = mm::alloc_page()?;
+    // SAFETY: KERNEL_PML4 was set at boot.
+    let kernel = table(unsafe { KERNEL_PML4 });
+    table(pml4)[256..].copy_from_slice(&kernel[256..]);
+    Some(pml4)
+}
+
+/// The leaf entry for `virt`, creating tables on the way if `create`.
+fn leaf(pml4: u64, virt: u64, create: bool) -> Option<&'static mut u64> {
+    let mut t = pml4;
+    for level in (2..=4).rev() {
+        let e = &mut table(t)[index(virt, level)];
+        if *e & PTE_P == 0 {
+            if !create {
+                return None;
+            }
+            *e = mm::alloc_page()? | PTE_P | PTE_RW | PTE_US;
+        }
+        t = *e & PTE_ADDR;
+    }
+    Some(&mut table(t)[index(virt, 1)])
+}
+
+/// Map a fresh zeroed page at `virt` (user, RW unless `!writable`, NX unless `exec`).
+/// Returns its physical address; an existing mapping is kept and returned.
+pub fn map_user_page(pml4: u64, virt: u64, writable: bool, exec: bool) -> Option<u64> {
+    if virt >= USER_END {
+        return None;
+    }
+    let e = leaf(pml4, virt, true)?;
+    if *e & PTE_P != 0 {
+        // Widen permissions if a second segment shares the page.
+        if writable {
+            *e |= PTE_RW;
+        }
+        if exec {
+            *e &= !PTE_NX;
+        }
+        return Some(*e & PTE_ADDR);
+    }
+    let page = mm::alloc_page()?;
+    let mut flags = PTE_P | PTE_US;
+    if writable {
+        flags |= PTE_RW;
+    }
+    if !exec {
+        flags |= PTE_NX;
+    }
+    *e = page | flags;
+    Some(page)
+}
+
+/// Physical address and entry flags for a user virtual address.
+pub fn translate(pml4: u64, virt: u64) -> Option<(u64, u64)> {
+    let e = *leaf(pml4, virt, false)?;
+    (e & PTE_P != 0).then_some(((e & PTE_ADDR) | (virt & (PAGE_SIZE - 1)), e & !PTE_ADDR))
+}
+
+/// Unmap and free the page at `virt`, if mapped. The caller flushes the TLB.
+pub fn unmap_user_page(pml4: u64, virt: u64) {
+    if let Some(e) = leaf(pml4, virt, false) {
+        if *e & PTE_P != 0 {
+            mm::free_page(*e & PTE_ADDR);
+            *e = 0;
+        }
+    }
+}
+
+pub fn flush_tlb_page(virt: u64) {
+    // SAFETY: invlpg has no side effects beyond the TLB.
+    unsafe { core::arch::asm!("invlpg [{}]", in(reg) virt, options(nostack, preserves_flags)) };
+}
+
+/// Free every user page and table of an address space, then the PML4.
+pub fn free_address_space(pml4: u64) {
+    fn free_level(t: u64, level: u32) {
+        for e in table(t).iter() {
+            if *e & PTE_P != 0 {
+                if level > 1 {
+                    free_level(*e & PTE_ADDR, level - 1);
+                } else {
+                    mm::free_page(*e & PTE_ADDR);
+                }
+            }
+        }
+        mm::free_page(t);
+    }
+    for i in 0..256 {
+        let e = table(pml4)[i];
+        if e & PTE_P != 0 {
+            free_level(e & PTE_ADDR, 3);
+        }
+    }
+    mm::free_page(pml4);
+}
+
+pub fn load_cr3(pml4: u64) {
+    // SAFETY: every address space maps the kernel half identically.
+    unsafe { core::arch::asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags)) };
+}

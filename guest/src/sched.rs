@@ -1,0 +1,149 @@
+//! The scheduler and the context switch (xv6: swtch.S, proc.c scheduler()).
+//!
+//! The scheduler loop runs on the boot stack. Switching into a process loads
+//! its CR3, points TSS.RSP0 and the syscall entry at its kernel stack,
+//! restores its FS base and SSE state, and `swtch`es stacks; the process comes
+//! back here when it blocks, yields or exits.
+
+use crate::percpu::percpu;
+use crate::process::{self, State};
+use crate::{cpu, paging, power, println};
+use vmm_abi::layout::{phys, phys_to_virt, selector};
+
+core::arch::global_asm!(
+    // swtch(save: *mut u64 [rdi], load: u64 [rsi]): save the callee-saved
+    // registers on this stack, store RSP, load the other stack, restore.
+    ".global swtch",
+    "swtch:",
+    "    push rbp",
+    "    push rbx",
+    "    push r12",
+    "    push r13",
+    "    push r14",
+    "    push r15",
+    "    mov [rdi], rsp",
+    "    mov rsp, rsi",
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop rbx",
+    "    pop rbp",
+    "    ret",
+    // A new process's first return: RSP is at an iretq frame for ring 3.
+    ".global ret_to_user_first",
+    "ret_to_user_first:",
+    "    xor eax, eax",
+    "    xor ebx, ebx",
+    "    xor ecx, ecx",
+    "    xor edx, edx",
+    "    xor esi, esi",
+    "    xor edi, edi",
+    "    xor ebp, ebp",
+    "    xor r8d, r8d",
+    "    xor r9d, r9d",
+    "    xor r10d, r10d",
+    "    xor r11d, r11d",
+    "    xor r12d, r12d",
+    "    xor r13d, r13d",
+    "    xor r14d, r14d",
+    "    xor r15d, r15d",
+    "    swapgs",
+    "    iretq",
+);
+
+extern "C" {
+    fn swtch(save: *mut u64, load: u64);
+    fn ret_to_user_first();
+}
+
+/// Kernel RSP of the scheduler loop while a process runs.
+static mut SCHED_RSP: u64 = 0;
+
+/// Lay out a new kernel stack so that `swtch` to it "returns" into ring 3 at
+/// `entry` with `user_rsp`. Returns the RSP to hand to `swtch`.
+pub fn initial_kernel_stack(top: u64, entry: u64, user_rsp: u64) -> u64 {
+    let frame: [u64; 12] = [
+        0, 0, 0, 0, 0, 0, // r15 r14 r13 r12 rbx rbp for swtch
+        ret_to_user_first as *const () as u64,
+        entry,
+        u64::from(selector::USER_CS),
+        0x202, // RFLAGS: IF set as in any user process, reserved bit 1
+        user_rsp,
+        u64::from(selector::USER_DS),
+    ];
+    let rsp = top - 8 * frame.len() as u64;
+    // SAFETY: the kernel stack is ours and has room for the frame.
+    unsafe { core::ptr::copy_nonoverlapping(frame.as_ptr(), rsp as *mut u64, frame.len()) };
+    rsp
+}
+
+/// Give the CPU back to the scheduler loop (the caller has set its state).
+pub fn schedule() {
+    let p = process::current();
+    // SAFETY: fxsave64 into the process's 16-byte-aligned FXSAVE area.
+    unsafe {
+        core::arch::asm!("fxsave64 [{}]", in(reg) p.fx.0.as_mut_ptr(), options(nostack));
+        swtch(&mut p.saved_rsp, SCHED_RSP);
+    }
+}
+
+/// Give others a turn (sched_yield).
+pub fn yield_now() {
+    schedule();
+}
+
+fn switch_to(slot: usize) {
+    let t = process::table();
+    t.current = slot;
+    let p = &mut t.procs[slot];
+    if cpu::read_cr3() != p.pml4 {
+        paging::load_cr3(p.pml4);
+    }
+    // TSS.RSP0 (offset 4) and the syscall entry's stack: this process's kernel stack.
+    // SAFETY: the TSS page is the VMM's, mapped RW in the direct map.
+    unsafe { *(phys_to_virt(phys::TSS + 4) as *mut u64) = p.kstack_top };
+    percpu().kernel_rsp = p.kstack_top;
+    percpu().pid = u64::from(p.pid);
+    cpu::wrmsr(cpu::MSR_FS_BASE, p.fs_base);
+    // SAFETY: the FXSAVE area was filled by fxsave64 or FxArea::initial.
+    unsafe {
+        core::arch::asm!("fxrstor64 [{}]", in(reg) p.fx.0.as_ptr(), options(nostack));
+        swtch(&raw mut SCHED_RSP, p.saved_rsp);
+    }
+}
+
+/// Run processes round-robin until init (pid 1) exits; its status ends the VM.
+pub fn run() -> ! {
+    let mut last = 0;
+    loop {
+        let t = process::table();
+        let init = t.procs.iter().find(|p| p.pid == 1);
+        if let Some(State::Zombie(status)) = init.map(|p| p.state) {
+            power::exit_vm(vm_status(status));
+        }
+        let next = (1..=process::MAX_PROCS)
+            .map(|i| (last + i) % process::MAX_PROCS)
+            .find(|&s| t.procs[s].state == State::Runnable);
+        match next {
+            Some(s) => {
+                last = s;
+                switch_to(s);
+            }
+            None => {
+                println!("kernel: deadlock: no process can run");
+                power::panic_vm();
+            }
+        }
+    }
+}
+
+/// The VM's exit status for init's wait status, as a shell reports it:
+/// the exit code, or 128 + signal.
+pub fn vm_status(status: i32) -> u8 {
+    if status & 0x7f != 0 {
+        128 + (status & 0x7f) as u8
+    } else {
+        ((status >> 8) & 0xff) as u8
+    }
+}

@@ -1,0 +1,135 @@
+//! Moving data across the user/kernel boundary (Linux: arch/x86/lib/copy_user_64.S,
+//! lib/strncpy_from_user.c, include/linux/uaccess.h).
+//!
+//! Two defences: `access_ok` refuses a range that is not wholly in the user
+//! half (kernel pointers, wrap-around, ranges straddling the top), and the
+//! copy itself survives a fault on an unmapped page: the faulting instruction
+//! is listed in the exception table (`__ex_table`), and the #PF handler
+//! resumes at its fixup, which returns the bytes not copied. With SMAP on,
+//! the kernel may touch user pages only between `stac` and `clac`.
+
+pub const EFAULT: i64 = 14;
+
+/// Highest user address + 1 that system calls accept (Linux's TASK_SIZE_MAX).
+pub const TASK_SIZE_MAX: u64 = 0x7fff_ffff_f000;
+
+/// Set at boot when CR4.SMAP is on; the copy routines then use stac/clac.
+#[no_mangle]
+pub static mut SMAP_ON: u8 = 0;
+
+/// The range [addr, addr + len) lies wholly in the user half.
+pub fn access_ok(addr: u64, len: u64) -> bool {
+    match addr.checked_add(len) {
+        Some(end) => end <= TASK_SIZE_MAX,
+        None => false,
+    }
+}
+
+core::arch::global_asm!(
+    // copy_user_generic(dst [rdi], src [rsi], len [rdx]) -> bytes NOT copied [rax]
+    ".global copy_user_generic",
+    "copy_user_generic:",
+    "    cmp byte ptr [rip + SMAP_ON], 0",
+    "    je 1f",
+    "    stac",
+    "1:  mov rcx, rdx",
+    "2:  rep movsb",
+    "3:  mov rax, rcx",
+    "    cmp byte ptr [rip + SMAP_ON], 0",
+    "    je 4f",
+    "    clac",
+    "4:  ret",
+    // strncpy_user(dst [rdi], src [rsi], max [rdx]) -> length, max if unterminated, -EFAULT
+    ".global strncpy_user",
+    "strncpy_user:",
+    "    cmp byte ptr [rip + SMAP_ON], 0",
+    "    je 1f",
+    "    stac",
+    "1:  xor eax, eax",
+    "5:  cmp rax, rdx",
+    "    jae 7f",
+    "6:  mov cl, [rsi + rax]",
+    "    mov [rdi + rax], cl",
+    "    test cl, cl",
+    "    jz 7f",
+    "    inc rax",
+    "    jmp 5b",
+    "8:  mov rax, -14",
+    "7:  cmp byte ptr [rip + SMAP_ON], 0",
+    "    je 9f",
+    "    clac",
+    "9:  ret",
+    // Exception table: (faulting instruction, where to resume).
+    ".pushsection __ex_table, \"a\"",
+    "    .quad 2b, 3b",
+    "    .quad 6b, 8b",
+    ".popsection",
+);
+
+extern "C" {
+    fn copy_user_generic(dst: *mut u8, src: *const u8, len: usize) -> usize;
+    fn strncpy_user(dst: *mut u8, src: *const u8, max: usize) -> i64;
+    static __start___ex_table: [u64; 0];
+    static __stop___ex_table: [u64; 0];
+}
+
+/// The fixup address for a fault at `rip`, if `rip` is a listed user access.
+pub fn search_exception_table(rip: u64) -> Option<u64> {
+    // SAFETY: the linker script brackets the table with these symbols.
+    let table = unsafe {
+        let start = __start___ex_table.as_ptr();
+        let len = (__stop___ex_table.as_ptr() as usize - start as usize) / 8;
+        core::slice::from_raw_parts(start, len)
+    };
+    table.chunks_exact(2).find(|e| e[0] == rip).map(|e| e[1])
+}
+
+/// Copy `dst.len()` bytes from user address `src`.
+pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), i64> {
+    if !access_ok(src, dst.len() as u64) {
+        return Err(-EFAULT);
+    }
+    // SAFETY: the range is in the user half; faults are fixed up.
+    match unsafe { copy_user_generic(dst.as_mut_ptr(), src as *const u8, dst.len()) } {
+        0 => Ok(()),
+        _ => Err(-EFAULT),
+    }
+}
+
+/// Copy `src` to user address `dst`.
+pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), i64> {
+    if !access_ok(dst, src.len() as u64) {
+        return Err(-EFAULT);
+    }
+    // SAFETY: as above.
+    match unsafe { copy_user_generic(dst as *mut u8, src.as_ptr(), src.len()) } {
+        0 => Ok(()),
+        _ => Err(-EFAULT),
+    }
+}
+
+/// Copy a NUL-terminated string of at most `dst.len() - 1` bytes; returns its length.
+pub fn strncpy_from_user(dst: &mut [u8], src: u64) -> Result<usize, i64> {
+    // Check only the first byte's range here; each byte is checked as the walk goes.
+    let max = dst.len().saturating_sub(1);
+    let max = max.min(TASK_SIZE_MAX.saturating_sub(src) as usize);
+    if !access_ok(src, 1) {
+        return Err(-EFAULT);
+    }
+    // SAFETY: bytes are read only below TASK_SIZE_MAX; faults are fixed up.
+    let n = unsafe { strncpy_user(dst.as_mut_ptr(), src as *const u8, max) };
+    if n < 0 {
+        return Err(-EFAULT);
+    }
+    let n = n as usize;
+    dst[n.min(dst.len() - 1)] = 0;
+    Ok(n)
+}
+
+/// Read one user u64.
+pub fn get_user_u64(addr: u64) -> Result<u64, i64> {
+    let mut b = [0u8; 8];
+    copy_from_user(&mut b, addr)?;
+    Ok(u64::from_le_bytes(b))
+}
+
