@@ -4,7 +4,10 @@
 //! Never skipped: without a faithful KVM these tests fail with the reason.
 
 mod common;
-use common::faithful::{batch, Batch, Case};
+use common::faithful::{batch, box_path, Batch, Case, Where};
+use common::programs::programs;
+use std::path::PathBuf;
+use vmm::guest_image::USER_PROGRAM_PATHS;
 use vmm::status;
 
 fn case(name: &'static str, args: &[&str]) -> Case {
@@ -16,15 +19,98 @@ fn case(name: &'static str, args: &[&str]) -> Case {
 
 fn suite() -> &'static Batch {
     batch(|| {
+        let p = programs();
+        let attack = PathBuf::from(USER_PROGRAM_PATHS.iter().find(|(n, _)| *n == "attack").unwrap().1);
+        let files = vec![p.hello_asm.clone(), p.nostdlib.clone(), p.musl.clone(), attack.clone()];
+        // Inside the box the files sit under /work; on a hardware host, where they are.
+        let at = |f: &PathBuf| {
+            if std::env::var_os("VMM_FORCE_KVMBOX").is_some() || !host_is_hardware() {
+                box_path(f)
+            } else {
+                f.display().to_string()
+            }
+        };
+        let hello_asm = at(&p.hello_asm);
+        let nostdlib = at(&p.nostdlib);
+        let musl = at(&p.musl);
+        let attack = at(&attack);
         let cases = vec![
+            case("tour", &["run", "--stats"]),
+            case("asm", &["run", "--stats", "--", &hello_asm]),
+            case("nostdlib", &["run", "--", &nostdlib, "a", "b"]),
+            case("musl", &["run", "--", &musl, "x"]),
+            case("killed-init", &["run", "--", &attack, "cli"]),
             case("kvm-info", &["kvm-info", "--json"]),
             case("boot", &["run"]),
             case("triple-fault", &["run", "--cmdline", "crash=triple-fault"]),
             case("page-fault", &["run", "--cmdline", "crash=page-fault"]),
             case("timeout", &["run", "--timeout", "2", "--cmdline", "crash=spin"]),
         ];
-        (cases, vec![])
+        (cases, files)
     })
+}
+
+fn host_is_hardware() -> bool {
+    common::vmm(&["kvm-info", "--json"])
+        .stdout
+        .contains("\"hardware\":true")
+}
+
+#[test]
+fn faithful_suite_ran_on_a_faithful_kvm() {
+    let b = suite();
+    eprintln!(
+        "faithful suite ran on: {}",
+        if b.place == Where::Box {
+            "the KVM box (kvm-amd, hardware SVM semantics)"
+        } else {
+            "this host's hardware KVM"
+        }
+    );
+}
+
+#[test]
+fn tour_contains_every_attack_on_hardware() {
+    let r = suite().get("tour");
+    assert_eq!(r.status, 0, "{}", r.output);
+    has(&r.output, "Hello from ring 3 via syscall (CPL 3)");
+    has(&r.output, "Hello from ring 3 via int 0x80");
+    has(&r.output, "19/19 contained");
+    // On hardware, int to a DPL-0 gate from ring 3 is a #GP (PVM reports #UD).
+    has(&r.output, "int-gate            killed (SIGSEGV)");
+}
+
+#[test]
+fn syscall_and_int80_reach_ring0_directly_on_hardware() {
+    // The real entries ran: int 0x80 went through its gate, and the PVM
+    // fault paths stayed unused.
+    has(&suite().get("tour").output, "int80=1 pvm_syscalls=0 pvm_int80=0");
+    has(
+        &suite().get("asm").output,
+        "vmm: kernel syscalls=2 int80=0 pvm_syscalls=0 pvm_int80=0",
+    );
+}
+
+#[test]
+fn three_kinds_of_static_programs_on_hardware() {
+    let a = suite().get("asm");
+    assert_eq!(a.status, 0, "{}", a.output);
+    has(&a.output, "Hello from as+ld via syscall");
+    let n = suite().get("nostdlib");
+    assert_eq!(n.status, 0, "{}", n.output);
+    has(&n.output, "nostdlib: argv: nostdlib a b");
+    assert!(!n.output.contains("FAILED"), "{}", n.output);
+    let m = suite().get("musl");
+    assert_eq!(m.status, 0, "{}", m.output);
+    has(&m.output, "musl: printf works, argc=2 argv[1]=x");
+    has(&m.output, "musl: syscount(getpid)=4");
+}
+
+#[test]
+fn killed_init_on_hardware() {
+    let r = suite().get("killed-init");
+    assert_eq!(r.status, 128 + 11, "{}", r.output);
+    has(&r.output, "pid 1 killed: #GP at 0x");
 }
 
 fn has(out: &str, s: &str) {

@@ -23,7 +23,11 @@ fn main() {
     // The ring-3 programs of the built-in boot archive.
     let user = build(&root.join("guest-user"), &target);
     for prog in ["init", "hello", "attack"] {
-        println!("cargo:rustc-env=VMM_USER_{}={}", prog.to_uppercase(), user.join(prog).display());
+        println!(
+            "cargo:rustc-env=VMM_USER_{}={}",
+            prog.to_uppercase(),
+            user.join(prog).display()
+        );
     }
 }
 

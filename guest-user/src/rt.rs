@@ -143,9 +143,7 @@ pub unsafe fn syscall5(nr: usize, a: usize, b: usize, c: usize, d: usize, e: usi
 }
 
 #[inline(always)]
-pub unsafe fn syscall6(
-    nr: usize, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize,
-) -> isize {
+pub unsafe fn syscall6(nr: usize, a: usize, b: usize, c: usize, d: usize, e: usize, f: usize) -> isize {
     let ret;
     asm!("syscall", inlateout("rax") nr as isize => ret, in("rdi") a, in("rsi") b, in("rdx") c,
          in("r10") d, in("r8") e, in("r9") f, lateout("rcx") _, lateout("r11") _,
@@ -191,7 +189,15 @@ pub fn sched_yield() -> isize {
 
 /// `wait4(pid, &status, options, NULL)`: the reaped pid or -errno.
 pub fn wait4(pid: isize, status: &mut i32, options: i32) -> isize {
-    unsafe { syscall4(SYS_WAIT4, pid as usize, status as *mut i32 as usize, options as usize, 0) }
+    unsafe {
+        syscall4(
+            SYS_WAIT4,
+            pid as usize,
+            status as *mut i32 as usize,
+            options as usize,
+            0,
+        )
+    }
 }
 
 /// `gettimeofday(tv, tz)` with raw pointers (the attacks pass bad ones).

@@ -53,7 +53,12 @@ impl Boot {
             return &[];
         }
         // SAFETY: the VMM placed the archive there, in a region no allocator hands out.
-        unsafe { core::slice::from_raw_parts(phys_to_virt(self.info.initrd) as *const u8, self.info.initrd_len as usize) }
+        unsafe {
+            core::slice::from_raw_parts(
+                phys_to_virt(self.info.initrd) as *const u8,
+                self.info.initrd_len as usize,
+            )
+        }
     }
 
     /// init's argv, NUL-separated.
@@ -63,7 +68,10 @@ impl Boot {
         }
         // SAFETY: as above.
         unsafe {
-            core::slice::from_raw_parts(phys_to_virt(self.info.init_argv) as *const u8, self.info.init_argv_len as usize)
+            core::slice::from_raw_parts(
+                phys_to_virt(self.info.init_argv) as *const u8,
+                self.info.init_argv_len as usize,
+            )
         }
     }
 

@@ -70,7 +70,12 @@ pub fn load(pml4: u64, image: &[u8]) -> Result<Loaded, ElfError> {
     if phentsize < 56 || phoff.checked_add(phnum * phentsize).is_none_or(|e| e > image.len()) {
         return Err(ElfError::NotElf);
     }
-    let mut loaded = Loaded { entry: u64_at(image, 24), phdr: 0, phnum: phnum as u64, brk: 0 };
+    let mut loaded = Loaded {
+        entry: u64_at(image, 24),
+        phdr: 0,
+        phnum: phnum as u64,
+        brk: 0,
+    };
     for i in 0..phnum {
         let ph = &image[phoff + i * phentsize..];
         let (ptype, flags) = (u32_at(ph, 0), u32_at(ph, 4));
@@ -97,7 +102,15 @@ pub fn load(pml4: u64, image: &[u8]) -> Result<Loaded, ElfError> {
 
 /// Map the segment's pages and copy its file bytes in through the direct map
 /// (the rest of each page stays zero: that is the .bss).
-fn load_segment(pml4: u64, image: &[u8], offset: u64, vaddr: u64, filesz: u64, end: u64, flags: u32) -> Result<(), ElfError> {
+fn load_segment(
+    pml4: u64,
+    image: &[u8],
+    offset: u64,
+    vaddr: u64,
+    filesz: u64,
+    end: u64,
+    flags: u32,
+) -> Result<(), ElfError> {
     let mut page = vaddr & !(PAGE_SIZE - 1);
     while page < end {
         let phys = paging::map_user_page(pml4, page, flags & PF_W != 0, flags & PF_X != 0).ok_or(ElfError::NoMemory)?;

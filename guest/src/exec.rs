@@ -142,5 +142,10 @@ pub fn build(name: &[u8], argv: &[&[u8]]) -> Result<Image, ExecError> {
         push(k);
         push(v);
     }
-    Ok(Image { pml4, entry: loaded.entry, rsp: sp, brk: loaded.brk })
+    Ok(Image {
+        pml4,
+        entry: loaded.entry,
+        rsp: sp,
+        brk: loaded.brk,
+    })
 }

@@ -39,7 +39,9 @@ use vmm_abi::boot_info::BootInfo;
 #[no_mangle]
 extern "C" fn kmain(info: &'static BootInfo) -> ! {
     let boot = boot::Boot::new(info);
-    boot.print_banner();
+    if !boot.cmdline().split_whitespace().any(|w| w == "quiet") {
+        boot.print_banner();
+    }
     crash::from_cmdline(boot.cmdline());
     mm::init(info);
     paging::init(info.kernel_pml4);

@@ -17,7 +17,12 @@ struct Allocator {
     pub used: u64,
 }
 
-static mut ALLOC: Allocator = Allocator { next: 0, end: 0, free: 0, used: 0 };
+static mut ALLOC: Allocator = Allocator {
+    next: 0,
+    end: 0,
+    free: 0,
+    used: 0,
+};
 
 #[allow(static_mut_refs)]
 fn alloc() -> &'static mut Allocator {

@@ -59,7 +59,11 @@ pub extern "C" fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, 
     let p = current();
     let len = len.next_multiple_of(PAGE_SIZE);
     let start = if flags & MAP_FIXED != 0 {
-        if addr % PAGE_SIZE != 0 || addr.checked_add(len).is_none_or(|e| e > STACK_TOP - STACK_PAGES * PAGE_SIZE) {
+        if addr % PAGE_SIZE != 0
+            || addr
+                .checked_add(len)
+                .is_none_or(|e| e > STACK_TOP - STACK_PAGES * PAGE_SIZE)
+        {
             return -EINVAL;
         }
         addr
@@ -68,7 +72,13 @@ pub extern "C" fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, 
         p.mmap_next += len;
         s
     };
-    if !map_range(p.pml4, start, start + len, prot & PROT_WRITE != 0 || prot == 0, prot & PROT_EXEC != 0) {
+    if !map_range(
+        p.pml4,
+        start,
+        start + len,
+        prot & PROT_WRITE != 0 || prot == 0,
+        prot & PROT_EXEC != 0,
+    ) {
         return -ENOMEM;
     }
     start as i64

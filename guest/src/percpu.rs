@@ -15,7 +15,12 @@ pub struct PerCpu {
 }
 
 #[no_mangle]
-pub static mut PERCPU: PerCpu = PerCpu { self_ptr: 0, user_rsp: 0, kernel_rsp: 0, pid: 0 };
+pub static mut PERCPU: PerCpu = PerCpu {
+    self_ptr: 0,
+    user_rsp: 0,
+    kernel_rsp: 0,
+    pid: 0,
+};
 
 #[allow(static_mut_refs)]
 pub fn percpu() -> &'static mut PerCpu {

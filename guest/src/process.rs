@@ -89,7 +89,11 @@ pub struct Table {
     pub next_pid: u32,
 }
 
-static mut TABLE: Table = Table { procs: [Process::EMPTY; MAX_PROCS], current: 0, next_pid: 1 };
+static mut TABLE: Table = Table {
+    procs: [Process::EMPTY; MAX_PROCS],
+    current: 0,
+    next_pid: 1,
+};
 
 #[allow(static_mut_refs)]
 pub fn table() -> &'static mut Table {
@@ -105,7 +109,11 @@ pub fn current() -> &'static mut Process {
 /// Create a runnable process running `name` from the boot archive.
 pub fn spawn(name: &[u8], argv: &[&[u8]], ppid: u32) -> Result<u32, ExecError> {
     let t = table();
-    let slot = t.procs.iter().position(|p| p.state == State::Unused).ok_or(ExecError::NoMemory)?;
+    let slot = t
+        .procs
+        .iter()
+        .position(|p| p.state == State::Unused)
+        .ok_or(ExecError::NoMemory)?;
     let img = exec::build(name, argv)?;
     let Some(kstack) = mm::alloc_fresh(KSTACK_PAGES) else {
         paging::free_address_space(img.pml4);

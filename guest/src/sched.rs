@@ -64,7 +64,12 @@ static mut SCHED_RSP: u64 = 0;
 /// `entry` with `user_rsp`. Returns the RSP to hand to `swtch`.
 pub fn initial_kernel_stack(top: u64, entry: u64, user_rsp: u64) -> u64 {
     let frame: [u64; 12] = [
-        0, 0, 0, 0, 0, 0, // r15 r14 r13 r12 rbx rbp for swtch
+        0,
+        0,
+        0,
+        0,
+        0,
+        0, // r15 r14 r13 r12 rbx rbp for swtch
         ret_to_user_first as *const () as u64,
         entry,
         u64::from(selector::USER_CS),

@@ -55,7 +55,14 @@ pub extern "C" fn sys_wait4(pid: u64, status: u64, options: u64, _rusage: u64, _
 pub extern "C" fn sys_uname(buf: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
     // struct utsname: six fields of 65 bytes.
     let mut u = [0u8; 6 * 65];
-    let fields: [&[u8]; 6] = [b"Linux", b"vmm-guest", b"0.1.0-vmm", b"#1 vmm teaching kernel", b"x86_64", b"(none)"];
+    let fields: [&[u8]; 6] = [
+        b"Linux",
+        b"vmm-guest",
+        b"0.1.0-vmm",
+        b"#1 vmm teaching kernel",
+        b"x86_64",
+        b"(none)",
+    ];
     for (i, f) in fields.iter().enumerate() {
         u[i * 65..i * 65 + f.len()].copy_from_slice(f);
     }

@@ -76,7 +76,13 @@ extern "C" fn sys_ni_out_of_range(_nr: u64) -> i64 {
 /// Calls so far to number `nr`.
 pub fn count(nr: u64) -> u64 {
     // SAFETY: read of a counter only this CPU writes.
-    unsafe { if (nr as usize) < NR_SYSCALLS { SYSCALL_COUNTS[nr as usize] } else { OUT_OF_RANGE_CALLS } }
+    unsafe {
+        if (nr as usize) < NR_SYSCALLS {
+            SYSCALL_COUNTS[nr as usize]
+        } else {
+            OUT_OF_RANGE_CALLS
+        }
+    }
 }
 
 /// Dispatch from a trap frame (int 0x80, and the PVM paths in traps.rs).

@@ -87,7 +87,7 @@ core::arch::global_asm!(
     "    jz 1f",
     "    swapgs",
     "    cmp byte ptr [rip + SMAP_ON], 0", // user code may have set RFLAGS.AC:
-    "    je 1f",                          // clear it, or SMAP is off in the kernel
+    "    je 1f",                           // clear it, or SMAP is off in the kernel
     "    clac",
     "1:",
     "    push rax",
@@ -257,9 +257,17 @@ fn user_fault(frame: &TrapFrame) -> ! {
     let mut insn = [0u8; 8];
     let fetched = usercopy::copy_from_user(&mut insn, frame.rip).is_ok();
     // Skip the operand-size and REX prefixes to reach the opcode.
-    let skip = insn.iter().take(4).take_while(|&&b| b == 0x66 || (0x40..=0x4f).contains(&b)).count();
+    let skip = insn
+        .iter()
+        .take(4)
+        .take_while(|&&b| b == 0x66 || (0x40..=0x4f).contains(&b))
+        .count();
     let op = [insn[skip], insn[skip + 1], insn[skip + 2], insn[skip + 3]];
-    let (mnemonic, why) = if fetched { explain(&op, frame) } else { ("?", "instruction not readable") };
+    let (mnemonic, why) = if fetched {
+        explain(&op, frame)
+    } else {
+        ("?", "instruction not readable")
+    };
     let signal = match frame.vector {
         0 | 16 | 19 => SIGFPE,
         3 => SIGTRAP,
@@ -270,10 +278,20 @@ fn user_fault(frame: &TrapFrame) -> ! {
     if frame.vector == VEC_PF {
         process::kill_current(
             signal,
-            format_args!("{} at {:#x} ({}) — {} {:#x}", name, frame.rip, mnemonic, why, cpu::read_cr2()),
+            format_args!(
+                "{} at {:#x} ({}) — {} {:#x}",
+                name,
+                frame.rip,
+                mnemonic,
+                why,
+                cpu::read_cr2()
+            ),
         )
     }
-    process::kill_current(signal, format_args!("{} at {:#x} ({}) — {}", name, frame.rip, mnemonic, why))
+    process::kill_current(
+        signal,
+        format_args!("{} at {:#x} ({}) — {}", name, frame.rip, mnemonic, why),
+    )
 }
 
 /// Name the faulting instruction from its first bytes, and the privilege rule.

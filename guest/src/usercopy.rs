@@ -132,4 +132,3 @@ pub fn get_user_u64(addr: u64) -> Result<u64, i64> {
     copy_from_user(&mut b, addr)?;
     Ok(u64::from_le_bytes(b))
 }
-

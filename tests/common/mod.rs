@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod faithful;
+pub mod programs;
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

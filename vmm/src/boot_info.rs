@@ -98,8 +98,9 @@ pub fn write(mem: &GuestMemoryMmap, p: &Placement, flags: u32, tsc_khz: u64, pml
     let mut mem_map = [MemRegion::EMPTY; MEM_MAP_MAX];
     mem_map[..map.len()].copy_from_slice(&map);
     let (initrd, initrd_len) = p.init.unwrap_or((0, 0));
-    let wall_clock_ns =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let wall_clock_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
     let (init_argv, init_argv_len) = p.init_argv.unwrap_or((0, 0));
     let info = BootInfo {
         magic: BOOT_MAGIC,

@@ -100,19 +100,32 @@ pub fn check_elf_header(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Check a ring-3 program before it goes into the boot archive: the guest
 /// kernel runs only static, fixed-address x86-64 executables.
 pub fn check_user_program(path: &Path, bytes: &[u8]) -> Result<()> {
-    let not = |reason| Error::ProgramNotStatic { path: path.into(), reason };
+    let not = |reason| Error::ProgramNotStatic {
+        path: path.into(),
+        reason,
+    };
     match check_elf_header(path, bytes) {
         Err(Error::ElfType { etype: 3, .. }) => {
-            return Err(not("position-independent (ET_DYN, PIE); link it with -static (gcc -static, musl-gcc -static)"))
+            return Err(not(
+                "position-independent (ET_DYN, PIE); link it with -static (gcc -static, musl-gcc -static)",
+            ))
         }
         Err(Error::ElfType { .. }) => return Err(not("not an executable (ET_EXEC)")),
         other => other?,
     }
-    let elf = ElfFile64::<Endianness>::parse(bytes)
-        .map_err(|e| Error::ElfMalformed { path: path.into(), reason: e.to_string() })?;
+    let elf = ElfFile64::<Endianness>::parse(bytes).map_err(|e| Error::ElfMalformed {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
     let endian = elf.endian();
-    if elf.elf_program_headers().iter().any(|ph| ph.p_type(endian) == object::elf::PT_INTERP) {
-        return Err(not("dynamically linked (it names an interpreter, PT_INTERP); link it with -static"));
+    if elf
+        .elf_program_headers()
+        .iter()
+        .any(|ph| ph.p_type(endian) == object::elf::PT_INTERP)
+    {
+        return Err(not(
+            "dynamically linked (it names an interpreter, PT_INTERP); link it with -static",
+        ));
     }
     Ok(())
 }

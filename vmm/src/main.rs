@@ -102,6 +102,12 @@ fn run(args: RunArgs) -> ExitCode {
             std::borrow::Cow::Borrowed(guest_image::KERNEL),
         ),
     };
+    // A program's own output should not be preceded by the kernel's banner.
+    let cmdline = if args.cmdline.is_empty() && !args.program.is_empty() {
+        "quiet".into()
+    } else {
+        args.cmdline
+    };
     let init = match init_program(&args.program) {
         Ok(i) => i,
         Err(e) => return setup_error(e),
@@ -110,7 +116,7 @@ fn run(args: RunArgs) -> ExitCode {
         kvm_device: args.kvm.kvm_device,
         mem_mib: args.mem,
         timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
-        cmdline: args.cmdline,
+        cmdline,
         init: Some(init),
         forward_stdin: true,
         output: Box::new(std::io::stdout()),
@@ -130,6 +136,8 @@ fn run(args: RunArgs) -> ExitCode {
         o => eprint!("{}", report::crash_report(&mut vm, o)),
     }
     if args.stats {
+        let counters: Vec<String> = vm.kernel_counters().iter().map(|(k, v)| format!("{k}={v}")).collect();
+        eprintln!("vmm: kernel {}", counters.join(" "));
         let t = &vm.timings;
         eprintln!(
             "vmm: stats kvm_setup_us={} load_us={} in_kvm_run_us={} exits={} pio_exits={} serial_bytes={} total_us={}",
@@ -153,9 +161,15 @@ fn init_program(program: &[String]) -> Result<InitProgram, Error> {
         None => vec!["init".to_string()],
         Some((path, rest)) => {
             let p = PathBuf::from(path);
-            let bytes = std::fs::read(&p).map_err(|source| Error::ProgramRead { path: p.clone(), source })?;
+            let bytes = std::fs::read(&p).map_err(|source| Error::ProgramRead {
+                path: p.clone(),
+                source,
+            })?;
             loader::check_user_program(&p, &bytes)?;
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| path.clone());
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.clone());
             files.push((name.clone(), bytes));
             std::iter::once(name).chain(rest.iter().cloned()).collect()
         }
@@ -164,5 +178,8 @@ fn init_program(program: &[String]) -> Result<InitProgram, Error> {
         files.push((name.to_string(), bytes.to_vec()));
     }
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
-    Ok(InitProgram { image: initrd::build(&refs), argv })
+    Ok(InitProgram {
+        image: initrd::build(&refs),
+        argv,
+    })
 }

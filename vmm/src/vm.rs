@@ -303,6 +303,29 @@ impl Vm {
         format!("KVM_EXIT_INTERNAL_ERROR suberror {sub}: {what}")
     }
 
+    /// The guest kernel's own counters, read from its memory by symbol — the
+    /// VMM watches the kernel from outside, without its cooperation.
+    pub fn kernel_counters(&self) -> Vec<(&'static str, u64)> {
+        let read = |sym: &str, index: u64| -> Option<u64> {
+            let va = self.kernel.symbols.address_of(sym)?;
+            self.mem
+                .read_obj::<u64>(GuestAddress(va.checked_sub(KERNEL_BASE)? + 8 * index))
+                .ok()
+        };
+        let total: u64 = (0..512).filter_map(|i| read("SYSCALL_COUNTS", i)).sum();
+        let mut v = vec![("syscalls", total + read("OUT_OF_RANGE_CALLS", 0).unwrap_or(0))];
+        for (name, sym) in [
+            ("int80", "INT80_SYSCALLS"),
+            ("pvm_syscalls", "PVM_SYSCALLS"),
+            ("pvm_int80", "PVM_INT80S"),
+        ] {
+            if let Some(n) = read(sym, 0) {
+                v.push((name, n));
+            }
+        }
+        v
+    }
+
     /// Read `len` bytes of guest physical memory.
     pub fn read_phys(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
         Ok(self.mem.read_slice(buf, GuestAddress(addr))?)

@@ -83,7 +83,9 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
             }
             "efault-straddle" => return efault(name, syscall3(SYS_WRITE, 1, STRADDLE, 16)),
             "sibling-read" => {
-                let Some(addr) = args.get(2).and_then(|a| parse_hex(a)) else { return usage() };
+                let Some(addr) = args.get(2).and_then(|a| parse_hex(a)) else {
+                    return usage();
+                };
                 let v: u64;
                 asm!("mov {v}, qword ptr [{p}]", p = in(reg) addr, v = out(reg) v,
                      options(nostack, readonly));

@@ -114,7 +114,10 @@ fn observed(expect: Expect, o: Outcome) -> StrBuf<24> {
 
 #[no_mangle]
 pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
-    println!("init: ring-3 tour: hello, then {} attacks, each in its own process", ATTACKS.len());
+    println!(
+        "init: ring-3 tour: hello, then {} attacks, each in its own process",
+        ATTACKS.len()
+    );
 
     let mut ok = true;
     match run("hello", &["hello"]) {

@@ -1,0 +1,86 @@
+//! The test programs of tests/programs/, built from source the three ways
+//! users build static Linux programs: as + ld, gcc -static -nostdlib, and
+//! musl-gcc -static.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+pub struct Programs {
+    pub hello_asm: PathBuf,
+    pub nostdlib: PathBuf,
+    pub musl: PathBuf,
+    pub dynamic: PathBuf,
+}
+
+fn run(cmd: &mut Command, what: &str, package: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what} ({e}); install the Debian package {package}"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn programs() -> &'static Programs {
+    static P: OnceLock<Programs> = OnceLock::new();
+    P.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let src = root.join("tests/programs");
+        let out = root.join("target/test-programs");
+        std::fs::create_dir_all(&out).unwrap();
+        let p = |n: &str| out.join(n);
+        run(
+            Command::new("as")
+                .arg("-o")
+                .arg(p("hello_asm.o"))
+                .arg(src.join("hello_asm.S")),
+            "as",
+            "binutils",
+        );
+        run(
+            Command::new("ld").arg("-o").arg(p("hello_asm")).arg(p("hello_asm.o")),
+            "ld",
+            "binutils",
+        );
+        run(
+            Command::new("gcc")
+                .args([
+                    "-static",
+                    "-nostdlib",
+                    "-O2",
+                    "-fno-stack-protector",
+                    "-fno-builtin",
+                    "-o",
+                ])
+                .arg(p("nostdlib"))
+                .arg(src.join("nostdlib.c")),
+            "gcc",
+            "gcc",
+        );
+        run(
+            Command::new("musl-gcc")
+                .args(["-static", "-O2", "-o"])
+                .arg(p("musl"))
+                .arg(src.join("musl.c")),
+            "musl-gcc",
+            "musl-tools",
+        );
+        run(
+            Command::new("gcc")
+                .args(["-O2", "-o"])
+                .arg(p("dynamic"))
+                .arg(src.join("musl.c")),
+            "gcc",
+            "gcc",
+        );
+        Programs {
+            hello_asm: p("hello_asm"),
+            nostdlib: p("nostdlib"),
+            musl: p("musl"),
+            dynamic: p("dynamic"),
+        }
+    })
+}

@@ -1,0 +1,89 @@
+//! System calls, ring-3 processes and isolation, on this host's /dev/kvm
+//! (on a PVM host: the PVM path; tests/faithful.rs runs the same on a
+//! faithful KVM).
+
+mod common;
+use common::programs::programs;
+use common::vmm;
+use vmm::guest_image::USER_PROGRAM_PATHS;
+
+fn path(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn user_program(name: &str) -> &'static str {
+    USER_PROGRAM_PATHS.iter().find(|(n, _)| *n == name).unwrap().1
+}
+
+#[test]
+fn the_builtin_tour_contains_every_attack() {
+    vmm(&["run"])
+        .assert_status(0)
+        .stdout_has("Hello from ring 3 via syscall (CPL 3)")
+        .stdout_has("Hello from ring 3 via int 0x80")
+        .stdout_has("killed: #GP at 0x")
+        .stdout_has("(cli) — privileged instruction in ring 3")
+        .stdout_has("19/19 contained");
+}
+
+#[test]
+fn as_ld_program_runs_unmodified() {
+    vmm(&["run", "--", path(&programs().hello_asm)])
+        .assert_status(0)
+        .stdout_has("Hello from as+ld via syscall\n");
+}
+
+#[test]
+fn nostdlib_program_gets_argv_and_efault_for_every_bad_pointer() {
+    let r = vmm(&["run", "--", path(&programs().nostdlib), "a", "b"]);
+    r.assert_status(0).stdout_has("nostdlib: argv: nostdlib a b");
+    assert!(!r.stdout.contains("FAILED"), "{}", r.stdout);
+}
+
+#[test]
+fn musl_program_printf_gettimeofday_and_own_syscall() {
+    vmm(&["run", "--", path(&programs().musl), "x"])
+        .assert_status(0)
+        .stdout_has("musl: printf works, argc=2 argv[1]=x")
+        .stdout_has("musl: gettimeofday plausible")
+        .stdout_has("musl: syscount(getpid)=4");
+}
+
+#[test]
+fn the_program_exit_status_is_vmm_exit_status() {
+    vmm(&["run", "--", path(&programs().musl), "x", "y"]).assert_status(7);
+}
+
+#[test]
+fn a_killed_init_gives_128_plus_signal() {
+    vmm(&["run", "--", user_program("attack"), "cli"])
+        .assert_status(128 + 11)
+        .stdout_has("pid 1 killed: #GP at 0x");
+}
+
+#[test]
+fn the_pvm_path_is_taken_exactly_on_pvm_hosts() {
+    let pvm = vmm(&["kvm-info", "--json"]).stdout.contains("\"pvm\":true");
+    let r = vmm(&["run", "--stats", "--", path(&programs().hello_asm)]);
+    r.assert_status(0);
+    if pvm {
+        r.stderr_has("pvm_syscalls=2");
+    } else {
+        r.stderr_has("pvm_syscalls=0 pvm_int80=0");
+    }
+}
+
+#[test]
+fn a_dynamic_program_is_refused_with_advice() {
+    vmm(&["run", "--", path(&programs().dynamic)])
+        .assert_status(i32::from(vmm::status::SETUP_ERROR))
+        .stderr_has("cannot run in the guest")
+        .stderr_has("-static");
+}
+
+#[test]
+fn a_missing_program() {
+    vmm(&["run", "--", "/nonexistent/prog"])
+        .assert_status(i32::from(vmm::status::SETUP_ERROR))
+        .stderr_has("cannot read program /nonexistent/prog");
+}
