@@ -21,7 +21,13 @@ fn suite() -> &'static Batch {
     batch(|| {
         let p = programs();
         let attack = PathBuf::from(USER_PROGRAM_PATHS.iter().find(|(n, _)| *n == "attack").unwrap().1);
-        let files = vec![p.hello_asm.clone(), p.nostdlib.clone(), p.musl.clone(), attack.clone()];
+        let files = vec![
+            p.getpid_asm.clone(),
+            p.hello_asm.clone(),
+            p.nostdlib.clone(),
+            p.musl.clone(),
+            attack.clone(),
+        ];
         // Inside the box the files sit under /work; on a hardware host, where they are.
         let at = |f: &PathBuf| {
             if std::env::var_os("VMM_FORCE_KVMBOX").is_some() || !host_is_hardware() {
@@ -34,12 +40,27 @@ fn suite() -> &'static Batch {
         let nostdlib = at(&p.nostdlib);
         let musl = at(&p.musl);
         let attack = at(&attack);
+        let getpid_asm = at(&p.getpid_asm);
         let cases = vec![
             case("tour", &["run", "--stats"]),
             case("asm", &["run", "--stats", "--", &hello_asm]),
             case("nostdlib", &["run", "--", &nostdlib, "a", "b"]),
             case("musl", &["run", "--", &musl, "x"]),
             case("killed-init", &["run", "--", &attack, "cli"]),
+            case(
+                "step-syscall",
+                &[
+                    "run",
+                    "--break-at",
+                    "_start",
+                    "--break-by",
+                    "step",
+                    "--stepi",
+                    "200",
+                    "--",
+                    &getpid_asm,
+                ],
+            ),
             case("kvm-info", &["kvm-info", "--json"]),
             case("boot", &["run"]),
             case("triple-fault", &["run", "--cmdline", "crash=triple-fault"]),
@@ -151,4 +172,23 @@ fn kernel_page_fault_on_hardware() {
 fn timeout_on_hardware() {
     let r = suite().get("timeout");
     assert_eq!(r.status, i32::from(status::TIMEOUT), "{}", r.output);
+}
+
+#[test]
+fn single_step_across_syscall_and_sysretq_sees_cpl_3_0_3() {
+    let r = suite().get("step-syscall");
+    assert_eq!(r.status, 0, "{}", r.output);
+    has(&r.output, "step   0: CPL 3 CS 0x0023 SS 0x001b RIP 0x401000 <_start>");
+    has(&r.output, "CPL 3 → 0 via syscall");
+    has(&r.output, "CPL 0 CS 0x0008 SS 0x0010 RIP 0xffffffff8");
+    has(&r.output, "<entry_SYSCALL_64>        swapgs");
+    has(&r.output, "sysretq");
+    has(&r.output, "CPL 0 → 3 via sysretq");
+    // The null system call's instruction count, deterministic: reported, not asserted.
+    let line = r
+        .output
+        .lines()
+        .find(|l| l.contains("round trip:"))
+        .expect("a round-trip count");
+    eprintln!("faithful suite: getpid {line}");
 }

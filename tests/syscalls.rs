@@ -87,3 +87,29 @@ fn a_missing_program() {
         .assert_status(i32::from(vmm::status::SETUP_ERROR))
         .stderr_has("cannot read program /nonexistent/prog");
 }
+
+#[test]
+fn ring0_single_step_works_here_and_ring3_breaks_are_refused_on_pvm() {
+    let pvm = vmm(&["kvm-info", "--json"]).stdout.contains("\"pvm\":true");
+    let asm = path(&programs().hello_asm);
+    vmm(&[
+        "run",
+        "--break-at",
+        "do_trap",
+        "--break-by",
+        "step",
+        "--stepi",
+        "3",
+        "--",
+        path(&programs().nostdlib),
+    ])
+    .assert_status(0)
+    .stderr_has("step   0: CPL 0 CS 0x0008");
+    let r = vmm(&["run", "--break-at", "_start", "--", asm]);
+    if pvm {
+        r.assert_status(i32::from(vmm::status::SETUP_ERROR))
+            .stderr_has("never exit (see `vmm kvm-info`)");
+    } else {
+        r.assert_status(0).stderr_has("CPL 3");
+    }
+}

@@ -50,7 +50,8 @@ pub extern "C" fn sys_brk(addr: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -> 
 }
 
 pub extern "C" fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, _off: u64) -> i64 {
-    if flags & MAP_ANONYMOUS == 0 || fd as i64 != -1 && fd != 0 && flags & MAP_ANONYMOUS == 0 {
+    let _ = fd; // ignored for anonymous maps, as Linux does
+    if flags & MAP_ANONYMOUS == 0 {
         return -ENODEV; // no files to map
     }
     if len == 0 || len > (1 << 32) {
@@ -59,7 +60,7 @@ pub extern "C" fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, 
     let p = current();
     let len = len.next_multiple_of(PAGE_SIZE);
     let start = if flags & MAP_FIXED != 0 {
-        if addr % PAGE_SIZE != 0
+        if !addr.is_multiple_of(PAGE_SIZE)
             || addr
                 .checked_add(len)
                 .is_none_or(|e| e > STACK_TOP - STACK_PAGES * PAGE_SIZE)
@@ -85,7 +86,7 @@ pub extern "C" fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, 
 }
 
 pub extern "C" fn sys_munmap(addr: u64, len: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
-    if addr % PAGE_SIZE != 0 || addr.checked_add(len).is_none_or(|e| e > STACK_TOP) {
+    if !addr.is_multiple_of(PAGE_SIZE) || addr.checked_add(len).is_none_or(|e| e > STACK_TOP) {
         return -EINVAL;
     }
     let p = current();

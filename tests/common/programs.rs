@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 pub struct Programs {
     pub hello_asm: PathBuf,
+    pub getpid_asm: PathBuf,
     pub nostdlib: PathBuf,
     pub musl: PathBuf,
     pub dynamic: PathBuf,
@@ -45,6 +46,17 @@ pub fn programs() -> &'static Programs {
             "ld",
             "binutils",
         );
+        let obj = p("getpid_asm.o");
+        run(
+            Command::new("as").arg("-o").arg(&obj).arg(src.join("getpid_asm.S")),
+            "as",
+            "binutils",
+        );
+        run(
+            Command::new("ld").arg("-o").arg(p("getpid_asm")).arg(&obj),
+            "ld",
+            "binutils",
+        );
         run(
             Command::new("gcc")
                 .args([
@@ -78,6 +90,7 @@ pub fn programs() -> &'static Programs {
         );
         Programs {
             hello_asm: p("hello_asm"),
+            getpid_asm: p("getpid_asm"),
             nostdlib: p("nostdlib"),
             musl: p("musl"),
             dynamic: p("dynamic"),

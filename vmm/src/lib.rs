@@ -20,6 +20,7 @@ pub mod regs;
 pub mod report;
 pub mod serial;
 pub mod status;
+pub mod stepper;
 pub mod symbols;
 pub mod tss;
 pub mod vm;

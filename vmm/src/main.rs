@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use vmm::error::Error;
+use vmm::stepper::Stepper;
+use vmm::symbols::Symbols;
 use vmm::vm::{InitProgram, Outcome, Vm, VmConfig};
 use vmm::{guest_image, initrd, kvm_info, loader, report, status};
 
@@ -56,6 +58,19 @@ struct RunArgs {
     /// Print setup and run timings and VM-exit counts to stderr.
     #[arg(long)]
     stats: bool,
+    /// Stop at this kernel or program symbol (or 0xADDRESS) with a DR0
+    /// breakpoint, then single-step `--stepi` instructions, printing CPL, RIP
+    /// and each instruction to stderr.
+    #[arg(long, value_name = "SYMBOL|ADDR")]
+    break_at: Option<String>,
+    /// Instructions to single-step after the breakpoint.
+    #[arg(long, default_value_t = 40, value_name = "N")]
+    stepi: u64,
+    /// How to reach --break-at: `dr0` (a debug-register breakpoint) or `step`
+    /// (single-step silently until RIP matches; for KVMs such as the KVM box
+    /// whose DR breakpoints do not exit).
+    #[arg(long, default_value = "dr0", value_parser = ["dr0", "step"])]
+    break_by: String,
     #[command(flatten)]
     kvm: KvmArgs,
     /// A static x86-64 Linux program (and its arguments) to run as init in ring 3.
@@ -108,7 +123,7 @@ fn run(args: RunArgs) -> ExitCode {
     } else {
         args.cmdline
     };
-    let init = match init_program(&args.program) {
+    let (init, user_symbols) = match init_program(&args.program) {
         Ok(i) => i,
         Err(e) => return setup_error(e),
     };
@@ -126,7 +141,30 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(vm) => vm,
         Err(e) => return setup_error(e),
     };
+    if let Some(at) = &args.break_at {
+        match stepper_for(&vm, at, args.stepi, &user_symbols) {
+            Ok(mut st) => {
+                st.by_stepping = args.break_by == "step";
+                vm.stepper = Some(st)
+            }
+            Err(e) => return setup_error(e),
+        }
+    }
     let outcome = vm.run();
+    if let Some(st) = &vm.stepper {
+        if st.by_stepping {
+            eprintln!(
+                "vmm: {} instructions stepped silently before {:#x}",
+                st.steps_to_break, st.break_at
+            );
+        }
+        for line in &st.log {
+            eprintln!("{line}");
+        }
+        for (what, n) in &st.round_trips {
+            eprintln!("vmm: round trip: {n} instructions from `{what}` through `sysretq`/`iretq`, counting both");
+        }
+    }
     let st = outcome.status();
     match &outcome {
         Outcome::Exited(s) if *s >= status::FIRST_RESERVED => {
@@ -155,7 +193,7 @@ fn run(args: RunArgs) -> ExitCode {
 
 /// The boot archive: the built-in programs, plus PROGRAM from the host if
 /// given (it then runs as init, with its arguments).
-fn init_program(program: &[String]) -> Result<InitProgram, Error> {
+fn init_program(program: &[String]) -> Result<(InitProgram, Symbols), Error> {
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     let argv = match program.split_first() {
         None => vec!["init".to_string()],
@@ -178,8 +216,40 @@ fn init_program(program: &[String]) -> Result<InitProgram, Error> {
         files.push((name.to_string(), bytes.to_vec()));
     }
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
-    Ok(InitProgram {
-        image: initrd::build(&refs),
-        argv,
-    })
+    // Symbols of the program init runs, for --break-at and the step trace.
+    let symbols = object::File::parse(files[0].1.as_slice())
+        .map(|f| Symbols::from_object(&f))
+        .unwrap_or_default();
+    Ok((
+        InitProgram {
+            image: initrd::build(&refs),
+            argv,
+        },
+        symbols,
+    ))
+}
+
+/// Resolve `--break-at` and refuse what this host's KVM cannot do.
+fn stepper_for(vm: &Vm, at: &str, steps: u64, user: &Symbols) -> Result<Stepper, Error> {
+    let addr = match at.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16)
+            .map_err(|_| Error::Unsupported(format!("--break-at {at}: not a hex address")))?,
+        // The program's symbols first: both it and the kernel have a `_start`.
+        None => user
+            .address_of(at)
+            .or_else(|| vm.kernel.symbols.address_of(at))
+            .ok_or_else(|| {
+                Error::Unsupported(format!(
+                    "--break-at {at}: no such symbol in the kernel or the init program"
+                ))
+            })?,
+    };
+    if vm.flavor.is_pvm() && addr < vmm_abi::layout::KERNEL_BASE {
+        return Err(Error::Unsupported(format!(
+            "--break-at {at} ({addr:#x}) is a ring-3 address, and on this host's PVM /dev/kvm debug-register \
+             breakpoints and single-steps in ring 3 never exit (see `vmm kvm-info`). Break at a kernel symbol \
+             (e.g. entry_SYSCALL_64), or use hardware KVM or the KVM box (tests/kvmbox)."
+        )));
+    }
+    Ok(Stepper::new(addr, steps, user.clone()))
 }

@@ -105,6 +105,8 @@ pub struct Vm {
     pub com1: Com1,
     pub timings: Timings,
     timeout: Option<Duration>,
+    /// Breakpoint and single-step tracing, if asked for.
+    pub stepper: Option<crate::stepper::Stepper>,
 }
 
 impl Vm {
@@ -219,6 +221,7 @@ impl Vm {
                 ..Default::default()
             },
             timeout: cfg.timeout,
+            stepper: None,
         })
     }
 
@@ -228,6 +231,11 @@ impl Vm {
 
     /// Run until the guest exits, fails, or the timeout expires.
     pub fn run(&mut self) -> Outcome {
+        if let Some(st) = &self.stepper {
+            if let Err(e) = st.arm(&self.vcpu) {
+                return Outcome::KvmError(format!("KVM_SET_GUEST_DEBUG failed: {e}"));
+            }
+        }
         let watchdog = self.timeout.map(Watchdog::start);
         let outcome = loop {
             let t = Instant::now();
@@ -271,6 +279,12 @@ impl Vm {
                 }
                 Ok(VcpuExit::MmioWrite(addr, _)) => {
                     Some(Outcome::Unhandled(format!("MMIO write at {addr:#x}: no device there")))
+                }
+                Ok(VcpuExit::Debug(_)) if self.stepper.is_some() => {
+                    let st = self.stepper.as_mut().unwrap();
+                    st.on_debug_exit(&self.vcpu, &self.mem, &self.kernel.symbols)
+                        .err()
+                        .map(|e| Outcome::KvmError(format!("single-step failed: {e}")))
                 }
                 Ok(other) => Some(Outcome::Unhandled(format!("{other:?}"))),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => match &watchdog {
