@@ -22,7 +22,7 @@ fn main() {
     println!("cargo:rustc-env=VMM_GUEST_KERNEL={}", kernel.display());
     // The ring-3 programs of the built-in boot archive.
     let user = build(&root.join("guest-user"), &target);
-    for prog in ["init", "hello", "attack"] {
+    for prog in ["init", "hello", "attack", "bench"] {
         println!(
             "cargo:rustc-env=VMM_USER_{}={}",
             prog.to_uppercase(),

@@ -8,3 +8,6 @@ pub const EXIT: u16 = 0xf4;
 /// Writing here reports a guest kernel panic: the VMM prints its crash report
 /// (registers and the last serial output) and exits with its panic status.
 pub const PANIC: u16 = 0xf5;
+/// A port the VMM answers and ignores: one `out` here is the cheapest round
+/// trip out of the VM and back (the benchmark's "hypercall").
+pub const NULL_HYPERCALL: u16 = 0xf6;

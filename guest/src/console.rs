@@ -32,7 +32,49 @@ fn write_user(buf: u64, len: u64) -> i64 {
 pub extern "C" fn sys_write(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64) -> i64 {
     match fd {
         1 | 2 => write_user(buf, len),
+        DEV_NULL_FD => write_null(buf, len),
         _ => -EBADF,
+    }
+}
+
+/// The one file besides the console: /dev/null, always at this descriptor.
+/// Its writes still copy the data in (copy_from_user), so writing to it
+/// measures the copy without the serial port.
+pub const DEV_NULL_FD: u64 = 3;
+const ENOENT: i64 = 2;
+
+fn write_null(buf: u64, len: u64) -> i64 {
+    let mut chunk = [0u8; 4096];
+    let mut done = 0;
+    while done < len {
+        let n = (len - done).min(chunk.len() as u64) as usize;
+        if let Err(e) = copy_from_user(&mut chunk[..n], buf + done) {
+            return if done > 0 { done as i64 } else { e };
+        }
+        done += n as u64;
+    }
+    len as i64
+}
+
+pub extern "C" fn sys_open(path: u64, _flags: u64, _mode: u64, _: u64, _: u64, _: u64) -> i64 {
+    let mut name = [0u8; 16];
+    match crate::usercopy::strncpy_from_user(&mut name, path) {
+        Ok(9) if &name[..9] == b"/dev/null" => DEV_NULL_FD as i64,
+        Ok(_) => -ENOENT,
+        Err(e) => e,
+    }
+}
+
+pub extern "C" fn sys_openat(_dirfd: u64, path: u64, flags: u64, mode: u64, _: u64, _: u64) -> i64 {
+    sys_open(path, flags, mode, 0, 0, 0)
+}
+
+/// Descriptors 0..=3 always stay open.
+pub extern "C" fn sys_close(fd: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
+    if fd <= DEV_NULL_FD {
+        0
+    } else {
+        -EBADF
     }
 }
 

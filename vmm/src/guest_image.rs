@@ -8,15 +8,17 @@ pub static KERNEL: &[u8] = include_bytes!(env!("VMM_GUEST_KERNEL"));
 pub const KERNEL_PATH: &str = env!("VMM_GUEST_KERNEL");
 
 /// The ring-3 programs of the built-in boot archive (from guest-user/).
-pub static USER_PROGRAMS: [(&str, &[u8]); 3] = [
+pub static USER_PROGRAMS: [(&str, &[u8]); 4] = [
     ("init", include_bytes!(env!("VMM_USER_INIT"))),
     ("hello", include_bytes!(env!("VMM_USER_HELLO"))),
     ("attack", include_bytes!(env!("VMM_USER_ATTACK"))),
+    ("bench", include_bytes!(env!("VMM_USER_BENCH"))),
 ];
 
 /// On-disk paths of the same programs.
-pub const USER_PROGRAM_PATHS: [(&str, &str); 3] = [
+pub const USER_PROGRAM_PATHS: [(&str, &str); 4] = [
     ("init", env!("VMM_USER_INIT")),
     ("hello", env!("VMM_USER_HELLO")),
     ("attack", env!("VMM_USER_ATTACK")),
+    ("bench", env!("VMM_USER_BENCH")),
 ];

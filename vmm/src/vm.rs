@@ -253,6 +253,7 @@ impl Vm {
                         }
                         ports::EXIT => Some(Outcome::Exited(value)),
                         ports::PANIC => Some(Outcome::KernelPanic),
+                        ports::NULL_HYPERCALL => None,
                         p => Some(Outcome::Unhandled(format!("out to port {p:#x} (value {value:#x})"))),
                     }
                 }
