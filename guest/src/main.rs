@@ -57,7 +57,7 @@ extern "C" fn kmain(info: &'static BootInfo) -> ! {
         argv[argc] = a;
         argc += 1;
     }
-    if argc == 0 {
+    if argc == 0 || boot.cmdline().split_whitespace().any(|w| w == "init=none") {
         println!("kernel: no init program");
         power::exit_vm(0)
     }
