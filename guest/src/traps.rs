@@ -108,6 +108,9 @@ core::arch::global_asm!(
     "    cld",
     "    mov rdi, rsp",
     "    call do_trap",
+    // Named so tracers outside the VM can stop here: RSP is at the TrapFrame.
+    ".global exc_return",
+    "exc_return:",
     "    pop r15",
     "    pop r14",
     "    pop r13",

@@ -5,14 +5,17 @@
 //! control registers (`regs`) and MSRs (`msr`) before the kernel's first
 //! instruction runs in 64-bit mode (`vm`).
 
+pub mod bench;
 pub mod boot_info;
 pub mod cpuid;
+pub mod debug;
 pub mod error;
 pub mod gdt;
 pub mod guest_image;
 pub mod idt;
 pub mod initrd;
 pub mod kvm_info;
+pub mod launch;
 pub mod loader;
 pub mod msr;
 pub mod paging;
@@ -21,6 +24,8 @@ pub mod report;
 pub mod serial;
 pub mod status;
 pub mod stepper;
+pub mod strace;
 pub mod symbols;
+pub mod tracer;
 pub mod tss;
 pub mod vm;

@@ -33,6 +33,10 @@ enum Command {
         #[command(flatten)]
         kvm: KvmArgs,
     },
+    /// Time system-call mechanisms inside the guest beside the host's own.
+    Bench(vmm::bench::BenchArgs),
+    /// Debug a guest: step and break through KVM debug exits, dump segment and privilege state.
+    Debug(vmm::debug::cli::DebugArgs),
 }
 
 #[derive(clap::Args)]
@@ -71,6 +75,12 @@ struct RunArgs {
     /// whose DR breakpoints do not exit).
     #[arg(long, default_value = "dr0", value_parser = ["dr0", "step"])]
     break_by: String,
+    /// Trace every ring-3 system call, strace-style, from outside the guest (to stderr).
+    #[arg(long)]
+    strace: bool,
+    /// Write the --strace output to FILE instead of stderr.
+    #[arg(long, value_name = "FILE")]
+    strace_file: Option<PathBuf>,
     #[command(flatten)]
     kvm: KvmArgs,
     /// A static x86-64 Linux program (and its arguments) to run as init in ring 3.
@@ -82,6 +92,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Bench(args) => vmm::bench::main(args),
+        Command::Debug(args) => vmm::debug::cli::main(args),
         Command::KvmInfo { json, kvm } => match kvm_info::query(&kvm.kvm_device) {
             Ok(info) => {
                 print!("{}", if json { info.to_json() + "\n" } else { info.to_text() });
@@ -145,24 +157,31 @@ fn run(args: RunArgs) -> ExitCode {
         match stepper_for(&vm, at, args.stepi, &user_symbols) {
             Ok(mut st) => {
                 st.by_stepping = args.break_by == "step";
-                vm.stepper = Some(st)
+                vm.tracer = Some(Box::new(st))
             }
             Err(e) => return setup_error(e),
         }
     }
+    if args.strace || args.strace_file.is_some() {
+        let out: Box<dyn std::io::Write + Send> = match &args.strace_file {
+            Some(p) => match std::fs::File::create(p) {
+                Ok(f) => Box::new(std::io::BufWriter::new(f)),
+                Err(e) => return setup_error(Error::Unsupported(format!("--strace-file {}: {e}", p.display()))),
+            },
+            None => Box::new(std::io::stderr()),
+        };
+        match vmm::strace::Strace::new(&vm.kernel.symbols, vm.flavor.is_pvm(), out) {
+            Ok(mut t) => {
+                t.by_step = args.break_by == "step";
+                vm.tracer = Some(Box::new(t));
+            }
+            Err(e) => return setup_error(Error::Unsupported(e)),
+        }
+    }
     let outcome = vm.run();
-    if let Some(st) = &vm.stepper {
-        if st.by_stepping {
-            eprintln!(
-                "vmm: {} instructions stepped silently before {:#x}",
-                st.steps_to_break, st.break_at
-            );
-        }
-        for line in &st.log {
+    if let Some(t) = vm.tracer.as_mut() {
+        for line in t.report() {
             eprintln!("{line}");
-        }
-        for (what, n) in &st.round_trips {
-            eprintln!("vmm: round trip: {n} instructions from `{what}` through `sysretq`/`iretq`, counting both");
         }
     }
     let st = outcome.status();

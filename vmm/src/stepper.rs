@@ -4,19 +4,13 @@
 //! CPL, RIP with its symbol and the instruction (iced-x86), and marks where
 //! the privilege level changed.
 
+use crate::msr;
 use crate::symbols::Symbols;
-use crate::{msr, paging};
-use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
-use kvm_bindings::{
-    kvm_guest_debug, kvm_guest_debug_arch, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP,
-};
+use crate::tracer::{dr7_exec, guest_debug, let_tf_through_syscall, KvmResult, Tracer};
+use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP};
 use kvm_ioctls::VcpuFd;
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::GuestMemoryMmap;
 use vmm_abi::layout::KERNEL_BASE;
-
-/// DR7: G0 (global enable of DR0) and GE, R/W0 = 00 (instruction
-/// execution), LEN0 = 00, and the always-set bit 10 — as QEMU's gdbstub sets it.
-const DR7_EXEC_BP0: u64 = 0x602;
 
 pub struct Stepper {
     pub break_at: u64,
@@ -40,10 +34,7 @@ pub struct Stepper {
 }
 
 fn debug(control: u32, dr0: u64, dr7: u64) -> kvm_guest_debug {
-    let mut arch = kvm_guest_debug_arch::default();
-    arch.debugreg[0] = dr0;
-    arch.debugreg[7] = dr7;
-    kvm_guest_debug { control, pad: 0, arch }
+    guest_debug(control, [dr0, 0, 0, 0], dr7)
 }
 
 impl Stepper {
@@ -66,25 +57,15 @@ impl Stepper {
     }
 
     /// Arm the breakpoint before the first KVM_RUN.
-    pub fn arm(&self, vcpu: &VcpuFd) -> Result<(), kvm_ioctls::Error> {
-        // KVM single-steps with RFLAGS.TF, and `syscall` clears the SFMASK
-        // bits: with TF in SFMASK, stepping a `syscall` would run the whole
-        // kernel path untraced. While tracing, leave TF out of SFMASK so the
-        // steps follow the CPU into entry_SYSCALL_64 and back out via sysretq.
-        let mask = msr::BOOT_SFMASK & !msr::RFLAGS_TF;
-        let entries = [kvm_bindings::kvm_msr_entry {
-            index: msr::MSR_SYSCALL_MASK,
-            data: mask,
-            ..Default::default()
-        }];
-        vcpu.set_msrs(&kvm_bindings::Msrs::from_entries(&entries).expect("one MSR"))?;
+    fn arm_impl(&self, vcpu: &VcpuFd) -> KvmResult<()> {
+        let_tf_through_syscall(vcpu)?;
         if self.by_stepping {
             return vcpu.set_guest_debug(&debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, 0, 0));
         }
         vcpu.set_guest_debug(&debug(
             KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP,
             self.break_at,
-            DR7_EXEC_BP0,
+            dr7_exec(1),
         ))
     }
 
@@ -97,7 +78,7 @@ impl Stepper {
     }
 
     /// Handle a debug exit: print this stop, and choose how to continue.
-    pub fn on_debug_exit(
+    fn on_debug_exit_impl(
         &mut self,
         vcpu: &VcpuFd,
         mem: &GuestMemoryMmap,
@@ -106,7 +87,9 @@ impl Stepper {
         let regs = vcpu.get_regs()?;
         if !self.stepping && self.by_stepping && regs.rip != self.break_at {
             self.steps_to_break += 1;
-            return Ok(());
+            // Re-arm: KVM sets TF again on this call, and an iretq or sysretq
+            // that loaded RFLAGS without TF would otherwise end the stepping.
+            return vcpu.set_guest_debug(&debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, 0, 0));
         }
         let sregs = vcpu.get_sregs()?;
         let cpl = (sregs.cs.selector & 3) as u8;
@@ -121,7 +104,8 @@ impl Stepper {
             vcpu.set_regs(&r)?;
             return vcpu.set_guest_debug(&debug(0, 0, 0));
         }
-        let insn = disassemble(mem, sregs.cr3, regs.rip);
+        let insn =
+            crate::debug::memory::disassemble_one(mem, sregs.cr3, regs.rip).unwrap_or_else(|| "(not mapped)".into());
         if let Some(prev) = self.last_cpl {
             if prev != cpl {
                 let via = self.last_insn.split_whitespace().next().unwrap_or("?").to_string();
@@ -164,24 +148,29 @@ impl Stepper {
     }
 }
 
-/// The instruction at guest virtual `rip`, through the guest's page tables.
-fn disassemble(mem: &GuestMemoryMmap, cr3: u64, rip: u64) -> String {
-    let mut bytes = Vec::with_capacity(15);
-    for i in 0..15 {
-        let Some(phys) = paging::walk(mem, cr3, rip + i).1 else {
-            break;
-        };
-        match mem.read_obj::<u8>(GuestAddress(phys)) {
-            Ok(b) => bytes.push(b),
-            Err(_) => break,
+impl Tracer for Stepper {
+    fn arm(&mut self, vcpu: &VcpuFd) -> KvmResult<()> {
+        self.arm_impl(vcpu)
+    }
+
+    fn on_debug_exit(&mut self, vcpu: &VcpuFd, mem: &GuestMemoryMmap, kernel: &Symbols) -> KvmResult<()> {
+        self.on_debug_exit_impl(vcpu, mem, kernel)
+    }
+
+    fn report(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.by_stepping {
+            out.push(format!(
+                "vmm: {} instructions stepped silently before {:#x}",
+                self.steps_to_break, self.break_at
+            ));
         }
+        out.append(&mut self.log);
+        for (what, n) in &self.round_trips {
+            out.push(format!(
+                "vmm: round trip: {n} instructions from `{what}` through `sysretq`/`iretq`, counting both"
+            ));
+        }
+        out
     }
-    let mut decoder = Decoder::with_ip(64, &bytes, rip, DecoderOptions::NONE);
-    if !decoder.can_decode() {
-        return "(not mapped)".into();
-    }
-    let insn = decoder.decode();
-    let mut out = String::new();
-    IntelFormatter::new().format(&insn, &mut out);
-    out
 }

@@ -79,6 +79,13 @@ impl Outcome {
     }
 }
 
+/// Why `run_until` returned.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Ended(Outcome),
+    Debug(kvm_bindings::kvm_debug_exit_arch),
+}
+
 /// Where the time went, for `--stats` and the boot benchmark.
 #[derive(Debug, Clone, Default)]
 pub struct Timings {
@@ -106,7 +113,7 @@ pub struct Vm {
     pub timings: Timings,
     timeout: Option<Duration>,
     /// Breakpoint and single-step tracing, if asked for.
-    pub stepper: Option<crate::stepper::Stepper>,
+    pub tracer: Option<Box<dyn crate::tracer::Tracer>>,
 }
 
 impl Vm {
@@ -221,7 +228,7 @@ impl Vm {
                 ..Default::default()
             },
             timeout: cfg.timeout,
-            stepper: None,
+            tracer: None,
         })
     }
 
@@ -231,11 +238,20 @@ impl Vm {
 
     /// Run until the guest exits, fails, or the timeout expires.
     pub fn run(&mut self) -> Outcome {
-        if let Some(st) = &self.stepper {
-            if let Err(e) = st.arm(&self.vcpu) {
+        if let Some(t) = self.tracer.as_mut() {
+            if let Err(e) = t.arm(&self.vcpu) {
                 return Outcome::KvmError(format!("KVM_SET_GUEST_DEBUG failed: {e}"));
             }
         }
+        match self.run_until(false) {
+            Event::Ended(o) => o,
+            Event::Debug(_) => unreachable!("debug exits are handled when not stopping on them"),
+        }
+    }
+
+    /// Run until the guest ends or, if `stop_on_debug`, until a debug exit
+    /// (breakpoint or single step) returns control to the debugger.
+    pub fn run_until(&mut self, stop_on_debug: bool) -> Event {
         let watchdog = self.timeout.map(Watchdog::start);
         let outcome = loop {
             let t = Instant::now();
@@ -281,9 +297,14 @@ impl Vm {
                 Ok(VcpuExit::MmioWrite(addr, _)) => {
                     Some(Outcome::Unhandled(format!("MMIO write at {addr:#x}: no device there")))
                 }
-                Ok(VcpuExit::Debug(_)) if self.stepper.is_some() => {
-                    let st = self.stepper.as_mut().unwrap();
-                    st.on_debug_exit(&self.vcpu, &self.mem, &self.kernel.symbols)
+                Ok(VcpuExit::Debug(arch)) if stop_on_debug => {
+                    drop(watchdog);
+                    self.com1.output().write_out();
+                    return Event::Debug(arch);
+                }
+                Ok(VcpuExit::Debug(_)) if self.tracer.is_some() => {
+                    let t = self.tracer.as_mut().unwrap();
+                    t.on_debug_exit(&self.vcpu, &self.mem, &self.kernel.symbols)
                         .err()
                         .map(|e| Outcome::KvmError(format!("single-step failed: {e}")))
                 }
@@ -300,7 +321,7 @@ impl Vm {
         };
         drop(watchdog);
         self.com1.output().write_out();
-        outcome
+        Event::Ended(outcome)
     }
 
     /// Decode KVM_EXIT_INTERNAL_ERROR's suberror.

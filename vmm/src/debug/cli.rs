@@ -1,0 +1,140 @@
+//! `vmm debug [GUEST] [-x CMD]... [--batch] [-- PROGRAM ARGS...]`: the
+//! command loop, with line editing and history at a terminal.
+
+use super::commands::{execute, Flow, HELP};
+use super::Debugger;
+use crate::vm::{Vm, VmConfig};
+use crate::{launch, status};
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct DebugArgs {
+    /// A 64-bit x86 ELF kernel (default: the built-in one).
+    pub image: Option<PathBuf>,
+    /// Run this command first (repeatable), as gdb's -ex.
+    #[arg(short = 'x', long = "ex", value_name = "CMD")]
+    pub commands: Vec<String>,
+    /// Exit after the -x commands instead of prompting.
+    #[arg(long)]
+    pub batch: bool,
+    /// How breakpoints stop the guest: `dr0` (debug registers DR0–DR3) or
+    /// `step` (single-step until RIP matches; for KVMs whose DR breakpoints
+    /// do not exit, such as the KVM box).
+    #[arg(long, default_value = "dr0", value_parser = ["dr0", "step"])]
+    pub break_by: String,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MiB")]
+    pub mem: u64,
+    /// Kernel command line.
+    #[arg(long, default_value = "")]
+    pub cmdline: String,
+    /// Stop a `continue` that runs longer than this many seconds (0: never).
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    pub timeout: f64,
+    /// The KVM device.
+    #[arg(long, env = "VMM_KVM_DEVICE", default_value = "/dev/kvm", value_name = "PATH")]
+    pub kvm_device: PathBuf,
+    /// A static x86-64 Linux program (and its arguments) to run as init in ring 3.
+    #[arg(last = true, value_name = "PROGRAM")]
+    pub program: Vec<String>,
+}
+
+fn setup(args: &DebugArgs) -> Result<Debugger, String> {
+    let (path, image) = launch::kernel_image(args.image.as_deref()).map_err(|e| e.to_string())?;
+    let (init, user_symbols) = launch::boot_archive(&args.program).map_err(|e| e.to_string())?;
+    let cmdline = if args.cmdline.is_empty() && !args.program.is_empty() {
+        "quiet".into()
+    } else {
+        args.cmdline.clone()
+    };
+    let cfg = VmConfig {
+        kvm_device: args.kvm_device.clone(),
+        mem_mib: args.mem,
+        timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
+        cmdline,
+        init: Some(init),
+        forward_stdin: false,
+        output: Box::new(std::io::stdout()),
+    };
+    let vm = Vm::new(&path, &image, cfg).map_err(|e| e.to_string())?;
+    Debugger::new(vm, user_symbols, args.break_by == "step")
+}
+
+pub fn main(args: DebugArgs) -> ExitCode {
+    let mut dbg = match setup(&args) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("vmm: {e}");
+            return ExitCode::from(status::SETUP_ERROR);
+        }
+    };
+    if dbg.flavor().is_pvm() {
+        println!("note: this /dev/kvm is PVM: ring-0 stepping and breakpoints work, ring-3 ones do not (vmm kvm-info)");
+    }
+    match dbg.stop_line() {
+        Ok(l) => println!("stopped before the first instruction: {l}"),
+        Err(e) => eprintln!("vmm: {e}"),
+    }
+    for c in &args.commands {
+        println!("(vmm) {c}");
+        match execute(&mut dbg, c) {
+            Ok(Flow::Quit) => return ExitCode::SUCCESS,
+            Ok(Flow::Next) => {}
+            Err(e) => {
+                eprintln!("error: {e}");
+                if args.batch {
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    if args.batch {
+        return ExitCode::SUCCESS;
+    }
+    prompt(&mut dbg)
+}
+
+/// Interactive: rustyline at a terminal (editing, history); plain lines otherwise.
+fn prompt(dbg: &mut Debugger) -> ExitCode {
+    let is_tty = unsafe { libc::isatty(0) } == 1;
+    if is_tty {
+        println!("type help for commands");
+        let Ok(mut rl) = rustyline::DefaultEditor::new() else {
+            return plain_lines(dbg);
+        };
+        let mut last = String::new();
+        loop {
+            match rl.readline("(vmm) ") {
+                Ok(line) => {
+                    // An empty line repeats the last command, as in gdb.
+                    let line = if line.trim().is_empty() { last.clone() } else { line };
+                    let _ = rl.add_history_entry(line.as_str());
+                    last = line.clone();
+                    match execute(dbg, &line) {
+                        Ok(Flow::Quit) => return ExitCode::SUCCESS,
+                        Ok(Flow::Next) => {}
+                        Err(e) => eprintln!("error: {e}"),
+                    }
+                }
+                Err(_) => return ExitCode::SUCCESS,
+            }
+        }
+    }
+    plain_lines(dbg)
+}
+
+fn plain_lines(dbg: &mut Debugger) -> ExitCode {
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        match execute(dbg, &line) {
+            Ok(Flow::Quit) => return ExitCode::SUCCESS,
+            Ok(Flow::Next) => {}
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+    let _ = HELP;
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,465 @@
+//! `vmm debug`: a gdb-like debugger driven through KVM's debug exits
+//! (KVM_SET_GUEST_DEBUG). Breakpoints are debug registers (DR0–DR3), or, for
+//! KVMs whose DR breakpoints never exit (the KVM box), silent single-steps
+//! until RIP matches (`--break-by step`). Every stop prints one line: CPL,
+//! RIP with symbol, the instruction, and a marker when the privilege level
+//! changed.
+
+pub mod cli;
+pub mod commands;
+pub mod decode;
+pub mod memory;
+
+use crate::kvm_info::Flavor;
+use crate::msr;
+use crate::symbols::Symbols;
+use crate::tracer::{guest_debug as debug, let_tf_through_syscall};
+use crate::vm::{Event, Outcome, Vm};
+use kvm_bindings::{kvm_regs, kvm_sregs, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP};
+use vmm_abi::layout::KERNEL_BASE;
+
+/// A breakpoint or watchpoint.
+#[derive(Clone, Debug)]
+pub struct Breakpoint {
+    pub id: u32,
+    pub addr: u64,
+    pub spec: String,
+    /// None: execute breakpoint; Some(len): write watchpoint of len bytes.
+    pub watch: Option<u8>,
+    /// For watchpoints reached by stepping: the last value seen.
+    pub last_value: Option<u64>,
+}
+
+/// Why the guest stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Step,
+    Breakpoint(u32),
+    Watchpoint(u32),
+    /// Gave up after this many silent steps.
+    StepLimit(u64),
+    Ended,
+}
+
+pub struct Debugger {
+    pub vm: Vm,
+    pub user_symbols: Symbols,
+    pub bps: Vec<Breakpoint>,
+    next_id: u32,
+    /// Reach breakpoints by single-stepping instead of debug registers.
+    pub by_step: bool,
+    /// Silent steps a `continue` may take in step mode before giving up.
+    pub step_limit: u64,
+    /// CPL at the last printed stop.
+    last_cpl: Option<u8>,
+    /// The instruction about to run when the guest was last resumed.
+    last_insn: String,
+    /// CPL after the last resume, printed or not.
+    step_cpl: Option<u8>,
+    /// The most recent privilege change: (from, to, via instruction).
+    transition: Option<(u8, u8, String)>,
+    /// A step followed `syscall` into ring 0 with TF set: the saved user
+    /// RFLAGS (R11) carries TF and `sysretq` would restore it.
+    tf_in_saved_rflags: bool,
+    pub ended: Option<Outcome>,
+    /// The guest has run at least one instruction.
+    pub started: bool,
+}
+
+impl Debugger {
+    pub fn new(vm: Vm, user_symbols: Symbols, by_step: bool) -> Result<Debugger, String> {
+        // While debugging, `syscall` must not clear TF, or single-steps would
+        // skip the whole kernel path.
+        let_tf_through_syscall(vm.vcpu()).map_err(|e| format!("KVM_SET_MSRS: {e}"))?;
+        Ok(Debugger {
+            vm,
+            user_symbols,
+            bps: Vec::new(),
+            next_id: 1,
+            by_step,
+            step_limit: 20_000_000,
+            last_cpl: None,
+            last_insn: String::new(),
+            step_cpl: None,
+            transition: None,
+            tf_in_saved_rflags: false,
+            ended: None,
+            started: false,
+        })
+    }
+
+    pub fn regs(&self) -> Result<kvm_regs, String> {
+        self.vm.vcpu().get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))
+    }
+
+    pub fn sregs(&self) -> Result<kvm_sregs, String> {
+        self.vm.vcpu().get_sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))
+    }
+
+    pub fn flavor(&self) -> Flavor {
+        self.vm.flavor
+    }
+
+    /// `addr` with its symbol (kernel symbols in the kernel half, the init
+    /// program's below).
+    pub fn sym(&self, addr: u64) -> String {
+        if addr >= KERNEL_BASE {
+            self.vm.kernel.symbols.describe(addr)
+        } else {
+            self.user_symbols.describe(addr)
+        }
+    }
+
+    /// Resolve `SYMBOL`, `SYMBOL+0xOFF` or `0xADDR` (program symbols first:
+    /// both the program and the kernel have a `_start`).
+    pub fn resolve(&self, spec: &str) -> Result<u64, String> {
+        let (name, off) = match spec.split_once('+') {
+            Some((n, o)) => (n, parse_num(o).ok_or_else(|| format!("bad offset in {spec}"))?),
+            None => (spec, 0),
+        };
+        if let Some(v) = parse_num(name) {
+            return Ok(v + off);
+        }
+        if let Some(reg) = name.strip_prefix('$') {
+            let r = self.regs()?;
+            let v = match reg {
+                "rip" | "pc" => r.rip,
+                "rsp" | "sp" => r.rsp,
+                "rbp" | "fp" => r.rbp,
+                "rax" => r.rax,
+                "rbx" => r.rbx,
+                "rcx" => r.rcx,
+                "rdx" => r.rdx,
+                "rsi" => r.rsi,
+                "rdi" => r.rdi,
+                "r8" => r.r8,
+                "r9" => r.r9,
+                "r10" => r.r10,
+                "r11" => r.r11,
+                _ => return Err(format!("unknown register ${reg}")),
+            };
+            return Ok(v + off);
+        }
+        self.user_symbols
+            .address_of(name)
+            .or_else(|| self.vm.kernel.symbols.address_of(name))
+            .map(|a| a + off)
+            .ok_or_else(|| format!("no symbol '{name}' in the kernel or the program"))
+    }
+
+    fn refuse_ring3_on_pvm(&self, what: &str) -> Result<(), String> {
+        if self.vm.flavor.is_pvm() {
+            return Err(format!(
+                "{what}: on this host's PVM /dev/kvm, single-steps and debug-register breakpoints in ring 3 never \
+                 exit (see `vmm kvm-info`); use hardware KVM or the KVM box (tests/kvmbox)"
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn add_breakpoint(&mut self, spec: &str, watch: Option<u8>) -> Result<&Breakpoint, String> {
+        let addr = self.resolve(spec)?;
+        if addr < KERNEL_BASE {
+            self.refuse_ring3_on_pvm(&format!("a breakpoint at {addr:#x} (ring 3)"))?;
+        }
+        if !self.by_step && self.bps.len() >= 4 {
+            return Err("only 4 debug registers (DR0–DR3): delete one, or use --break-by step".into());
+        }
+        if let Some(len) = watch {
+            if ![1, 2, 4, 8].contains(&len) || addr % u64::from(len) != 0 {
+                return Err("a watchpoint covers 1, 2, 4 or 8 bytes, aligned".into());
+            }
+        }
+        let last_value = watch.and_then(|len| self.read_watched(addr, len));
+        let id = self.next_id;
+        self.next_id += 1;
+        self.bps.push(Breakpoint {
+            id,
+            addr,
+            spec: spec.to_string(),
+            watch,
+            last_value,
+        });
+        Ok(self.bps.last().unwrap())
+    }
+
+    pub fn delete(&mut self, id: Option<u32>) -> Result<(), String> {
+        match id {
+            None => self.bps.clear(),
+            Some(id) => {
+                let n = self.bps.len();
+                self.bps.retain(|b| b.id != id);
+                if n == self.bps.len() {
+                    return Err(format!("no breakpoint {id}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn read_watched(&self, addr: u64, len: u8) -> Option<u64> {
+        let sregs = self.sregs().ok()?;
+        let mut b = [0u8; 8];
+        memory::read_virt(&self.vm.mem, sregs.cr3, addr, &mut b[..len as usize]).ok()?;
+        Some(u64::from_le_bytes(b))
+    }
+
+    /// DR0–3 and DR7 for the current breakpoints (G bits, R/W and LEN).
+    fn debug_registers(&self) -> ([u64; 4], u64) {
+        let mut dr = [0u64; 4];
+        let mut dr7 = 0x600u64;
+        for (i, b) in self.bps.iter().take(4).enumerate() {
+            dr[i] = b.addr;
+            dr7 |= 2 << (2 * i);
+            if let Some(len) = b.watch {
+                let len_bits = match len {
+                    1 => 0,
+                    2 => 1,
+                    8 => 2,
+                    _ => 3,
+                };
+                dr7 |= (0b01 | (len_bits << 2)) << (16 + 4 * i);
+            }
+        }
+        (dr, dr7)
+    }
+
+    /// Resume once: a single step, or until a debug exit. None when the guest ended.
+    fn resume(&mut self, single_step: bool) -> Result<Option<kvm_bindings::kvm_debug_exit_arch>, String> {
+        if self.ended.is_some() {
+            return Err("the guest has ended".into());
+        }
+        self.started = true;
+        let mut control = KVM_GUESTDBG_ENABLE;
+        if single_step {
+            control |= KVM_GUESTDBG_SINGLESTEP;
+        }
+        let (dr, dr7) = self.debug_registers();
+        // Single steps never arm the debug registers: an execute breakpoint
+        // at the current RIP would fire again before the instruction runs.
+        let use_dr = !single_step && !self.by_step && !self.bps.is_empty();
+        if use_dr {
+            control |= KVM_GUESTDBG_USE_HW_BP;
+        }
+        let d = if use_dr {
+            debug(control, dr, dr7)
+        } else {
+            debug(control, [0; 4], 0)
+        };
+        self.vm
+            .vcpu()
+            .set_guest_debug(&d)
+            .map_err(|e| format!("KVM_SET_GUEST_DEBUG: {e}"))?;
+        match self.vm.run_until(true) {
+            Event::Debug(arch) => {
+                self.after_step()?;
+                Ok(Some(arch))
+            }
+            Event::Ended(o) => {
+                self.ended = Some(o);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Keep TF out of ring 3's own RFLAGS: a step into `syscall` leaves TF in
+    /// R11, and `sysretq` would hand it to the program, which would then take
+    /// a #DB of its own.
+    fn after_step(&mut self) -> Result<(), String> {
+        let sregs = self.sregs()?;
+        let cpl = (sregs.cs.selector & 3) as u8;
+        if let Some(prev) = self.step_cpl {
+            if prev != cpl {
+                let via = self.last_insn.split_whitespace().next().unwrap_or("").to_string();
+                self.transition = Some((prev, cpl, via));
+            }
+        }
+        if cpl == 0 && self.step_cpl == Some(3) && self.last_insn.starts_with("syscall") {
+            self.tf_in_saved_rflags = true;
+        }
+        if cpl == 3 && self.tf_in_saved_rflags {
+            let mut r = self.regs()?;
+            r.rflags &= !msr::RFLAGS_TF;
+            self.vm.vcpu().set_regs(&r).map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            self.tf_in_saved_rflags = false;
+        }
+        self.step_cpl = Some(cpl);
+        Ok(())
+    }
+
+    /// The one-line description of where the guest is now, with a marker
+    /// if the privilege level changed since the last printed stop.
+    pub fn stop_line(&mut self) -> Result<String, String> {
+        let regs = self.regs()?;
+        let sregs = self.sregs()?;
+        let cpl = (sregs.cs.selector & 3) as u8;
+        let insn = memory::disassemble_one(&self.vm.mem, sregs.cr3, regs.rip).unwrap_or_else(|| "(not mapped)".into());
+        let mut line = format!("CPL {cpl}  {}  {insn}", self.sym(regs.rip));
+        if let Some(prev) = self.last_cpl {
+            if prev != cpl {
+                let via = match self.transition.take() {
+                    Some((_, to, via)) if to == cpl && !via.is_empty() => via,
+                    _ => "an exception or interrupt".into(),
+                };
+                line += &format!("    [CPL {prev} → {cpl} via {via}]");
+            }
+        }
+        self.last_cpl = Some(cpl);
+        Ok(line)
+    }
+
+    fn at_breakpoint(&self, rip: u64) -> Option<u32> {
+        self.bps
+            .iter()
+            .find(|b| b.watch.is_none() && b.addr == rip)
+            .map(|b| b.id)
+    }
+
+    /// Step mode: a watchpoint whose value changed.
+    fn watch_hit(&mut self) -> Option<u32> {
+        let mut hit = None;
+        let watched: Vec<(usize, u64, u8)> = self
+            .bps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, b)| b.watch.map(|l| (i, b.addr, l)))
+            .collect();
+        for (i, addr, len) in watched {
+            let v = self.read_watched(addr, len);
+            if v != self.bps[i].last_value {
+                self.bps[i].last_value = v;
+                hit = hit.or(Some(self.bps[i].id));
+            }
+        }
+        hit
+    }
+
+    fn check_can_step(&self) -> Result<(), String> {
+        let sregs = self.sregs()?;
+        if sregs.cs.selector & 3 == 3 {
+            self.refuse_ring3_on_pvm("stepping in ring 3")?;
+        }
+        Ok(())
+    }
+
+    /// `stepi`: one instruction.
+    pub fn step(&mut self) -> Result<StopReason, String> {
+        self.check_can_step()?;
+        self.last_insn_for_step()?;
+        Ok(match self.resume(true)? {
+            None => StopReason::Ended,
+            Some(_) => StopReason::Step,
+        })
+    }
+
+    /// Remember the instruction about to run, for the "via" of a CPL change.
+    fn last_insn_for_step(&mut self) -> Result<(), String> {
+        let regs = self.regs()?;
+        let sregs = self.sregs()?;
+        self.last_insn = memory::disassemble_one(&self.vm.mem, sregs.cr3, regs.rip).unwrap_or_default();
+        let cpl = (sregs.cs.selector & 3) as u8;
+        self.last_cpl.get_or_insert(cpl);
+        self.step_cpl.get_or_insert(cpl);
+        Ok(())
+    }
+
+    /// `continue`: run to the next breakpoint or watchpoint, or the end.
+    pub fn cont(&mut self) -> Result<StopReason, String> {
+        // Leaving a breakpoint: step off it first, or DR0 would fire again at once.
+        let rip = self.regs()?.rip;
+        if self.started && self.at_breakpoint(rip).is_some() || self.tf_in_saved_rflags {
+            if self.sregs()?.cs.selector & 3 == 3 {
+                self.refuse_ring3_on_pvm("continuing from a ring-3 breakpoint")?;
+            }
+            self.last_insn_for_step()?;
+            if self.resume(true)?.is_none() {
+                return Ok(StopReason::Ended);
+            }
+            if let Some(id) = self.at_breakpoint(self.regs()?.rip) {
+                return Ok(StopReason::Breakpoint(id));
+            }
+        }
+        // A `syscall` stepped into leaves TF in the saved RFLAGS: step on to
+        // ring 3 before running freely (breakpoints are still honoured).
+        while self.tf_in_saved_rflags {
+            self.last_insn_for_step()?;
+            if self.resume(true)?.is_none() {
+                return Ok(StopReason::Ended);
+            }
+            if let Some(id) = self.at_breakpoint(self.regs()?.rip) {
+                return Ok(StopReason::Breakpoint(id));
+            }
+        }
+        if self.by_step && !self.bps.is_empty() {
+            for n in 0..self.step_limit {
+                self.last_insn_for_step()?;
+                if self.resume(true)?.is_none() {
+                    return Ok(StopReason::Ended);
+                }
+                if let Some(id) = self.at_breakpoint(self.regs()?.rip) {
+                    return Ok(StopReason::Breakpoint(id));
+                }
+                if let Some(id) = self.watch_hit() {
+                    return Ok(StopReason::Watchpoint(id));
+                }
+                let _ = n;
+            }
+            return Ok(StopReason::StepLimit(self.step_limit));
+        }
+        self.last_insn_for_step()?;
+        match self.resume(false)? {
+            None => Ok(StopReason::Ended),
+            Some(arch) => {
+                // DR6 bits 0–3 say which debug register fired.
+                let which = (0..4).find(|i| arch.dr6 & (1 << i) != 0);
+                let bp = which.and_then(|i| self.bps.get(i)).map(|b| (b.id, b.watch.is_some()));
+                Ok(match bp {
+                    Some((id, true)) => StopReason::Watchpoint(id),
+                    Some((id, false)) => StopReason::Breakpoint(id),
+                    None => match self.at_breakpoint(self.regs()?.rip) {
+                        Some(id) => StopReason::Breakpoint(id),
+                        None => StopReason::Step,
+                    },
+                })
+            }
+        }
+    }
+
+    /// `nexti`: like stepi, but a `call` runs to the instruction after it.
+    pub fn next_over_calls(&mut self) -> Result<StopReason, String> {
+        let regs = self.regs()?;
+        let sregs = self.sregs()?;
+        let Some((insn, len)) = memory::decode_one(&self.vm.mem, sregs.cr3, regs.rip) else {
+            return self.step();
+        };
+        if !insn.starts_with("call") {
+            return self.step();
+        }
+        self.check_can_step()?;
+        let target = regs.rip + len;
+        let depth_rsp = regs.rsp;
+        for _ in 0..self.step_limit {
+            self.last_insn_for_step()?;
+            if self.resume(true)?.is_none() {
+                return Ok(StopReason::Ended);
+            }
+            let r = self.regs()?;
+            if r.rip == target && r.rsp >= depth_rsp {
+                return Ok(StopReason::Step);
+            }
+            if let Some(id) = self.at_breakpoint(r.rip) {
+                return Ok(StopReason::Breakpoint(id));
+            }
+        }
+        Ok(StopReason::StepLimit(self.step_limit))
+    }
+}
+
+/// `0x1f`, `31`.
+pub fn parse_num(s: &str) -> Option<u64> {
+    let s = s.trim();
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(h) => u64::from_str_radix(h, 16).ok(),
+        None => s.parse().ok(),
+    }
+}

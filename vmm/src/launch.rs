@@ -1,0 +1,69 @@
+//! What to boot: the kernel image (a file, or the one built in) and the boot
+//! archive (the built-in ring-3 programs, plus a program from the host to
+//! run as init).
+
+use crate::error::Error;
+use crate::symbols::Symbols;
+use crate::vm::InitProgram;
+use crate::{guest_image, initrd, loader};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+/// The kernel ELF: `path`'s contents, or the built-in kernel.
+pub fn kernel_image(path: Option<&Path>) -> Result<(PathBuf, Cow<'static, [u8]>), Error> {
+    match path {
+        Some(p) => std::fs::read(p)
+            .map(|b| (p.to_path_buf(), Cow::Owned(b)))
+            .map_err(|source| Error::ImageRead {
+                path: p.to_path_buf(),
+                source,
+            }),
+        None => Ok((
+            PathBuf::from(guest_image::KERNEL_PATH),
+            Cow::Borrowed(guest_image::KERNEL),
+        )),
+    }
+}
+
+/// The boot archive and init's argv: the built-in programs, plus PROGRAM
+/// from the host if given (it then runs as init, with its arguments). Also
+/// the symbols of the program init runs, for breakpoints and traces.
+pub fn boot_archive(program: &[String]) -> Result<(InitProgram, Symbols), Error> {
+    let mut files: Vec<(String, Cow<'static, [u8]>)> = Vec::new();
+    let argv = match program.split_first() {
+        None => vec!["init".to_string()],
+        Some((path, rest)) => {
+            let p = PathBuf::from(path);
+            let bytes = std::fs::read(&p).map_err(|source| Error::ProgramRead {
+                path: p.clone(),
+                source,
+            })?;
+            loader::check_user_program(&p, &bytes)?;
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| path.clone());
+            files.push((name.clone(), Cow::Owned(bytes)));
+            std::iter::once(name).chain(rest.iter().cloned()).collect()
+        }
+    };
+    for (name, bytes) in guest_image::USER_PROGRAMS.iter() {
+        files.push((name.to_string(), Cow::Borrowed(bytes)));
+    }
+    let init_bytes = files
+        .iter()
+        .find(|(n, _)| *n == argv[0])
+        .map(|(_, b)| b.as_ref())
+        .unwrap_or(&[]);
+    let symbols = object::File::parse(init_bytes)
+        .map(|f| Symbols::from_object(&f))
+        .unwrap_or_default();
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_ref())).collect();
+    Ok((
+        InitProgram {
+            image: initrd::build(&refs),
+            argv,
+        },
+        symbols,
+    ))
+}

@@ -1,0 +1,421 @@
+//! `vmm run --strace`: every ring-3 system call, strace-style, seen from the
+//! hypervisor with no help from the guest. Debug-register breakpoints at the
+//! kernel's entry and exit points stop the vCPU; the VMM reads the number and
+//! arguments from the registers (or the trap frame), strings and buffers
+//! through the user's page tables, and the result at the way out:
+//!
+//! ```text
+//! [pid 1] write(1, "Hello, world!\n", 14) = 14
+//! ```
+//!
+//! Trace points: `entry_SYSCALL_64` / `syscall_return` for the `syscall`
+//! instruction on hardware KVM; `do_trap` / `exc_return` for `int 0x80` and
+//! for PVM, where system calls arrive as faults. One debug exit per event.
+
+use crate::debug::memory::read_virt;
+use crate::symbols::Symbols;
+use crate::tracer::{dr7_exec, guest_debug, KvmResult, Tracer};
+use kvm_bindings::{KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP};
+use kvm_ioctls::VcpuFd;
+use std::collections::HashMap;
+use std::io::Write;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_abi::layout::KERNEL_BASE;
+
+/// How an argument is shown.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Arg {
+    Int,
+    Hex,
+    Str,
+    /// A buffer written by the program, its length in argument N.
+    BufIn(usize),
+    /// A buffer filled by the kernel, shown after the call, length = result.
+    BufOut,
+    Iovec(usize),
+    Argv,
+}
+
+use Arg::*;
+
+fn signature(nr: u64) -> Option<(&'static str, &'static [Arg])> {
+    Some(match nr {
+        0 => ("read", &[Int, BufOut, Int]),
+        1 => ("write", &[Int, BufIn(2), Int]),
+        2 => ("open", &[Str, Hex, Hex]),
+        3 => ("close", &[Int]),
+        9 => ("mmap", &[Hex, Int, Hex, Hex, Int, Int]),
+        10 => ("mprotect", &[Hex, Int, Hex]),
+        11 => ("munmap", &[Hex, Int]),
+        12 => ("brk", &[Hex]),
+        13 => ("rt_sigaction", &[Int, Hex, Hex, Int]),
+        14 => ("rt_sigprocmask", &[Int, Hex, Hex, Int]),
+        16 => ("ioctl", &[Int, Hex, Hex]),
+        20 => ("writev", &[Int, Iovec(2), Int]),
+        24 => ("sched_yield", &[]),
+        39 => ("getpid", &[]),
+        60 => ("exit", &[Int]),
+        61 => ("wait4", &[Int, Hex, Int, Hex]),
+        63 => ("uname", &[Hex]),
+        96 => ("gettimeofday", &[Hex, Hex]),
+        102 => ("getuid", &[]),
+        104 => ("getgid", &[]),
+        107 => ("geteuid", &[]),
+        108 => ("getegid", &[]),
+        110 => ("getppid", &[]),
+        158 => ("arch_prctl", &[Hex, Hex]),
+        186 => ("gettid", &[]),
+        218 => ("set_tid_address", &[Hex]),
+        228 => ("clock_gettime", &[Int, Hex]),
+        231 => ("exit_group", &[Int]),
+        257 => ("openat", &[Int, Str, Hex, Hex]),
+        500 => ("spawn", &[Str, Argv]),
+        501 => ("syscount", &[Int]),
+        502 => ("bench_null_entry", &[Int]),
+        503 => ("hypercall_null", &[]),
+        _ => return None,
+    })
+}
+
+fn errno_name(e: i64) -> &'static str {
+    match e {
+        2 => "ENOENT (No such file or directory)",
+        7 => "E2BIG (Argument list too long)",
+        8 => "ENOEXEC (Exec format error)",
+        9 => "EBADF (Bad file descriptor)",
+        10 => "ECHILD (No child processes)",
+        12 => "ENOMEM (Cannot allocate memory)",
+        14 => "EFAULT (Bad address)",
+        19 => "ENODEV (No such device)",
+        22 => "EINVAL (Invalid argument)",
+        25 => "ENOTTY (Inappropriate ioctl for device)",
+        38 => "ENOSYS (Function not implemented)",
+        _ => "",
+    }
+}
+
+/// A string as strace quotes it, at most `max` bytes.
+fn quote(bytes: &[u8], max: usize, truncated: bool) -> String {
+    let mut s = String::from("\"");
+    for &b in bytes.iter().take(max) {
+        match b {
+            b'\n' => s += "\\n",
+            b'\t' => s += "\\t",
+            b'\r' => s += "\\r",
+            b'"' => s += "\\\"",
+            b'\\' => s += "\\\\",
+            0x20..=0x7e => s.push(b as char),
+            _ => s += &format!("\\{b:o}"),
+        }
+    }
+    s.push('"');
+    if truncated || bytes.len() > max {
+        s += "...";
+    }
+    s
+}
+
+const STRING_MAX: usize = 32;
+
+struct Pending {
+    nr: u64,
+    args: [u64; 6],
+    shown: Vec<String>,
+    /// Entered through the trap path: the frame address to read the result from.
+    via_trap: bool,
+}
+
+pub struct Strace {
+    entry: u64,
+    ret: u64,
+    trap: u64,
+    trap_ret: u64,
+    lstar_pvm_entry: u64,
+    pid_addr: Option<u64>,
+    pvm: bool,
+    /// Reach the trace points by single-stepping (KVMs whose DR breakpoints never exit).
+    pub by_step: bool,
+    pending: HashMap<u64, Pending>,
+    out: Box<dyn Write + Send>,
+    /// RIP of the last breakpoint stop (to notice a breakpoint that RF failed to suppress).
+    last_stop: Option<u64>,
+    rf_failed: bool,
+    /// Debug exits taken, and system calls traced.
+    pub exits: u64,
+    pub calls: u64,
+}
+
+impl Strace {
+    pub fn new(kernel: &Symbols, pvm: bool, out: Box<dyn Write + Send>) -> Result<Strace, String> {
+        let need = |n: &str| {
+            kernel
+                .address_of(n)
+                .ok_or_else(|| format!("--strace: the kernel has no symbol {n}"))
+        };
+        Ok(Strace {
+            entry: need("entry_SYSCALL_64")?,
+            ret: need("syscall_return")?,
+            trap: need("do_trap")?,
+            trap_ret: need("exc_return")?,
+            lstar_pvm_entry: need("entry_SYSCALL_64")?,
+            pid_addr: kernel.address_of("PERCPU").map(|a| a + 24),
+            pvm,
+            by_step: false,
+            pending: HashMap::new(),
+            out,
+            last_stop: None,
+            rf_failed: false,
+            exits: 0,
+            calls: 0,
+        })
+    }
+
+    fn points(&self) -> [u64; 4] {
+        [self.entry, self.ret, self.trap, self.trap_ret]
+    }
+
+    fn pid(&self, mem: &GuestMemoryMmap) -> u64 {
+        self.pid_addr
+            .and_then(|a| mem.read_obj::<u64>(GuestAddress(a - KERNEL_BASE)).ok())
+            .unwrap_or(0)
+    }
+
+    fn show_arg(&self, mem: &GuestMemoryMmap, cr3: u64, kind: Arg, v: u64, args: &[u64; 6]) -> String {
+        let read = |addr: u64, len: usize| -> Option<Vec<u8>> {
+            let mut b = vec![0u8; len];
+            read_virt(mem, cr3, addr, &mut b).ok().map(|_| b)
+        };
+        match kind {
+            Int => (v as i64).to_string(),
+            Hex => format!("{v:#x}"),
+            BufOut => format!("{v:#x}"),
+            Str => {
+                let mut s = Vec::new();
+                for i in 0..STRING_MAX as u64 + 1 {
+                    match read(v + i, 1) {
+                        Some(b) if b[0] != 0 => s.push(b[0]),
+                        Some(_) => return quote(&s, STRING_MAX, false),
+                        None => {
+                            return if s.is_empty() {
+                                format!("{v:#x}")
+                            } else {
+                                quote(&s, STRING_MAX, true)
+                            }
+                        }
+                    }
+                }
+                quote(&s, STRING_MAX, true)
+            }
+            BufIn(len_arg) => {
+                let len = args[len_arg] as usize;
+                match read(v, len.min(STRING_MAX)) {
+                    Some(b) => quote(&b, STRING_MAX, len > STRING_MAX),
+                    None => format!("{v:#x}"),
+                }
+            }
+            Iovec(cnt_arg) => {
+                let n = args[cnt_arg].min(4) as usize;
+                let mut parts = Vec::new();
+                for i in 0..n {
+                    let Some(iov) = read(v + 16 * i as u64, 16) else {
+                        return format!("{v:#x}");
+                    };
+                    let base = u64::from_le_bytes(iov[..8].try_into().unwrap());
+                    let len = u64::from_le_bytes(iov[8..].try_into().unwrap());
+                    let data = read(base, (len as usize).min(STRING_MAX))
+                        .map(|b| quote(&b, STRING_MAX, len as usize > STRING_MAX));
+                    parts.push(format!(
+                        "{{iov_base={}, iov_len={len}}}",
+                        data.unwrap_or_else(|| format!("{base:#x}"))
+                    ));
+                }
+                format!("[{}]", parts.join(", "))
+            }
+            Argv => {
+                let mut items = Vec::new();
+                for i in 0..8u64 {
+                    let Some(p) = read(v + 8 * i, 8) else { break };
+                    let p = u64::from_le_bytes(p.try_into().unwrap());
+                    if p == 0 {
+                        break;
+                    }
+                    items.push(self.show_arg(mem, cr3, Str, p, args));
+                }
+                format!("[{}]", items.join(", "))
+            }
+        }
+    }
+
+    fn enter(&mut self, mem: &GuestMemoryMmap, cr3: u64, nr: u64, args: [u64; 6], via_trap: bool) {
+        let pid = self.pid(mem);
+        let shown = match signature(nr) {
+            Some((_, kinds)) => kinds
+                .iter()
+                .enumerate()
+                .map(|(i, k)| self.show_arg(mem, cr3, *k, args[i], &args))
+                .collect(),
+            None => args.iter().take(3).map(|a| format!("{a:#x}")).collect(),
+        };
+        self.calls += 1;
+        let p = Pending {
+            nr,
+            args,
+            shown,
+            via_trap,
+        };
+        if matches!(nr, 60 | 231) {
+            // exit never returns: print now, as strace does.
+            let line = self.format(pid, &p, None, mem, cr3);
+            let _ = writeln!(self.out, "{line}");
+            return;
+        }
+        self.pending.insert(pid, p);
+    }
+
+    fn format(&self, pid: u64, p: &Pending, ret: Option<i64>, mem: &GuestMemoryMmap, cr3: u64) -> String {
+        let name = signature(p.nr)
+            .map(|s| s.0.to_string())
+            .unwrap_or_else(|| format!("syscall_{}", p.nr));
+        let mut shown = p.shown.clone();
+        // Buffers the kernel filled are shown once the call has returned.
+        if let (Some(r), Some((_, kinds))) = (ret, signature(p.nr)) {
+            for (i, k) in kinds.iter().enumerate() {
+                if *k == BufOut && r > 0 {
+                    let mut b = vec![0u8; (r as usize).min(STRING_MAX)];
+                    if read_virt(mem, cr3, p.args[i], &mut b).is_ok() {
+                        shown[i] = quote(&b, STRING_MAX, r as usize > STRING_MAX);
+                    }
+                }
+            }
+        }
+        let result = match ret {
+            None => "?".to_string(),
+            Some(r) if (-4095..0).contains(&r) => format!("-1 {}", errno_name(-r)).trim_end().to_string(),
+            Some(r) if matches!(p.nr, 9 | 12) => format!("{r:#x}"),
+            Some(r) => r.to_string(),
+        };
+        format!("[pid {pid}] {name}({}) = {result}", shown.join(", "))
+    }
+
+    fn leave(&mut self, mem: &GuestMemoryMmap, cr3: u64, ret: i64, via_trap: bool) {
+        let pid = self.pid(mem);
+        if self.pending.get(&pid).is_some_and(|p| p.via_trap == via_trap) {
+            let p = self.pending.remove(&pid).unwrap();
+            let line = self.format(pid, &p, Some(ret), mem, cr3);
+            let _ = writeln!(self.out, "{line}");
+        }
+    }
+
+    fn read_frame(mem: &GuestMemoryMmap, frame: u64) -> Option<[u64; 22]> {
+        let mut f = [0u64; 22];
+        for (i, w) in f.iter_mut().enumerate() {
+            *w = mem
+                .read_obj::<u64>(GuestAddress(
+                    frame.checked_sub(vmm_abi::layout::DIRECT_MAP_BASE)? + 8 * i as u64,
+                ))
+                .ok()?;
+        }
+        Some(f)
+    }
+
+    fn at_point(&mut self, vcpu: &VcpuFd, mem: &GuestMemoryMmap) -> KvmResult<()> {
+        let r = vcpu.get_regs()?;
+        let cr3 = vcpu.get_sregs()?.cr3;
+        // TrapFrame: r15 r14 r13 r12 r11 r10 r9 r8 rbp rdi rsi rdx rcx rbx rax vector error rip cs rflags rsp ss
+        let trap_args = |f: &[u64; 22]| [f[9], f[10], f[11], f[5], f[7], f[6]];
+        if r.rip == self.entry {
+            self.enter(mem, cr3, r.rax, [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9], false);
+        } else if r.rip == self.ret {
+            self.leave(mem, cr3, r.rax as i64, false);
+        } else if r.rip == self.trap {
+            if let Some(f) = Self::read_frame(mem, r.rdi) {
+                let (vector, error, rip, cs) = (f[15], f[16], f[17], f[18]);
+                let user = cs & 3 == 3;
+                let pvm_syscall = self.pvm && vector == 14 && error == 0x15 && rip == self.lstar_pvm_entry;
+                let mut insn = [0u8; 2];
+                let pvm_int80 =
+                    self.pvm && vector == 6 && read_virt(mem, cr3, rip, &mut insn).is_ok() && insn == [0xcd, 0x80];
+                if user && (vector == 0x80 || pvm_syscall || pvm_int80) {
+                    self.enter(mem, cr3, f[14], trap_args(&f), true);
+                } else if user {
+                    let pid = self.pid(mem);
+                    let name = crate::debug::commands::vector_name(vector as usize);
+                    let _ = writeln!(self.out, "[pid {pid}] --- {name} at {rip:#x} (error {error:#x}) ---");
+                }
+            }
+        } else if r.rip == self.trap_ret {
+            if let Some(f) = Self::read_frame(mem, r.rsp) {
+                self.leave(mem, cr3, f[14] as i64, true);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Tracer for Strace {
+    fn arm(&mut self, vcpu: &VcpuFd) -> KvmResult<()> {
+        if self.by_step {
+            crate::tracer::let_tf_through_syscall(vcpu)?;
+            return vcpu.set_guest_debug(&guest_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, [0; 4], 0));
+        }
+        vcpu.set_guest_debug(&guest_debug(
+            KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP,
+            self.points(),
+            dr7_exec(4),
+        ))
+    }
+
+    fn on_debug_exit(&mut self, vcpu: &VcpuFd, mem: &GuestMemoryMmap, _kernel: &Symbols) -> KvmResult<()> {
+        self.exits += 1;
+        let mut regs = vcpu.get_regs()?;
+        let at_point = self.points().contains(&regs.rip);
+        if self.by_step {
+            if at_point {
+                self.at_point(vcpu, mem)?;
+            }
+            // Re-arm every time: KVM sets TF again on this call, and an iretq
+            // or sysretq that loaded RFLAGS without TF would end the stepping.
+            return self.arm(vcpu);
+        }
+        if !at_point {
+            // The single step over a breakpoint (the fallback below): re-arm.
+            return self.arm(vcpu);
+        }
+        if self.last_stop == Some(regs.rip) && !self.rf_failed {
+            // RF did not suppress the breakpoint on this KVM: step over instead.
+            self.rf_failed = true;
+        } else {
+            self.at_point(vcpu, mem)?;
+        }
+        self.last_stop = Some(regs.rip);
+        if self.rf_failed {
+            // Step over the instruction at the breakpoint, then re-arm.
+            return vcpu.set_guest_debug(&guest_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, [0; 4], 0));
+        }
+        // RFLAGS.RF suppresses instruction breakpoints for one instruction,
+        // so the guest goes on without a second exit: one exit per event.
+        regs.rflags |= 1 << 16;
+        vcpu.set_regs(&regs)
+    }
+
+    fn report(&mut self) -> Vec<String> {
+        let _ = self.out.flush();
+        let how = if self.by_step {
+            "single-stepping every instruction"
+        } else if self.rf_failed {
+            "DR breakpoints; RFLAGS.RF was not honoured, so each stop also single-steps"
+        } else {
+            "DR breakpoints, one exit per stop"
+        };
+        vec![format!(
+            "vmm: strace: {} system calls, {} debug exits ({:.1} per call; {how})",
+            self.calls,
+            self.exits,
+            if self.calls > 0 {
+                self.exits as f64 / self.calls as f64
+            } else {
+                0.0
+            }
+        )]
+    }
+}
