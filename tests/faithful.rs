@@ -48,6 +48,47 @@ fn suite() -> &'static Batch {
             case("musl", &["run", "--", &musl, "x"]),
             case("killed-init", &["run", "--", &attack, "cli"]),
             case(
+                "debug-session",
+                &[
+                    "debug",
+                    "--break-by",
+                    "step",
+                    "--batch",
+                    "-x",
+                    "break entry_SYSCALL_64",
+                    "-x",
+                    "continue",
+                    "-x",
+                    "sregs",
+                    "-x",
+                    "check 0x10",
+                    "-x",
+                    "break syscall_return",
+                    "-x",
+                    "continue",
+                    "-x",
+                    "stepi 16",
+                    "-x",
+                    "sregs",
+                    "-x",
+                    "check 0x10",
+                    "-x",
+                    "gdt",
+                    "-x",
+                    "idt",
+                    "-x",
+                    "tss",
+                    "-x",
+                    "msr",
+                    "--",
+                    &hello_asm,
+                ],
+            ),
+            case(
+                "strace-musl",
+                &["run", "--strace", "--break-by", "step", "--", &musl, "x"],
+            ),
+            case(
                 "step-syscall",
                 &[
                     "run",
@@ -191,4 +232,58 @@ fn single_step_across_syscall_and_sysretq_sees_cpl_3_0_3() {
         .find(|l| l.contains("round trip:"))
         .expect("a round-trip count");
     eprintln!("faithful suite: getpid {line}");
+}
+
+#[test]
+fn debugger_session_across_syscall_and_sysretq() {
+    let r = suite().get("debug-session");
+    assert_eq!(r.status, 0, "{}", r.output);
+    let out = &r.output;
+    // At the syscall entry: CPL 0, CS the kernel code descriptor (index 1).
+    has(out, "Breakpoint 1, entry_SYSCALL_64");
+    has(out, "CPL 0  0xffffffff8");
+    has(out, "cs   0x0008 (index 1, GDT, RPL 0)");
+    has(out, "data: max(CPL 0, RPL 0) = 0 ≤ DPL 0? yes → allowed");
+    // Stepping through sysretq: CPL 0 → 3, CS the user code selector with RPL 3.
+    has(out, "sysretq");
+    has(out, "[CPL 0 → 3 via sysretq]");
+    has(out, "cs   0x0023 (index 4, GDT, RPL 3)");
+    has(out, "data: max(CPL 3, RPL 0) = 3 ≤ DPL 0? no → #GP(0x10)");
+    // gdt, idt, tss, msr decoded.
+    has(out, "loaded in TR, DIFFERS: type cached 0xb vs memory 0x9");
+    has(out, "0x80 int80  interrupt sel 0x0008");
+    has(out, "RSP0  0xffff888");
+    has(out, "syscall loads CS 0x8 SS 0x10; sysretq loads CS 0x23 SS 0x1b");
+}
+
+#[test]
+fn strace_of_a_musl_program_on_hardware() {
+    let r = suite().get("strace-musl");
+    assert_eq!(r.status, 0, "{}", r.output);
+    let names: Vec<&str> = r
+        .output
+        .lines()
+        .filter_map(|l| l.strip_prefix("[pid 1] "))
+        .map(|l| l.split('(').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "arch_prctl",
+            "set_tid_address",
+            "clock_gettime",
+            "ioctl",
+            "writev",
+            "getpid",
+            "getppid",
+            "getpid",
+            "getpid",
+            "getpid",
+            "syscount",
+            "writev",
+            "exit_group"
+        ],
+        "{}",
+        r.output
+    );
 }

@@ -26,7 +26,11 @@ pub fn null_entry() -> u64 {
 /// with RAX unchanged, so the benchmark switches back with `int 0x80`,
 /// which has its own entry.
 pub extern "C" fn sys_bench_null_entry(on: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
-    let target = if on != 0 { null_entry() } else { entry_SYSCALL_64 as *const () as u64 };
+    let target = if on != 0 {
+        null_entry()
+    } else {
+        entry_SYSCALL_64 as *const () as u64
+    };
     cpu::wrmsr(cpu::MSR_LSTAR, target);
     0
 }

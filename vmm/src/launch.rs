@@ -4,10 +4,11 @@
 
 use crate::error::Error;
 use crate::symbols::Symbols;
-use crate::vm::InitProgram;
+use crate::vm::{InitProgram, Vm, VmConfig};
 use crate::{guest_image, initrd, loader};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// The kernel ELF: `path`'s contents, or the built-in kernel.
 pub fn kernel_image(path: Option<&Path>) -> Result<(PathBuf, Cow<'static, [u8]>), Error> {
@@ -66,4 +67,55 @@ pub fn boot_archive(program: &[String]) -> Result<(InitProgram, Symbols), Error>
         },
         symbols,
     ))
+}
+
+/// The arguments every booting subcommand shares (run, debug, trace).
+#[derive(clap::Args, Clone, Debug)]
+pub struct GuestArgs {
+    /// A 64-bit x86 ELF kernel built for vmm's boot contract (default: the built-in one).
+    pub image: Option<PathBuf>,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 64, value_name = "MiB")]
+    pub mem: u64,
+    /// Stop the guest after this many seconds (0: never).
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    pub timeout: f64,
+    /// Kernel command line (default with a PROGRAM: `quiet`, no banner).
+    #[arg(long, default_value = "")]
+    pub cmdline: String,
+    /// The KVM device.
+    #[arg(long, env = "VMM_KVM_DEVICE", default_value = "/dev/kvm", value_name = "PATH")]
+    pub kvm_device: PathBuf,
+    /// A static x86-64 Linux program (and its arguments) to run as init in ring 3.
+    #[arg(last = true, value_name = "PROGRAM")]
+    pub program: Vec<String>,
+}
+
+impl GuestArgs {
+    /// Build the VM these arguments describe; also the init program's symbols.
+    pub fn vm(&self, forward_stdin: bool) -> Result<(Vm, Symbols), Error> {
+        if !(self.timeout >= 0.0 && self.timeout.is_finite()) {
+            return Err(Error::Unsupported(
+                "--timeout must be a number of seconds >= 0 (0 means never)".into(),
+            ));
+        }
+        let (path, image) = kernel_image(self.image.as_deref())?;
+        let (init, symbols) = boot_archive(&self.program)?;
+        // A program's own output should not be preceded by the kernel's banner.
+        let cmdline = if self.cmdline.is_empty() && !self.program.is_empty() {
+            "quiet".into()
+        } else {
+            self.cmdline.clone()
+        };
+        let cfg = VmConfig {
+            kvm_device: self.kvm_device.clone(),
+            mem_mib: self.mem,
+            timeout: (self.timeout > 0.0).then(|| Duration::from_secs_f64(self.timeout)),
+            cmdline,
+            init: Some(init),
+            forward_stdin,
+            output: Box::new(std::io::stdout()),
+        };
+        Ok((Vm::new(&path, &image, cfg)?, symbols))
+    }
 }

@@ -10,6 +10,7 @@ pub mod boot_info;
 pub mod cpuid;
 pub mod debug;
 pub mod error;
+pub mod funcgraph;
 pub mod gdt;
 pub mod guest_image;
 pub mod idt;

@@ -3,12 +3,12 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 use vmm::error::Error;
+use vmm::launch::GuestArgs;
 use vmm::stepper::Stepper;
 use vmm::symbols::Symbols;
-use vmm::vm::{InitProgram, Outcome, Vm, VmConfig};
-use vmm::{guest_image, initrd, kvm_info, loader, report, status};
+use vmm::vm::{Outcome, Vm};
+use vmm::{kvm_info, report, status};
 
 #[derive(Parser)]
 #[command(
@@ -25,54 +25,40 @@ struct Cli {
 enum Command {
     /// Boot a guest kernel (the built-in one if IMAGE is omitted).
     Run(RunArgs),
+    /// Debug a guest: step and break through KVM debug exits, dump segment and privilege state.
+    Debug(vmm::debug::cli::DebugArgs),
+    /// Trace the guest kernel from outside: a function_graph call tree.
+    Trace(TraceArgs),
+    /// Time system-call mechanisms inside the guest beside the host's own.
+    Bench(vmm::bench::BenchArgs),
     /// Describe this host's /dev/kvm: hardware or PVM, and what works on it.
     KvmInfo {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
-        #[command(flatten)]
-        kvm: KvmArgs,
+        /// The KVM device.
+        #[arg(long, env = "VMM_KVM_DEVICE", default_value = "/dev/kvm", value_name = "PATH")]
+        kvm_device: PathBuf,
     },
-    /// Time system-call mechanisms inside the guest beside the host's own.
-    Bench(vmm::bench::BenchArgs),
-    /// Debug a guest: step and break through KVM debug exits, dump segment and privilege state.
-    Debug(vmm::debug::cli::DebugArgs),
-}
-
-#[derive(clap::Args)]
-struct KvmArgs {
-    /// The KVM device.
-    #[arg(long, env = "VMM_KVM_DEVICE", default_value = "/dev/kvm", value_name = "PATH")]
-    kvm_device: PathBuf,
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// A 64-bit x86 ELF kernel built for vmm's boot contract.
-    image: Option<PathBuf>,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 64, value_name = "MiB")]
-    mem: u64,
-    /// Stop the guest after this many seconds (0: never).
-    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
-    timeout: f64,
-    /// Kernel command line.
-    #[arg(long, default_value = "")]
-    cmdline: String,
-    /// Print setup and run timings and VM-exit counts to stderr.
+    #[command(flatten)]
+    guest: GuestArgs,
+    /// Print setup and run timings, VM-exit counts and the kernel's counters to stderr.
     #[arg(long)]
     stats: bool,
-    /// Stop at this kernel or program symbol (or 0xADDRESS) with a DR0
-    /// breakpoint, then single-step `--stepi` instructions, printing CPL, RIP
-    /// and each instruction to stderr.
+    /// Stop at this kernel or program symbol (or 0xADDRESS), then single-step
+    /// `--stepi` instructions, printing CPL, RIP and each instruction to stderr.
     #[arg(long, value_name = "SYMBOL|ADDR")]
     break_at: Option<String>,
     /// Instructions to single-step after the breakpoint.
     #[arg(long, default_value_t = 40, value_name = "N")]
     stepi: u64,
-    /// How to reach --break-at: `dr0` (a debug-register breakpoint) or `step`
-    /// (single-step silently until RIP matches; for KVMs such as the KVM box
-    /// whose DR breakpoints do not exit).
+    /// How breakpoints stop the guest: `dr0` (debug registers) or `step`
+    /// (single-step until RIP matches; for KVMs such as the KVM box whose DR
+    /// breakpoints do not exit).
     #[arg(long, default_value = "dr0", value_parser = ["dr0", "step"])]
     break_by: String,
     /// Trace every ring-3 system call, strace-style, from outside the guest (to stderr).
@@ -81,20 +67,38 @@ struct RunArgs {
     /// Write the --strace output to FILE instead of stderr.
     #[arg(long, value_name = "FILE")]
     strace_file: Option<PathBuf>,
+    /// Serve the GDB remote protocol on ADDR (e.g. 127.0.0.1:1234) and wait
+    /// for gdb before the first instruction, like QEMU's -s -S.
+    #[arg(long, value_name = "ADDR")]
+    gdb: Option<String>,
+    /// Accepted for QEMU users: with --gdb, vmm always waits for gdb.
+    #[arg(long, requires = "gdb")]
+    wait_gdb: bool,
+}
+
+#[derive(clap::Args)]
+struct TraceArgs {
     #[command(flatten)]
-    kvm: KvmArgs,
-    /// A static x86-64 Linux program (and its arguments) to run as init in ring 3.
-    #[arg(last = true, value_name = "PROGRAM")]
-    program: Vec<String>,
+    guest: GuestArgs,
+    /// Print the call tree below each call of this kernel function.
+    #[arg(long, value_name = "SYMBOL")]
+    funcgraph: String,
+    /// Print calls at most this deep (deeper ones are still followed).
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    depth: usize,
+    /// How the breakpoint at SYMBOL stops the guest: `dr0` or `step`.
+    #[arg(long, default_value = "dr0", value_parser = ["dr0", "step"])]
+    break_by: String,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run(args),
-        Command::Bench(args) => vmm::bench::main(args),
         Command::Debug(args) => vmm::debug::cli::main(args),
-        Command::KvmInfo { json, kvm } => match kvm_info::query(&kvm.kvm_device) {
+        Command::Trace(args) => trace(args),
+        Command::Bench(args) => vmm::bench::main(args),
+        Command::KvmInfo { json, kvm_device } => match kvm_info::query(&kvm_device) {
             Ok(info) => {
                 print!("{}", if json { info.to_json() + "\n" } else { info.to_text() });
                 ExitCode::SUCCESS
@@ -110,49 +114,24 @@ fn setup_error(e: Error) -> ExitCode {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    if !(args.timeout >= 0.0 && args.timeout.is_finite()) {
-        eprintln!("vmm: --timeout must be a number of seconds >= 0 (0 means never)");
-        return ExitCode::from(status::USAGE);
-    }
-    let (path, image) = match &args.image {
-        Some(p) => match std::fs::read(p) {
-            Ok(bytes) => (p.clone(), std::borrow::Cow::Owned(bytes)),
-            Err(source) => {
-                return setup_error(Error::ImageRead {
-                    path: p.clone(),
-                    source,
-                })
-            }
-        },
-        None => (
-            PathBuf::from(guest_image::KERNEL_PATH),
-            std::borrow::Cow::Borrowed(guest_image::KERNEL),
-        ),
-    };
-    // A program's own output should not be preceded by the kernel's banner.
-    let cmdline = if args.cmdline.is_empty() && !args.program.is_empty() {
-        "quiet".into()
-    } else {
-        args.cmdline
-    };
-    let (init, user_symbols) = match init_program(&args.program) {
-        Ok(i) => i,
-        Err(e) => return setup_error(e),
-    };
-    let cfg = VmConfig {
-        kvm_device: args.kvm.kvm_device,
-        mem_mib: args.mem,
-        timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
-        cmdline,
-        init: Some(init),
-        forward_stdin: true,
-        output: Box::new(std::io::stdout()),
-    };
     let t0 = std::time::Instant::now();
-    let mut vm = match Vm::new(&path, &image, cfg) {
-        Ok(vm) => vm,
+    let (mut vm, user_symbols) = match args.guest.vm(true) {
+        Ok(v) => v,
         Err(e) => return setup_error(e),
     };
+    if let Some(addr) = args.gdb.as_deref() {
+        let served = vmm::debug::Debugger::new(vm, user_symbols, args.break_by == "step")
+            .and_then(|dbg| vmm::debug::gdb::serve(dbg, addr));
+        return match served {
+            Ok(o) => {
+                if !matches!(o, Outcome::Exited(_)) {
+                    eprintln!("vmm: {}", o.describe());
+                }
+                ExitCode::from(o.status())
+            }
+            Err(e) => setup_error(Error::Unsupported(e)),
+        };
+    }
     if let Some(at) = &args.break_at {
         match stepper_for(&vm, at, args.stepi, &user_symbols) {
             Ok(mut st) => {
@@ -179,19 +158,7 @@ fn run(args: RunArgs) -> ExitCode {
         }
     }
     let outcome = vm.run();
-    if let Some(t) = vm.tracer.as_mut() {
-        for line in t.report() {
-            eprintln!("{line}");
-        }
-    }
-    let st = outcome.status();
-    match &outcome {
-        Outcome::Exited(s) if *s >= status::FIRST_RESERVED => {
-            eprintln!("vmm: guest exited with status {s}, which is in vmm's reserved range 240..255");
-        }
-        Outcome::Exited(_) => {}
-        o => eprint!("{}", report::crash_report(&mut vm, o)),
-    }
+    finish(&mut vm, &outcome);
     if args.stats {
         let counters: Vec<String> = vm.kernel_counters().iter().map(|(k, v)| format!("{k}={v}")).collect();
         eprintln!("vmm: kernel {}", counters.join(" "));
@@ -207,62 +174,63 @@ fn run(args: RunArgs) -> ExitCode {
             t0.elapsed().as_micros()
         );
     }
-    ExitCode::from(st)
+    ExitCode::from(outcome.status())
 }
 
-/// The boot archive: the built-in programs, plus PROGRAM from the host if
-/// given (it then runs as init, with its arguments).
-fn init_program(program: &[String]) -> Result<(InitProgram, Symbols), Error> {
-    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let argv = match program.split_first() {
-        None => vec!["init".to_string()],
-        Some((path, rest)) => {
-            let p = PathBuf::from(path);
-            let bytes = std::fs::read(&p).map_err(|source| Error::ProgramRead {
-                path: p.clone(),
-                source,
-            })?;
-            loader::check_user_program(&p, &bytes)?;
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| path.clone());
-            files.push((name.clone(), bytes));
-            std::iter::once(name).chain(rest.iter().cloned()).collect()
+/// The tracer's closing lines, and a report unless the guest exited cleanly.
+fn finish(vm: &mut Vm, outcome: &Outcome) {
+    if let Some(t) = vm.tracer.as_mut() {
+        for line in t.report() {
+            eprintln!("{line}");
         }
-    };
-    for (name, bytes) in guest_image::USER_PROGRAMS.iter() {
-        files.push((name.to_string(), bytes.to_vec()));
     }
-    let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).collect();
-    // Symbols of the program init runs, for --break-at and the step trace.
-    let symbols = object::File::parse(files[0].1.as_slice())
-        .map(|f| Symbols::from_object(&f))
-        .unwrap_or_default();
-    Ok((
-        InitProgram {
-            image: initrd::build(&refs),
-            argv,
-        },
-        symbols,
-    ))
+    match outcome {
+        Outcome::Exited(s) if *s >= status::FIRST_RESERVED => {
+            eprintln!("vmm: guest exited with status {s}, which is in vmm's reserved range 240..255");
+        }
+        Outcome::Exited(_) => {}
+        o => eprint!("{}", report::crash_report(vm, o)),
+    }
+}
+
+fn trace(args: TraceArgs) -> ExitCode {
+    let (mut vm, user_symbols) = match args.guest.vm(true) {
+        Ok(v) => v,
+        Err(e) => return setup_error(e),
+    };
+    let target = match resolve(&vm, &args.funcgraph, &user_symbols) {
+        Ok(a) => a,
+        Err(e) => return setup_error(e),
+    };
+    if target < vmm_abi::layout::KERNEL_BASE {
+        return setup_error(Error::Unsupported(format!(
+            "--funcgraph {}: not a kernel function; funcgraph traces the guest kernel",
+            args.funcgraph
+        )));
+    }
+    let mut fg = vmm::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
+    fg.by_step = args.break_by == "step";
+    vm.tracer = Some(Box::new(fg));
+    let outcome = vm.run();
+    finish(&mut vm, &outcome);
+    ExitCode::from(outcome.status())
+}
+
+/// A symbol (the init program's first: both it and the kernel have a
+/// `_start`) or a hex address.
+fn resolve(vm: &Vm, at: &str, user: &Symbols) -> Result<u64, Error> {
+    match at.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).map_err(|_| Error::Unsupported(format!("{at}: not a hex address"))),
+        None => user
+            .address_of(at)
+            .or_else(|| vm.kernel.symbols.address_of(at))
+            .ok_or_else(|| Error::Unsupported(format!("{at}: no such symbol in the kernel or the init program"))),
+    }
 }
 
 /// Resolve `--break-at` and refuse what this host's KVM cannot do.
 fn stepper_for(vm: &Vm, at: &str, steps: u64, user: &Symbols) -> Result<Stepper, Error> {
-    let addr = match at.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16)
-            .map_err(|_| Error::Unsupported(format!("--break-at {at}: not a hex address")))?,
-        // The program's symbols first: both it and the kernel have a `_start`.
-        None => user
-            .address_of(at)
-            .or_else(|| vm.kernel.symbols.address_of(at))
-            .ok_or_else(|| {
-                Error::Unsupported(format!(
-                    "--break-at {at}: no such symbol in the kernel or the init program"
-                ))
-            })?,
-    };
+    let addr = resolve(vm, at, user)?;
     if vm.flavor.is_pvm() && addr < vmm_abi::layout::KERNEL_BASE {
         return Err(Error::Unsupported(format!(
             "--break-at {at} ({addr:#x}) is a ring-3 address, and on this host's PVM /dev/kvm debug-register \

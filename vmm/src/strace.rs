@@ -121,8 +121,9 @@ struct Pending {
     nr: u64,
     args: [u64; 6],
     shown: Vec<String>,
-    /// Entered through the trap path: the frame address to read the result from.
-    via_trap: bool,
+    /// Entered through the trap path: the TrapFrame's address (a fault taken
+    /// inside the call, e.g. by copy_from_user, has a frame of its own).
+    frame: Option<u64>,
 }
 
 pub struct Strace {
@@ -181,7 +182,11 @@ impl Strace {
     }
 
     fn show_arg(&self, mem: &GuestMemoryMmap, cr3: u64, kind: Arg, v: u64, args: &[u64; 6]) -> String {
+        // Only what ring 3 could read itself: a kernel pointer is shown as a number.
         let read = |addr: u64, len: usize| -> Option<Vec<u8>> {
+            if addr.checked_add(len as u64)? > vmm_abi::layout::USER_END {
+                return None;
+            }
             let mut b = vec![0u8; len];
             read_virt(mem, cr3, addr, &mut b).ok().map(|_| b)
         };
@@ -246,7 +251,7 @@ impl Strace {
         }
     }
 
-    fn enter(&mut self, mem: &GuestMemoryMmap, cr3: u64, nr: u64, args: [u64; 6], via_trap: bool) {
+    fn enter(&mut self, mem: &GuestMemoryMmap, cr3: u64, nr: u64, args: [u64; 6], frame: Option<u64>) {
         let pid = self.pid(mem);
         let shown = match signature(nr) {
             Some((_, kinds)) => kinds
@@ -257,12 +262,7 @@ impl Strace {
             None => args.iter().take(3).map(|a| format!("{a:#x}")).collect(),
         };
         self.calls += 1;
-        let p = Pending {
-            nr,
-            args,
-            shown,
-            via_trap,
-        };
+        let p = Pending { nr, args, shown, frame };
         if matches!(nr, 60 | 231) {
             // exit never returns: print now, as strace does.
             let line = self.format(pid, &p, None, mem, cr3);
@@ -282,7 +282,7 @@ impl Strace {
             for (i, k) in kinds.iter().enumerate() {
                 if *k == BufOut && r > 0 {
                     let mut b = vec![0u8; (r as usize).min(STRING_MAX)];
-                    if read_virt(mem, cr3, p.args[i], &mut b).is_ok() {
+                    if p.args[i] < vmm_abi::layout::USER_END && read_virt(mem, cr3, p.args[i], &mut b).is_ok() {
                         shown[i] = quote(&b, STRING_MAX, r as usize > STRING_MAX);
                     }
                 }
@@ -297,9 +297,9 @@ impl Strace {
         format!("[pid {pid}] {name}({}) = {result}", shown.join(", "))
     }
 
-    fn leave(&mut self, mem: &GuestMemoryMmap, cr3: u64, ret: i64, via_trap: bool) {
+    fn leave(&mut self, mem: &GuestMemoryMmap, cr3: u64, ret: i64, frame: Option<u64>) {
         let pid = self.pid(mem);
-        if self.pending.get(&pid).is_some_and(|p| p.via_trap == via_trap) {
+        if self.pending.get(&pid).is_some_and(|p| p.frame == frame) {
             let p = self.pending.remove(&pid).unwrap();
             let line = self.format(pid, &p, Some(ret), mem, cr3);
             let _ = writeln!(self.out, "{line}");
@@ -324,9 +324,9 @@ impl Strace {
         // TrapFrame: r15 r14 r13 r12 r11 r10 r9 r8 rbp rdi rsi rdx rcx rbx rax vector error rip cs rflags rsp ss
         let trap_args = |f: &[u64; 22]| [f[9], f[10], f[11], f[5], f[7], f[6]];
         if r.rip == self.entry {
-            self.enter(mem, cr3, r.rax, [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9], false);
+            self.enter(mem, cr3, r.rax, [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9], None);
         } else if r.rip == self.ret {
-            self.leave(mem, cr3, r.rax as i64, false);
+            self.leave(mem, cr3, r.rax as i64, None);
         } else if r.rip == self.trap {
             if let Some(f) = Self::read_frame(mem, r.rdi) {
                 let (vector, error, rip, cs) = (f[15], f[16], f[17], f[18]);
@@ -336,7 +336,7 @@ impl Strace {
                 let pvm_int80 =
                     self.pvm && vector == 6 && read_virt(mem, cr3, rip, &mut insn).is_ok() && insn == [0xcd, 0x80];
                 if user && (vector == 0x80 || pvm_syscall || pvm_int80) {
-                    self.enter(mem, cr3, f[14], trap_args(&f), true);
+                    self.enter(mem, cr3, f[14], trap_args(&f), Some(r.rdi));
                 } else if user {
                     let pid = self.pid(mem);
                     let name = crate::debug::commands::vector_name(vector as usize);
@@ -345,7 +345,7 @@ impl Strace {
             }
         } else if r.rip == self.trap_ret {
             if let Some(f) = Self::read_frame(mem, r.rsp) {
-                self.leave(mem, cr3, f[14] as i64, true);
+                self.leave(mem, cr3, f[14] as i64, Some(r.rsp));
             }
         }
         Ok(())

@@ -3,17 +3,15 @@
 
 use super::commands::{execute, Flow, HELP};
 use super::Debugger;
-use crate::vm::{Vm, VmConfig};
-use crate::{launch, status};
+use crate::launch::GuestArgs;
+use crate::status;
 use std::io::BufRead;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct DebugArgs {
-    /// A 64-bit x86 ELF kernel (default: the built-in one).
-    pub image: Option<PathBuf>,
+    #[command(flatten)]
+    pub guest: GuestArgs,
     /// Run this command first (repeatable), as gdb's -ex.
     #[arg(short = 'x', long = "ex", value_name = "CMD")]
     pub commands: Vec<String>,
@@ -25,41 +23,10 @@ pub struct DebugArgs {
     /// do not exit, such as the KVM box).
     #[arg(long, default_value = "dr0", value_parser = ["dr0", "step"])]
     pub break_by: String,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 64, value_name = "MiB")]
-    pub mem: u64,
-    /// Kernel command line.
-    #[arg(long, default_value = "")]
-    pub cmdline: String,
-    /// Stop a `continue` that runs longer than this many seconds (0: never).
-    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
-    pub timeout: f64,
-    /// The KVM device.
-    #[arg(long, env = "VMM_KVM_DEVICE", default_value = "/dev/kvm", value_name = "PATH")]
-    pub kvm_device: PathBuf,
-    /// A static x86-64 Linux program (and its arguments) to run as init in ring 3.
-    #[arg(last = true, value_name = "PROGRAM")]
-    pub program: Vec<String>,
 }
 
 fn setup(args: &DebugArgs) -> Result<Debugger, String> {
-    let (path, image) = launch::kernel_image(args.image.as_deref()).map_err(|e| e.to_string())?;
-    let (init, user_symbols) = launch::boot_archive(&args.program).map_err(|e| e.to_string())?;
-    let cmdline = if args.cmdline.is_empty() && !args.program.is_empty() {
-        "quiet".into()
-    } else {
-        args.cmdline.clone()
-    };
-    let cfg = VmConfig {
-        kvm_device: args.kvm_device.clone(),
-        mem_mib: args.mem,
-        timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
-        cmdline,
-        init: Some(init),
-        forward_stdin: false,
-        output: Box::new(std::io::stdout()),
-    };
-    let vm = Vm::new(&path, &image, cfg).map_err(|e| e.to_string())?;
+    let (vm, user_symbols) = args.guest.vm(false).map_err(|e| e.to_string())?;
     Debugger::new(vm, user_symbols, args.break_by == "step")
 }
 

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod commands;
 pub mod decode;
+pub mod gdb;
 pub mod memory;
 
 use crate::kvm_info::Flavor;

@@ -1,0 +1,185 @@
+//! `vmm trace --funcgraph SYMBOL`: a call tree of the guest kernel in the
+//! format of ftrace's function_graph tracer (as perf-tools' funcgraph prints
+//! it), seen entirely from outside. A debug-register breakpoint stops the
+//! vCPU at SYMBOL; from there the VMM single-steps, follows every `call` and
+//! `ret`, and prints each function with its instruction count and duration.
+//! Durations include the single-stepping itself (a VM exit per instruction)
+//! and, on a PVM host, ring-0 emulation: the instruction counts are the
+//! figures to compare.
+
+use crate::debug::memory::decode_one;
+use crate::symbols::Symbols;
+use crate::tracer::{dr7_exec, guest_debug, let_tf_through_syscall, KvmResult, Tracer};
+use kvm_bindings::{KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP};
+use kvm_ioctls::VcpuFd;
+use std::io::Write;
+use std::time::Instant;
+use vm_memory::GuestMemoryMmap;
+
+struct Frame {
+    name: String,
+    start_insns: u64,
+    start: Instant,
+    /// Whether its "name() {" line was printed (it has callees).
+    opened: bool,
+    /// RSP at entry: the function has returned when RSP rises above it.
+    rsp: u64,
+}
+
+pub struct Funcgraph {
+    target: u64,
+    max_depth: usize,
+    pub by_step: bool,
+    stack: Vec<Frame>,
+    insns: u64,
+    /// The instruction about to execute at the last stop.
+    last_insn: String,
+    out: Box<dyn Write + Send>,
+    pub graphs: u64,
+    pub exits: u64,
+}
+
+/// ftrace's duration column: a marker for long calls, then microseconds.
+fn duration(us: f64) -> String {
+    let mark = match us {
+        x if x > 1_000_000.0 => '$',
+        x if x > 100_000.0 => '@',
+        x if x > 10_000.0 => '*',
+        x if x > 1_000.0 => '#',
+        x if x > 100.0 => '!',
+        x if x > 10.0 => '+',
+        _ => ' ',
+    };
+    format!("{mark} {us:>9.3} us")
+}
+
+impl Funcgraph {
+    pub fn new(target: u64, max_depth: usize, out: Box<dyn Write + Send>) -> Funcgraph {
+        Funcgraph {
+            target,
+            max_depth: max_depth.max(1),
+            by_step: false,
+            stack: Vec::new(),
+            insns: 0,
+            last_insn: String::new(),
+            out,
+            graphs: 0,
+            exits: 0,
+        }
+    }
+
+    fn line(&mut self, depth: usize, insns: Option<u64>, us: Option<f64>, text: &str) {
+        let (i, d) = match (insns, us) {
+            (Some(i), Some(us)) => (format!("{i:>6} insns"), duration(us)),
+            _ => (" ".repeat(12), " ".repeat(14)),
+        };
+        let _ = writeln!(self.out, " 0) {i} {d} |  {}{text}", "  ".repeat(depth));
+    }
+
+    fn open_parent(&mut self) {
+        let depth = self.stack.len();
+        if let Some(parent) = self.stack.last_mut() {
+            if !parent.opened {
+                parent.opened = true;
+                let name = parent.name.clone();
+                if depth <= self.max_depth {
+                    self.line(depth - 1, None, None, &format!("{name}() {{"));
+                }
+            }
+        }
+    }
+
+    fn enter(&mut self, name: String, rsp: u64) {
+        self.open_parent();
+        self.stack.push(Frame {
+            name,
+            start_insns: self.insns,
+            start: Instant::now(),
+            opened: false,
+            rsp,
+        });
+    }
+
+    fn leave(&mut self) {
+        let Some(f) = self.stack.pop() else { return };
+        let depth = self.stack.len();
+        if depth >= self.max_depth {
+            return;
+        }
+        let (n, us) = (self.insns - f.start_insns, f.start.elapsed().as_secs_f64() * 1e6);
+        if f.opened {
+            self.line(depth, Some(n), Some(us), "}");
+        } else {
+            self.line(depth, Some(n), Some(us), &format!("{}();", f.name));
+        }
+    }
+
+    fn arm_breakpoint(&self, vcpu: &VcpuFd) -> KvmResult<()> {
+        if self.by_step {
+            return vcpu.set_guest_debug(&guest_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, [0; 4], 0));
+        }
+        vcpu.set_guest_debug(&guest_debug(
+            KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP,
+            [self.target, 0, 0, 0],
+            dr7_exec(1),
+        ))
+    }
+}
+
+impl Tracer for Funcgraph {
+    fn arm(&mut self, vcpu: &VcpuFd) -> KvmResult<()> {
+        let_tf_through_syscall(vcpu)?;
+        let _ = writeln!(
+            self.out,
+            "# CPU  INSNS        DURATION       FUNCTION CALLS\n# |     |             |              |   |   |   |"
+        );
+        self.arm_breakpoint(vcpu)
+    }
+
+    fn on_debug_exit(&mut self, vcpu: &VcpuFd, mem: &GuestMemoryMmap, kernel: &Symbols) -> KvmResult<()> {
+        self.exits += 1;
+        let regs = vcpu.get_regs()?;
+        let cr3 = vcpu.get_sregs()?.cr3;
+        let name = |addr: u64| {
+            kernel
+                .lookup(addr)
+                .map(|(n, _)| n)
+                .unwrap_or_else(|| format!("{addr:#x}"))
+        };
+        if self.stack.is_empty() {
+            if regs.rip != self.target {
+                // Stepping toward the target (--break-by step).
+                return self.arm_breakpoint(vcpu);
+            }
+            self.graphs += 1;
+            self.insns = 0;
+            self.enter(name(regs.rip), regs.rsp);
+        } else {
+            self.insns += 1;
+            let prev = std::mem::take(&mut self.last_insn);
+            if prev.starts_with("call") {
+                self.enter(name(regs.rip), regs.rsp);
+            } else if prev.starts_with("ret") {
+                // Pop every frame whose stack this return left (tail calls included).
+                while self.stack.last().is_some_and(|f| regs.rsp > f.rsp) {
+                    self.leave();
+                }
+            }
+            if self.stack.is_empty() {
+                // SYMBOL returned: wait for its next call.
+                let _ = self.out.flush();
+                return self.arm_breakpoint(vcpu);
+            }
+        }
+        self.last_insn = decode_one(mem, cr3, regs.rip).map(|(t, _)| t).unwrap_or_default();
+        vcpu.set_guest_debug(&guest_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, [0; 4], 0))
+    }
+
+    fn report(&mut self) -> Vec<String> {
+        let _ = self.out.flush();
+        vec![format!(
+            "vmm: funcgraph: {} calls traced, {} debug exits (one per instruction stepped)",
+            self.graphs, self.exits
+        )]
+    }
+}
