@@ -451,7 +451,7 @@ impl Report {
         };
         Report {
             runs: s.len(),
-            cpu: cpu_model(),
+            cpu: vmm::bench::cpu_model(),
             kvm: vmm::kvm_info::detect_flavor(Path::new("/sys/module")).name(),
             wall: Stat::of(s.iter().map(|x| ms(x.wall))),
             kvm_setup: us(|x| x.kvm_setup_us),
@@ -558,19 +558,6 @@ impl Report {
             self.rss_ok(),
         )
     }
-}
-
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("model name")?
-                    .split_once(':')
-                    .map(|(_, v)| v.trim().to_string())
-            })
-        })
-        .unwrap_or_else(|| "unknown CPU".into())
 }
 
 fn json_escape(s: &str) -> String {

@@ -5,6 +5,8 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod rt;
+// The kernel's own memcpy & co.: one file serves both freestanding builds.
+#[path = "../../guest/src/string.rs"]
 mod string;
 
 pub use rt::*;

@@ -23,8 +23,9 @@ fn bounce() -> &'static mut [u8; 4096] {
     unsafe { &mut BOUNCE }
 }
 
-/// Copy `len` user bytes at `buf` to the serial port, a chunk at a time.
-fn write_user(buf: u64, len: u64) -> i64 {
+/// Copy `len` user bytes at `buf` into the kernel, a bounce-buffer chunk at
+/// a time, and hand each chunk to `sink`: the bytes taken, or -EFAULT.
+fn write_from_user(buf: u64, len: u64, mut sink: impl FnMut(&[u8])) -> i64 {
     if !access_ok(buf, len) {
         return -EFAULT;
     }
@@ -35,10 +36,15 @@ fn write_user(buf: u64, len: u64) -> i64 {
         if let Err(e) = copy_from_user(&mut chunk[..n], buf + done) {
             return if done > 0 { done as i64 } else { e };
         }
-        crate::serial::write_bytes(&chunk[..n]);
+        sink(&chunk[..n]);
         done += n as u64;
     }
     len as i64
+}
+
+/// To the serial port.
+fn write_user(buf: u64, len: u64) -> i64 {
+    write_from_user(buf, len, crate::serial::write_bytes)
 }
 
 pub extern "C" fn sys_write(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64) -> i64 {
@@ -55,17 +61,9 @@ pub extern "C" fn sys_write(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64)
 pub const DEV_NULL_FD: u64 = 3;
 const ENOENT: i64 = 2;
 
+/// To /dev/null: copied in, then dropped.
 fn write_null(buf: u64, len: u64) -> i64 {
-    let chunk = bounce();
-    let mut done = 0;
-    while done < len {
-        let n = (len - done).min(chunk.len() as u64) as usize;
-        if let Err(e) = copy_from_user(&mut chunk[..n], buf + done) {
-            return if done > 0 { done as i64 } else { e };
-        }
-        done += n as u64;
-    }
-    len as i64
+    write_from_user(buf, len, |_| {})
 }
 
 pub extern "C" fn sys_open(path: u64, _flags: u64, _mode: u64, _: u64, _: u64, _: u64) -> i64 {

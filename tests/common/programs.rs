@@ -97,3 +97,20 @@ pub fn programs() -> &'static Programs {
         }
     })
 }
+
+/// The system calls tests/programs/musl.c makes with argument "x", in order.
+pub const MUSL_SYSCALLS: [&str; 13] = [
+    "arch_prctl",
+    "set_tid_address",
+    "clock_gettime",
+    "ioctl",
+    "writev",
+    "getpid",
+    "getppid",
+    "getpid",
+    "getpid",
+    "getpid",
+    "syscount",
+    "writev",
+    "exit_group",
+];

@@ -861,7 +861,8 @@ fn pipe_pingpong(n: usize) -> Result<Stats, String> {
     Ok(stats)
 }
 
-fn cpu_model() -> String {
+/// The host CPU's model name, from /proc/cpuinfo.
+pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {

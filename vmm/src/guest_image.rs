@@ -1,8 +1,14 @@
 //! The guest kernel and ring-3 programs built into the `vmm` binary
 //! (vmm/build.rs compiles them), so `vmm run` works from any directory.
 
+/// 8-byte alignment, so ELF parsers can read the headers in place.
+#[repr(C, align(8))]
+struct Aligned<T: ?Sized>(T);
+
+static KERNEL_ALIGNED: &Aligned<[u8]> = &Aligned(*include_bytes!(env!("VMM_GUEST_KERNEL")));
+
 /// The kernel ELF.
-pub static KERNEL: &[u8] = include_bytes!(env!("VMM_GUEST_KERNEL"));
+pub static KERNEL: &[u8] = &KERNEL_ALIGNED.0;
 
 /// Where the build left the same ELF on disk, for `vmm run PATH` and for gdb.
 pub const KERNEL_PATH: &str = env!("VMM_GUEST_KERNEL");

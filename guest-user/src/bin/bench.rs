@@ -145,7 +145,11 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
             syscall3(1, fd, p, 65536);
         });
     } else {
-        for (id, name) in [("5a", "write-1B-devnull"), ("5b", "write-4KiB-devnull"), ("5c", "write-64KiB-devnull")] {
+        for (id, name) in [
+            ("5a", "write-1B-devnull"),
+            ("5b", "write-4KiB-devnull"),
+            ("5c", "write-64KiB-devnull"),
+        ] {
             b.skip(id, name, "open(\"/dev/null\") failed");
         }
     }
