@@ -17,7 +17,7 @@ pub struct Symbols {
 
 impl Symbols {
     pub fn from_object<'a>(file: &impl Object<'a>) -> Symbols {
-        let mut syms: Vec<Sym> = file
+        let mut ranked: Vec<(u64, u8, Sym)> = file
             .symbols()
             .filter(|s| matches!(s.kind(), SymbolKind::Text | SymbolKind::Data | SymbolKind::Unknown))
             .filter(|s| s.address() != 0 && !s.is_undefined())
@@ -26,14 +26,28 @@ impl Symbols {
                 if name.is_empty() || name.starts_with(".L") || name.starts_with('$') {
                     return None;
                 }
-                Some(Sym {
-                    addr: s.address(),
-                    size: s.size(),
-                    name: demangle(name),
-                })
+                // Where several names share an address, prefer a sized
+                // function, then any function, and linker-script markers
+                // such as __kernel_start last.
+                let rank = match (s.kind(), s.size()) {
+                    (SymbolKind::Text, 1..) => 0,
+                    (SymbolKind::Text, 0) => 1,
+                    _ => 2,
+                } + if name.starts_with("__") { 3 } else { 0 };
+                Some((
+                    s.address(),
+                    rank,
+                    Sym {
+                        addr: s.address(),
+                        size: s.size(),
+                        name: demangle(name),
+                    },
+                ))
             })
             .collect();
-        syms.sort_by_key(|s| s.addr);
+        ranked.sort_by_key(|(addr, rank, _)| (*addr, *rank));
+        let mut syms: Vec<Sym> = ranked.into_iter().map(|(_, _, sym)| sym).collect();
+        syms.dedup_by_key(|s| s.addr);
         Symbols { syms }
     }
 
