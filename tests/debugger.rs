@@ -239,3 +239,25 @@ fn gdb_connects_breaks_by_symbol_and_reads_registers_and_memory() {
     assert!(text.contains("exited normally"), "{text}");
     assert!(status.success());
 }
+
+#[test]
+fn watchpoints_by_stepping_stop_where_the_value_changes() {
+    // getpid's counter in the kernel's table of system-call counts (39 * 8 = 0x138).
+    let r = vmm(&[
+        "debug",
+        "--break-by",
+        "step",
+        "--batch",
+        "-x",
+        "watch SYSCALL_COUNTS+0x138 8",
+        "-x",
+        "continue",
+        "-x",
+        "x/1g SYSCALL_COUNTS+0x138",
+        "--",
+        &path(&programs().musl),
+    ]);
+    r.assert_status(0)
+        .stdout_has("Watchpoint 1, SYSCALL_COUNTS+0x138 written")
+        .stdout_has("<SYSCALL_COUNTS+0x138>:  0x0000000000000001");
+}

@@ -167,6 +167,11 @@ impl Debugger {
             return Err("only 4 debug registers (DR0–DR3): delete one, or use --break-by step".into());
         }
         if let Some(len) = watch {
+            if self.vm.flavor.is_pvm() && !self.by_step {
+                return Err("debug-register watchpoints never fire on PVM (see `vmm kvm-info`); \
+                            restart with --break-by step, which compares the value after each step"
+                    .into());
+            }
             if ![1, 2, 4, 8].contains(&len) || addr % u64::from(len) != 0 {
                 return Err("a watchpoint covers 1, 2, 4 or 8 bytes, aligned".into());
             }
