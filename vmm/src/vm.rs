@@ -84,6 +84,28 @@ impl Outcome {
 pub enum Event {
     Ended(Outcome),
     Debug(kvm_bindings::kvm_debug_exit_arch),
+    /// SIGINT (Ctrl-C) while the debugger let the guest run.
+    Interrupted,
+}
+
+/// Set by the debugger's SIGINT handler; KVM_RUN returns EINTR and the run
+/// loop hands control back.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Make Ctrl-C stop the guest and return to the debugger's prompt instead of
+/// killing vmm (no SA_RESTART, so a blocked KVM_RUN returns EINTR).
+pub fn catch_sigint() {
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigint as *const () as usize;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
+    }
 }
 
 /// Where the time went, for `--stats` and the boot benchmark.
@@ -245,7 +267,7 @@ impl Vm {
         }
         match self.run_until(false) {
             Event::Ended(o) => o,
-            Event::Debug(_) => unreachable!("debug exits are handled when not stopping on them"),
+            Event::Debug(_) | Event::Interrupted => unreachable!("only run_until(true) stops for the debugger"),
         }
     }
 
@@ -254,6 +276,11 @@ impl Vm {
     pub fn run_until(&mut self, stop_on_debug: bool) -> Event {
         let watchdog = self.timeout.map(Watchdog::start);
         let outcome = loop {
+            if stop_on_debug && INTERRUPTED.swap(false, Ordering::SeqCst) {
+                drop(watchdog);
+                self.com1.output().write_out();
+                return Event::Interrupted;
+            }
             let t = Instant::now();
             let exit = self.vcpu.run();
             self.timings.in_kvm_run += t.elapsed();
@@ -311,6 +338,7 @@ impl Vm {
                 Ok(other) => Some(Outcome::Unhandled(format!("{other:?}"))),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => match &watchdog {
                     Some(w) if w.fired.load(Ordering::SeqCst) => Some(Outcome::Timeout(w.after)),
+                    // Ctrl-C in the debugger: the loop's next turn returns Interrupted.
                     _ => None,
                 },
                 Err(e) => Some(Outcome::KvmError(format!("KVM_RUN failed: {e}"))),

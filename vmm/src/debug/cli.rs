@@ -68,7 +68,8 @@ pub fn main(args: DebugArgs) -> ExitCode {
 fn prompt(dbg: &mut Debugger) -> ExitCode {
     let is_tty = unsafe { libc::isatty(0) } == 1;
     if is_tty {
-        println!("type help for commands");
+        crate::vm::catch_sigint();
+        println!("type help for commands (Ctrl-C stops a running guest)");
         let Ok(mut rl) = rustyline::DefaultEditor::new() else {
             return plain_lines(dbg);
         };
@@ -83,9 +84,18 @@ fn prompt(dbg: &mut Debugger) -> ExitCode {
                     match execute(dbg, &line) {
                         Ok(Flow::Quit) => return ExitCode::SUCCESS,
                         Ok(Flow::Next) => {}
-                        Err(e) => eprintln!("error: {e}"),
+                        Err(e) => {
+                            eprintln!("error: {e}");
+                            if e.starts_with("interrupted") {
+                                if let Ok(l) = dbg.stop_line() {
+                                    println!("{l}");
+                                }
+                            }
+                        }
                     }
                 }
+                // Ctrl-C at the prompt clears the line; Ctrl-D quits.
+                Err(rustyline::error::ReadlineError::Interrupted) => continue,
                 Err(_) => return ExitCode::SUCCESS,
             }
         }

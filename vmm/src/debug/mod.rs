@@ -265,6 +265,7 @@ impl Debugger {
                 self.ended = Some(o);
                 Ok(None)
             }
+            Event::Interrupted => Err("interrupted (Ctrl-C)".into()),
         }
     }
 
