@@ -81,7 +81,7 @@ fn bench() -> Res<()> {
 fn vmm_binary() -> Res<PathBuf> {
     let path = match option_env!("CARGO_BIN_EXE_vmm") {
         Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/vmm"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/x86_64-unknown-linux-gnu/release/vmm"),
     };
     if path.is_file() {
         Ok(path)

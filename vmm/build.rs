@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The only target installed; the guest is built freestanding for it.
+const TARGET: &str = "x86_64-unknown-linux-gnu";
+
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let root = manifest.parent().unwrap().to_path_buf();
@@ -36,7 +39,9 @@ fn main() {
 fn build(dir: &Path, target: &Path) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "--release", "--quiet"])
+    // An explicit target keeps the guest flags (in the per-target rustflags
+    // of its .cargo/config.toml) off its build scripts.
+    cmd.args(["build", "--release", "--quiet", "--target", TARGET])
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", target);
     for (k, _) in std::env::vars_os() {
@@ -52,5 +57,5 @@ fn build(dir: &Path, target: &Path) -> PathBuf {
     cmd.env("CARGO_TARGET_DIR", target);
     let status = cmd.status().expect("cannot run cargo to build the guest");
     assert!(status.success(), "building the guest in {} failed", dir.display());
-    target.join("release")
+    target.join(TARGET).join("release")
 }

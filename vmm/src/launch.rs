@@ -8,6 +8,7 @@ use crate::vm::{InitProgram, Vm, VmConfig};
 use crate::{guest_image, initrd, loader};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The kernel ELF: `path`'s contents, or the built-in kernel.
@@ -26,10 +27,26 @@ pub fn kernel_image(path: Option<&Path>) -> Result<(PathBuf, Cow<'static, [u8]>)
     }
 }
 
+/// The symbols of the program init runs, for breakpoints and traces: read
+/// from its ELF on first use, so a plain boot does not pay for them.
+pub struct ProgramSymbols {
+    elf: Cow<'static, [u8]>,
+    symbols: OnceLock<Symbols>,
+}
+
+impl ProgramSymbols {
+    pub fn get(&self) -> &Symbols {
+        self.symbols.get_or_init(|| {
+            object::File::parse(&*self.elf)
+                .map(|f| Symbols::from_object(&f))
+                .unwrap_or_default()
+        })
+    }
+}
+
 /// The boot archive and init's argv: the built-in programs, plus PROGRAM
-/// from the host if given (it then runs as init, with its arguments). Also
-/// the symbols of the program init runs, for breakpoints and traces.
-pub fn boot_archive(program: &[String]) -> Result<(InitProgram, Symbols), Error> {
+/// from the host if given (it then runs as init, with its arguments).
+pub fn boot_archive(program: &[String]) -> Result<(InitProgram, ProgramSymbols), Error> {
     let mut files: Vec<(String, Cow<'static, [u8]>)> = Vec::new();
     let argv = match program.split_first() {
         None => vec!["init".to_string()],
@@ -51,14 +68,15 @@ pub fn boot_archive(program: &[String]) -> Result<(InitProgram, Symbols), Error>
     for (name, bytes) in guest_image::USER_PROGRAMS.iter() {
         files.push((name.to_string(), Cow::Borrowed(bytes)));
     }
-    let init_bytes = files
+    let elf = files
         .iter()
         .find(|(n, _)| *n == argv[0])
-        .map(|(_, b)| b.as_ref())
-        .unwrap_or(&[]);
-    let symbols = object::File::parse(init_bytes)
-        .map(|f| Symbols::from_object(&f))
+        .map(|(_, b)| b.clone())
         .unwrap_or_default();
+    let symbols = ProgramSymbols {
+        elf,
+        symbols: OnceLock::new(),
+    };
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_ref())).collect();
     Ok((
         InitProgram {
@@ -93,7 +111,7 @@ pub struct GuestArgs {
 
 impl GuestArgs {
     /// Build the VM these arguments describe; also the init program's symbols.
-    pub fn vm(&self, forward_stdin: bool) -> Result<(Vm, Symbols), Error> {
+    pub fn vm(&self, forward_stdin: bool) -> Result<(Vm, ProgramSymbols), Error> {
         if !(self.timeout >= 0.0 && self.timeout.is_finite()) {
             return Err(Error::Unsupported(
                 "--timeout must be a number of seconds >= 0 (0 means never)".into(),

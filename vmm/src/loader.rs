@@ -37,7 +37,10 @@ pub struct KernelImage {
     pub header: KernelHeader<u64>,
     /// End of the highest segment in physical memory.
     pub phys_end: u64,
-    pub symbols: Symbols,
+    /// The image, kept to read its symbol table when first needed: a boot
+    /// that never reports, traces or debugs does not pay for it.
+    bytes: std::sync::Arc<[u8]>,
+    symbols: std::sync::OnceLock<Symbols>,
 }
 
 /// Names for the e_machine values people are most likely to hand us by mistake.
@@ -204,7 +207,17 @@ impl KernelImage {
             segments,
             header,
             phys_end,
-            symbols: Symbols::from_object(&elf),
+            bytes: bytes.into(),
+            symbols: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// The kernel's symbols (parsed on first use).
+    pub fn symbols(&self) -> &Symbols {
+        self.symbols.get_or_init(|| {
+            ElfFile64::<Endianness>::parse(&*self.bytes)
+                .map(|elf| Symbols::from_object(&elf))
+                .unwrap_or_default()
         })
     }
 

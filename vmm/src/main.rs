@@ -120,7 +120,7 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e) => return setup_error(e),
     };
     if let Some(addr) = args.gdb.as_deref() {
-        let served = vmm::debug::Debugger::new(vm, user_symbols, args.break_by == "step")
+        let served = vmm::debug::Debugger::new(vm, user_symbols.get().clone(), args.break_by == "step")
             .and_then(|dbg| vmm::debug::gdb::serve(dbg, addr));
         return match served {
             Ok(o) => {
@@ -133,7 +133,7 @@ fn run(args: RunArgs) -> ExitCode {
         };
     }
     if let Some(at) = &args.break_at {
-        match stepper_for(&vm, at, args.stepi, &user_symbols) {
+        match stepper_for(&vm, at, args.stepi, user_symbols.get()) {
             Ok(mut st) => {
                 st.by_stepping = args.break_by == "step";
                 vm.tracer = Some(Box::new(st))
@@ -149,7 +149,7 @@ fn run(args: RunArgs) -> ExitCode {
             },
             None => Box::new(std::io::stderr()),
         };
-        match vmm::strace::Strace::new(&vm.kernel.symbols, vm.flavor.is_pvm(), out) {
+        match vmm::strace::Strace::new(vm.kernel.symbols(), vm.flavor.is_pvm(), out) {
             Ok(mut t) => {
                 t.by_step = args.break_by == "step";
                 vm.tracer = Some(Box::new(t));
@@ -160,6 +160,7 @@ fn run(args: RunArgs) -> ExitCode {
     let outcome = vm.run();
     finish(&mut vm, &outcome);
     if args.stats {
+        let total_us = t0.elapsed().as_micros();
         let counters: Vec<String> = vm.kernel_counters().iter().map(|(k, v)| format!("{k}={v}")).collect();
         eprintln!("vmm: kernel {}", counters.join(" "));
         let t = &vm.timings;
@@ -171,7 +172,7 @@ fn run(args: RunArgs) -> ExitCode {
             t.exits,
             t.pio_exits,
             vm.com1.output().bytes,
-            t0.elapsed().as_micros()
+            total_us
         );
     }
     ExitCode::from(outcome.status())
@@ -198,7 +199,7 @@ fn trace(args: TraceArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return setup_error(e),
     };
-    let target = match resolve(&vm, &args.funcgraph, &user_symbols) {
+    let target = match resolve(&vm, &args.funcgraph, user_symbols.get()) {
         Ok(a) => a,
         Err(e) => return setup_error(e),
     };
@@ -223,7 +224,7 @@ fn resolve(vm: &Vm, at: &str, user: &Symbols) -> Result<u64, Error> {
         Some(hex) => u64::from_str_radix(hex, 16).map_err(|_| Error::Unsupported(format!("{at}: not a hex address"))),
         None => user
             .address_of(at)
-            .or_else(|| vm.kernel.symbols.address_of(at))
+            .or_else(|| vm.kernel.symbols().address_of(at))
             .ok_or_else(|| Error::Unsupported(format!("{at}: no such symbol in the kernel or the init program"))),
     }
 }

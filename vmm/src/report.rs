@@ -22,7 +22,7 @@ pub fn crash_report(vm: &mut Vm, outcome: &Outcome) -> String {
     let mut r = format!("vmm: {}\n", outcome.describe());
     match (vm.vcpu().get_regs(), vm.vcpu().get_sregs()) {
         (Ok(regs), Ok(sregs)) => {
-            let sym = vm.kernel.symbols.describe(regs.rip);
+            let sym = vm.kernel.symbols().describe(regs.rip);
             r += &format!("  RIP    {sym}\n");
             r += &format!("  CPL    {}\n", sregs.cs.selector & 3);
             r += &format!("  {}\n", seg("CS", &sregs.cs));

@@ -331,7 +331,7 @@ impl Vm {
                 }
                 Ok(VcpuExit::Debug(_)) if self.tracer.is_some() => {
                     let t = self.tracer.as_mut().unwrap();
-                    t.on_debug_exit(&self.vcpu, &self.mem, &self.kernel.symbols)
+                    t.on_debug_exit(&self.vcpu, &self.mem, self.kernel.symbols())
                         .err()
                         .map(|e| Outcome::KvmError(format!("single-step failed: {e}")))
                 }
@@ -370,20 +370,24 @@ impl Vm {
     /// The guest kernel's own counters, read from its memory by symbol — the
     /// VMM watches the kernel from outside, without its cooperation.
     pub fn kernel_counters(&self) -> Vec<(&'static str, u64)> {
-        let read = |sym: &str, index: u64| -> Option<u64> {
-            let va = self.kernel.symbols.address_of(sym)?;
-            self.mem
-                .read_obj::<u64>(GuestAddress(va.checked_sub(KERNEL_BASE)? + 8 * index))
-                .ok()
+        let phys = |sym: &str| self.kernel.symbols().address_of(sym)?.checked_sub(KERNEL_BASE);
+        let read = |sym: &str| self.mem.read_obj::<u64>(GuestAddress(phys(sym)?)).ok();
+        // The whole per-number table in one read.
+        let mut counts = [0u8; 512 * 8];
+        let total: u64 = match phys("SYSCALL_COUNTS") {
+            Some(p) if self.mem.read_slice(&mut counts, GuestAddress(p)).is_ok() => counts
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                .sum(),
+            _ => 0,
         };
-        let total: u64 = (0..512).filter_map(|i| read("SYSCALL_COUNTS", i)).sum();
-        let mut v = vec![("syscalls", total + read("OUT_OF_RANGE_CALLS", 0).unwrap_or(0))];
+        let mut v = vec![("syscalls", total + read("OUT_OF_RANGE_CALLS").unwrap_or(0))];
         for (name, sym) in [
             ("int80", "INT80_SYSCALLS"),
             ("pvm_syscalls", "PVM_SYSCALLS"),
             ("pvm_int80", "PVM_INT80S"),
         ] {
-            if let Some(n) = read(sym, 0) {
+            if let Some(n) = read(sym) {
                 v.push((name, n));
             }
         }

@@ -27,7 +27,7 @@ pub struct DebugArgs {
 
 fn setup(args: &DebugArgs) -> Result<Debugger, String> {
     let (vm, user_symbols) = args.guest.vm(false).map_err(|e| e.to_string())?;
-    Debugger::new(vm, user_symbols, args.break_by == "step")
+    Debugger::new(vm, user_symbols.get().clone(), args.break_by == "step")
 }
 
 pub fn main(args: DebugArgs) -> ExitCode {

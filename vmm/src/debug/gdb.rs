@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! vmm run --gdb 127.0.0.1:1234 -- ./hello &
-//! gdb target/guest/release/kernel -ex 'target remote :1234'
+//! gdb target/guest/x86_64-unknown-linux-gnu/release/kernel -ex 'target remote :1234'
 //! ```
 
 use super::{memory, Debugger, StopReason};

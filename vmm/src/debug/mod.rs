@@ -105,7 +105,7 @@ impl Debugger {
     /// program's below).
     pub fn sym(&self, addr: u64) -> String {
         if addr >= KERNEL_BASE {
-            self.vm.kernel.symbols.describe(addr)
+            self.vm.kernel.symbols().describe(addr)
         } else {
             self.user_symbols.describe(addr)
         }
@@ -143,7 +143,7 @@ impl Debugger {
         }
         self.user_symbols
             .address_of(name)
-            .or_else(|| self.vm.kernel.symbols.address_of(name))
+            .or_else(|| self.vm.kernel.symbols().address_of(name))
             .map(|a| a + off)
             .ok_or_else(|| format!("no symbol '{name}' in the kernel or the program"))
     }
