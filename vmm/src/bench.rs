@@ -653,7 +653,12 @@ fn run_guest(args: &BenchArgs, iters: u32, raw: bool) -> Res<(GuestOutput, u64)>
         forward_stdin: false,
         output: Box::new(capture.clone()),
     };
-    let mut vm = Vm::new(Path::new(guest_image::KERNEL_PATH), guest_image::KERNEL, cfg).map_err(setup)?;
+    let mut vm = Vm::new(
+        Path::new(guest_image::KERNEL_PATH),
+        std::borrow::Cow::Borrowed(guest_image::KERNEL),
+        cfg,
+    )
+    .map_err(setup)?;
     let tsc_khz = vm.vcpu().get_tsc_khz().unwrap_or(0) as u64;
     let outcome = vm.run();
     let text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();

@@ -134,6 +134,6 @@ impl GuestArgs {
             forward_stdin,
             output: Box::new(std::io::stdout()),
         };
-        Ok((Vm::new(&path, &image, cfg)?, symbols))
+        Ok((Vm::new(&path, image, cfg)?, symbols))
     }
 }

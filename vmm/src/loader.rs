@@ -11,6 +11,7 @@ use linux_loader::loader::{Elf, KernelLoader};
 use object::elf::{ELFCLASS32, ELFCLASS64, ELFDATA2LSB, EM_X86_64, ET_EXEC, PF_W, PF_X, PT_LOAD};
 use object::read::elf::{ElfFile64, ProgramHeader};
 use object::{Endianness, Object, ObjectSection};
+use std::borrow::Cow;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use vm_memory::GuestMemoryMmap;
@@ -39,7 +40,7 @@ pub struct KernelImage {
     pub phys_end: u64,
     /// The image, kept to read its symbol table when first needed: a boot
     /// that never reports, traces or debugs does not pay for it.
-    bytes: std::sync::Arc<[u8]>,
+    bytes: Cow<'static, [u8]>,
     symbols: std::sync::OnceLock<Symbols>,
 }
 
@@ -135,79 +136,69 @@ pub fn check_user_program(path: &Path, bytes: &[u8]) -> Result<()> {
 
 impl KernelImage {
     /// Validate `bytes` as a kernel for this VMM: x86-64 ELF executable,
-    /// segments above the boot area, and a matching boot header.
-    pub fn parse(path: &Path, bytes: &[u8]) -> Result<KernelImage> {
-        check_elf_header(path, bytes)?;
-        // The ELF parser reads headers in place and needs them 8-byte aligned.
-        let copy: Vec<u64>;
-        let bytes = if bytes.as_ptr().align_offset(8) == 0 {
-            bytes
-        } else {
-            let mut v = vec![0u64; bytes.len().div_ceil(8)];
-            // SAFETY: `v` has at least bytes.len() bytes; u64 has no invalid bit patterns.
-            let dst = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), bytes.len()) };
-            dst.copy_from_slice(bytes);
-            copy = v;
-            // SAFETY: as above; `copy` lives until the end of this function.
-            unsafe { std::slice::from_raw_parts(copy.as_ptr().cast::<u8>(), bytes.len()) }
-        };
-        let malformed = |e: object::Error| Error::ElfMalformed {
-            path: path.into(),
-            reason: e.to_string(),
-        };
-        let elf = ElfFile64::<Endianness>::parse(bytes).map_err(malformed)?;
-        let endian = elf.endian();
-
-        let mut segments = Vec::new();
-        for ph in elf.elf_program_headers() {
-            if ph.p_type(endian) != PT_LOAD || ph.p_memsz(endian) == 0 {
-                continue;
-            }
-            let flags = ph.p_flags(endian);
-            let seg = Segment {
-                virt: ph.p_vaddr(endian),
-                phys: ph.p_paddr(endian),
-                memsz: ph.p_memsz(endian),
-                filesz: ph.p_filesz(endian),
-                writable: flags & PF_W != 0,
-                executable: flags & PF_X != 0,
-            };
-            let end = seg.phys.checked_add(seg.memsz).ok_or_else(|| Error::ElfMalformed {
+    /// segments above the boot area, and a matching boot header. The image is
+    /// kept, not copied: the built-in one is borrowed from the binary.
+    pub fn parse(path: &Path, bytes: Cow<'static, [u8]>) -> Result<KernelImage> {
+        check_elf_header(path, &bytes)?;
+        let (entry, segments, header, phys_end) = with_aligned(&bytes, |bytes| -> Result<_> {
+            let malformed = |e: object::Error| Error::ElfMalformed {
                 path: path.into(),
-                reason: format!("segment at {:#x} wraps around the address space", seg.phys),
-            })?;
-            if seg.phys < KERNEL_PHYS_LOAD.max(phys::IST1_TOP) {
-                return Err(Error::SegmentInBootArea {
+                reason: e.to_string(),
+            };
+            let elf = ElfFile64::<Endianness>::parse(bytes).map_err(malformed)?;
+            let endian = elf.endian();
+
+            let mut segments = Vec::new();
+            for ph in elf.elf_program_headers() {
+                if ph.p_type(endian) != PT_LOAD || ph.p_memsz(endian) == 0 {
+                    continue;
+                }
+                let flags = ph.p_flags(endian);
+                let seg = Segment {
+                    virt: ph.p_vaddr(endian),
+                    phys: ph.p_paddr(endian),
+                    memsz: ph.p_memsz(endian),
+                    filesz: ph.p_filesz(endian),
+                    writable: flags & PF_W != 0,
+                    executable: flags & PF_X != 0,
+                };
+                let end = seg.phys.checked_add(seg.memsz).ok_or_else(|| Error::ElfMalformed {
                     path: path.into(),
-                    start: seg.phys,
-                    end,
-                    load: KERNEL_PHYS_LOAD,
+                    reason: format!("segment at {:#x} wraps around the address space", seg.phys),
+                })?;
+                if seg.phys < KERNEL_PHYS_LOAD.max(phys::IST1_TOP) {
+                    return Err(Error::SegmentInBootArea {
+                        path: path.into(),
+                        start: seg.phys,
+                        end,
+                        load: KERNEL_PHYS_LOAD,
+                    });
+                }
+                segments.push(seg);
+            }
+            if segments.is_empty() {
+                return Err(Error::ElfMalformed {
+                    path: path.into(),
+                    reason: "no loadable (PT_LOAD) segments".into(),
                 });
             }
-            segments.push(seg);
-        }
-        if segments.is_empty() {
-            return Err(Error::ElfMalformed {
+            let phys_end = segments.iter().map(|s| s.phys + s.memsz).max().unwrap_or(0);
+
+            let section = elf.section_by_name(HEADER_SECTION).ok_or(Error::NoHeader {
                 path: path.into(),
-                reason: "no loadable (PT_LOAD) segments".into(),
-            });
-        }
-        let phys_end = segments.iter().map(|s| s.phys + s.memsz).max().unwrap_or(0);
-
-        let section = elf.section_by_name(HEADER_SECTION).ok_or(Error::NoHeader {
-            path: path.into(),
-            section: HEADER_SECTION,
+                section: HEADER_SECTION,
+            })?;
+            let data = section.data().map_err(malformed)?;
+            let header = read_header(path, data)?;
+            Ok((elf.entry(), segments, header, phys_end))
         })?;
-        let data = section.data().map_err(malformed)?;
-        let header = read_header(path, data)?;
-
         Ok(KernelImage {
             path: path.into(),
-            entry: elf.entry(),
+            entry,
             segments,
             header,
             phys_end,
-            bytes: bytes.into(),
+            bytes,
             symbols: std::sync::OnceLock::new(),
         })
     }
@@ -237,10 +228,23 @@ impl KernelImage {
     }
 
     /// Copy the PT_LOAD segments into guest memory at their physical addresses.
-    pub fn load(&self, mem: &GuestMemoryMmap, bytes: &[u8]) -> Result<()> {
-        Elf::load(mem, None, &mut Cursor::new(bytes), None)?;
+    pub fn load(&self, mem: &GuestMemoryMmap) -> Result<()> {
+        Elf::load(mem, None, &mut Cursor::new(&*self.bytes), None)?;
         Ok(())
     }
+}
+
+/// Run `f` on `bytes` 8-byte aligned: the ELF parser reads headers in place.
+/// Only a misaligned buffer is copied.
+fn with_aligned<R>(bytes: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    if bytes.as_ptr().align_offset(8) == 0 {
+        return f(bytes);
+    }
+    let mut v = vec![0u64; bytes.len().div_ceil(8)];
+    // SAFETY: `v` holds at least bytes.len() bytes; u64 has no invalid bit patterns.
+    let dst = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), bytes.len()) };
+    dst.copy_from_slice(bytes);
+    f(dst)
 }
 
 fn read_header(path: &Path, data: &[u8]) -> Result<KernelHeader<u64>> {

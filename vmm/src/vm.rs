@@ -140,7 +140,7 @@ pub struct Vm {
 
 impl Vm {
     /// Validate the image and memory size, then create and set up the VM.
-    pub fn new(image_path: &Path, image: &[u8], cfg: VmConfig) -> Result<Vm> {
+    pub fn new(image_path: &Path, image: std::borrow::Cow<'static, [u8]>, cfg: VmConfig) -> Result<Vm> {
         if cfg.mem_mib > MAX_MEM_MIB {
             return Err(Error::MemTooLarge(cfg.mem_mib, MAX_MEM_MIB));
         }
@@ -187,7 +187,7 @@ impl Vm {
         let kvm_setup = t0.elapsed();
 
         let t1 = Instant::now();
-        kernel.load(&mem, image)?;
+        kernel.load(&mem)?;
         if let (Some(init), Some((start, _)), Some((argv_start, _))) = (&cfg.init, placement.init, placement.init_argv)
         {
             mem.write_slice(&init.image, GuestAddress(start))?;
