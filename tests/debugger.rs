@@ -195,23 +195,11 @@ fn gdb_connects_breaks_by_symbol_and_reads_registers_and_memory() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait for the listener.
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    // That probe connection was the one vmm accepted; start again.
-    let _ = child.kill();
-    let _ = child.wait();
-    let mut child = std::process::Command::new(common::vmm_bin())
-        .args(["run", "--gdb", &addr, "--", &path(&programs().hello_asm)])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // vmm says when it listens; gdb connects after that.
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    assert!(line.contains("waiting for gdb"), "{line}");
     let stop = kernel_stop();
     let out = std::process::Command::new("gdb")
         .args(["-q", "-batch", "-nx", vmm::guest_image::KERNEL_PATH])

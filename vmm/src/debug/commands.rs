@@ -174,16 +174,7 @@ impl Debugger {
         let s = self.sregs()?;
         let r = self.regs()?;
         let m = self.get_msrs(&[msr::MSR_FS_BASE, msr::MSR_GS_BASE, msr::MSR_KERNEL_GS_BASE])?;
-        let segs = [
-            ("cs", &s.cs),
-            ("ss", &s.ss),
-            ("ds", &s.ds),
-            ("es", &s.es),
-            ("fs", &s.fs),
-            ("gs", &s.gs),
-            ("tr", &s.tr),
-            ("ldtr", &s.ldt),
-        ];
+        let segs = segment_registers(&s);
         let cpl = s.cs.selector & 3;
         if json {
             let v = json!({
@@ -224,15 +215,9 @@ impl Debugger {
         let mut raw = vec![0u8; n * 8];
         self.read_virt(s.gdt.base, &mut raw)?;
         let q = |i: usize| u64::from_le_bytes(raw[i * 8..i * 8 + 8].try_into().unwrap());
-        let loaded = [
-            ("CS", &s.cs),
-            ("SS", &s.ss),
-            ("DS", &s.ds),
-            ("ES", &s.es),
-            ("FS", &s.fs),
-            ("GS", &s.gs),
-            ("TR", &s.tr),
-        ];
+        // Every register that caches a GDT descriptor (LDTR's is in the GDT too, but we have no LDT).
+        let regs = segment_registers(&s);
+        let loaded = &regs[..7];
         let mut rows = Vec::new();
         if !json {
             println!("GDT at {:#x}, limit {:#x} ({n} slots)", s.gdt.base, s.gdt.limit);
@@ -264,9 +249,13 @@ impl Debugger {
                     .map(|(k, a, b)| format!("{k} cached {a:#x} vs memory {b:#x}"))
                     .collect();
                     if diffs.is_empty() {
-                        notes.push(format!("loaded in {name}"));
+                        notes.push(format!("loaded in {}", name.to_uppercase()));
                     } else {
-                        notes.push(format!("loaded in {name}, DIFFERS: {}", diffs.join(", ")));
+                        notes.push(format!(
+                            "loaded in {}, DIFFERS: {}",
+                            name.to_uppercase(),
+                            diffs.join(", ")
+                        ));
                     }
                 }
             }
@@ -594,6 +583,20 @@ impl Debugger {
             println!("{:<3} {kind:<14} {}  ({})", b.id, self.sym(b.addr), b.spec);
         }
     }
+}
+
+/// The segment registers, in the order the dumps show them.
+fn segment_registers(s: &kvm_bindings::kvm_sregs) -> [(&'static str, &kvm_segment); 8] {
+    [
+        ("cs", &s.cs),
+        ("ss", &s.ss),
+        ("ds", &s.ds),
+        ("es", &s.es),
+        ("fs", &s.fs),
+        ("gs", &s.gs),
+        ("tr", &s.tr),
+        ("ldtr", &s.ldt),
+    ]
 }
 
 /// The decoded view of a segment register's hidden cache.

@@ -167,6 +167,16 @@ pub enum Use {
     Code,
 }
 
+/// The verdict line: the rule with its numbers, yes/no, and what the CPU does.
+fn verdict(ok: bool, sel: u16, rule: String) -> (bool, String) {
+    let result = if ok {
+        "allowed".to_string()
+    } else {
+        format!("#GP({sel:#x})")
+    };
+    (ok, format!("{rule}? {} → {result}", if ok { "yes" } else { "no" }))
+}
+
 /// The CPU's privilege check for loading `sel` (with descriptor `d`, None for
 /// the null selector) at privilege `cpl`: the verdict and the reasoning.
 pub fn privilege_check(sel: u16, d: Option<&Descriptor>, cpl: u8, usage: Use) -> (bool, String) {
@@ -188,98 +198,46 @@ pub fn privilege_check(sel: u16, d: Option<&Descriptor>, cpl: u8, usage: Use) ->
     let conforming = is_code && d.typ & 4 != 0;
     let readable_or_data = d.s && (!is_code || d.typ & 2 != 0);
     let writable_data = d.s && !is_code && d.typ & 2 != 0;
+    let words = type_in_words(d.s, d.typ);
     match usage {
+        Use::Data if !readable_or_data => (
+            false,
+            format!("{words} cannot be loaded into a data segment register → #GP({sel:#x})"),
+        ),
+        Use::Data if conforming => (
+            true,
+            "conforming code segment: no privilege check for data access".into(),
+        ),
         Use::Data => {
-            if !readable_or_data {
-                return (
-                    false,
-                    format!(
-                        "{} cannot be loaded into a data segment register → #GP({sel:#x})",
-                        type_in_words(d.s, d.typ)
-                    ),
-                );
-            }
-            if conforming {
-                return (
-                    true,
-                    "conforming code segment: no privilege check for data access".into(),
-                );
-            }
             let eff = cpl.max(rpl);
-            let ok = eff <= d.dpl;
-            (
-                ok,
-                format!(
-                    "data: max(CPL {cpl}, RPL {rpl}) = {eff} ≤ DPL {}? {} → {}",
-                    d.dpl,
-                    if ok { "yes" } else { "no" },
-                    if ok {
-                        "allowed".to_string()
-                    } else {
-                        format!("#GP({sel:#x})")
-                    }
-                ),
+            verdict(
+                eff <= d.dpl,
+                sel,
+                format!("data: max(CPL {cpl}, RPL {rpl}) = {eff} ≤ DPL {}", d.dpl),
             )
         }
-        Use::Stack => {
-            if !writable_data {
-                return (
-                    false,
-                    format!(
-                        "SS needs a writable data segment, not {} → #GP({sel:#x})",
-                        type_in_words(d.s, d.typ)
-                    ),
-                );
-            }
-            let ok = rpl == cpl && d.dpl == cpl;
-            (
-                ok,
-                format!(
-                    "stack: RPL {rpl} = CPL {cpl} and DPL {} = CPL {cpl}? {} → {}",
-                    d.dpl,
-                    if ok { "yes" } else { "no" },
-                    if ok {
-                        "allowed".to_string()
-                    } else {
-                        format!("#GP({sel:#x})")
-                    }
-                ),
-            )
-        }
-        Use::Code => {
-            if !is_code {
-                return (
-                    false,
-                    format!(
-                        "a far jump/call needs a code segment, not {} → #GP({sel:#x})",
-                        type_in_words(d.s, d.typ)
-                    ),
-                );
-            }
-            let (ok, rule) = if conforming {
-                (d.dpl <= cpl, format!("conforming code: DPL {} ≤ CPL {cpl}?", d.dpl))
-            } else {
-                (
-                    rpl <= cpl && d.dpl == cpl,
-                    format!(
-                        "non-conforming code: RPL {rpl} ≤ CPL {cpl} and DPL {} = CPL {cpl}?",
-                        d.dpl
-                    ),
-                )
-            };
-            (
-                ok,
-                format!(
-                    "{rule} {} → {}",
-                    if ok { "yes" } else { "no" },
-                    if ok {
-                        "allowed".to_string()
-                    } else {
-                        format!("#GP({sel:#x})")
-                    }
-                ),
-            )
-        }
+        Use::Stack if !writable_data => (
+            false,
+            format!("SS needs a writable data segment, not {words} → #GP({sel:#x})"),
+        ),
+        Use::Stack => verdict(
+            rpl == cpl && d.dpl == cpl,
+            sel,
+            format!("stack: RPL {rpl} = CPL {cpl} and DPL {} = CPL {cpl}", d.dpl),
+        ),
+        Use::Code if !is_code => (
+            false,
+            format!("a far jump/call needs a code segment, not {words} → #GP({sel:#x})"),
+        ),
+        Use::Code if conforming => verdict(d.dpl <= cpl, sel, format!("conforming code: DPL {} ≤ CPL {cpl}", d.dpl)),
+        Use::Code => verdict(
+            rpl <= cpl && d.dpl == cpl,
+            sel,
+            format!(
+                "non-conforming code: RPL {rpl} ≤ CPL {cpl} and DPL {} = CPL {cpl}",
+                d.dpl
+            ),
+        ),
     }
 }
 
