@@ -113,3 +113,18 @@ fn ring0_single_step_works_here_and_ring3_breaks_are_refused_on_pvm() {
         r.assert_status(0).stderr_has("CPL 3");
     }
 }
+
+#[test]
+fn host_stdin_from_a_pipe_reaches_the_guest_serial_input() {
+    use std::io::Write;
+    let mut child = std::process::Command::new(common::vmm_bin())
+        .args(["run", "--timeout", "20", "--", path(&programs().echo)])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"hello through COM1\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "echo: hello through COM1\n");
+}

@@ -11,6 +11,7 @@ pub struct Programs {
     pub getpid_asm: PathBuf,
     pub nostdlib: PathBuf,
     pub musl: PathBuf,
+    pub echo: PathBuf,
     pub dynamic: PathBuf,
 }
 
@@ -75,6 +76,14 @@ pub fn programs() -> &'static Programs {
         run(
             Command::new("musl-gcc")
                 .args(["-static", "-O2", "-o"])
+                .arg(p("echo"))
+                .arg(src.join("echo.c")),
+            "musl-gcc",
+            "musl-tools",
+        );
+        run(
+            Command::new("musl-gcc")
+                .args(["-static", "-O2", "-o"])
                 .arg(p("musl"))
                 .arg(src.join("musl.c")),
             "musl-gcc",
@@ -93,6 +102,7 @@ pub fn programs() -> &'static Programs {
             getpid_asm: p("getpid_asm"),
             nostdlib: p("nostdlib"),
             musl: p("musl"),
+            echo: p("echo"),
             dynamic: p("dynamic"),
         }
     })
