@@ -76,9 +76,18 @@ impl Symbols {
         }
     }
 
-    /// The address of a symbol by exact name.
+    /// The address of a symbol: its exact name, or else the last path
+    /// segment of a Rust name (`sys_write` for `kernel::console::sys_write`)
+    /// when only one symbol has it.
     pub fn address_of(&self, name: &str) -> Option<u64> {
-        self.syms.iter().find(|s| s.name == name).map(|s| s.addr)
+        if let Some(s) = self.syms.iter().find(|s| s.name == name) {
+            return Some(s.addr);
+        }
+        let mut tail = self.syms.iter().filter(|s| s.name.rsplit("::").next() == Some(name));
+        match (tail.next(), tail.next()) {
+            (Some(s), None) => Some(s.addr),
+            _ => None,
+        }
     }
 }
 
@@ -123,6 +132,32 @@ mod tests {
     fn unsized_labels_cover_what_follows() {
         assert_eq!(table().describe(0x1048), "0x1048 <entry_SYSCALL_64+0x8>");
         assert_eq!(table().address_of("entry_SYSCALL_64"), Some(0x1040));
+    }
+
+    #[test]
+    fn a_unique_last_path_segment_names_a_rust_function() {
+        let t = Symbols {
+            syms: vec![
+                Sym {
+                    addr: 0x10,
+                    size: 4,
+                    name: "kernel::console::sys_write".into(),
+                },
+                Sym {
+                    addr: 0x20,
+                    size: 4,
+                    name: "a::new".into(),
+                },
+                Sym {
+                    addr: 0x30,
+                    size: 4,
+                    name: "b::new".into(),
+                },
+            ],
+        };
+        assert_eq!(t.address_of("sys_write"), Some(0x10));
+        assert_eq!(t.address_of("kernel::console::sys_write"), Some(0x10));
+        assert_eq!(t.address_of("new"), None, "ambiguous");
     }
 
     #[test]
