@@ -39,11 +39,8 @@ pub extern "C" fn sys_brk(addr: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -> 
     if new_end > old_end && !map_range(p.pml4, old_end, new_end, true, false) {
         return p.brk as i64;
     }
-    let mut va = new_end;
-    while va < old_end {
-        paging::unmap_user_page(p.pml4, va);
-        paging::flush_tlb_page(va);
-        va += PAGE_SIZE;
+    if new_end < old_end {
+        paging::unmap_user_range(p.pml4, new_end, old_end);
     }
     p.brk = addr;
     addr as i64
@@ -89,13 +86,7 @@ pub extern "C" fn sys_munmap(addr: u64, len: u64, _: u64, _: u64, _: u64, _: u64
     if !addr.is_multiple_of(PAGE_SIZE) || addr.checked_add(len).is_none_or(|e| e > STACK_TOP) {
         return -EINVAL;
     }
-    let p = current();
-    let mut va = addr;
-    while va < addr + len {
-        paging::unmap_user_page(p.pml4, va);
-        paging::flush_tlb_page(va);
-        va += PAGE_SIZE;
-    }
+    paging::unmap_user_range(current().pml4, addr, (addr + len).next_multiple_of(PAGE_SIZE));
     0
 }
 

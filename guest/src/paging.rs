@@ -91,13 +91,31 @@ pub fn translate(pml4: u64, virt: u64) -> Option<(u64, u64)> {
     (e & PTE_P != 0).then_some(((e & PTE_ADDR) | (virt & (PAGE_SIZE - 1)), e & !PTE_ADDR))
 }
 
-/// Unmap and free the page at `virt`, if mapped. The caller flushes the TLB.
-pub fn unmap_user_page(pml4: u64, virt: u64) {
-    if let Some(e) = leaf(pml4, virt, false) {
-        if *e & PTE_P != 0 {
-            mm::free_page(*e & PTE_ADDR);
-            *e = 0;
+/// Unmap and free every page of `[start, end)` (page aligned) and flush
+/// each from the TLB. Absent tables are skipped whole, so even a range
+/// spanning the user half costs only what is mapped in it.
+pub fn unmap_user_range(pml4: u64, start: u64, end: u64) {
+    let mut va = start;
+    while va < end.min(USER_END) {
+        // The span one entry covers at `level`, and whether the walk stops there.
+        let mut t = pml4;
+        let mut step = PAGE_SIZE;
+        for level in (1..=4).rev() {
+            let e = &mut table(t)[index(va, level)];
+            if *e & PTE_P == 0 {
+                step = 1 << (12 + 9 * (level - 1));
+                break;
+            }
+            if level == 1 {
+                mm::free_page(*e & PTE_ADDR);
+                *e = 0;
+                flush_tlb_page(va);
+                break;
+            }
+            t = *e & PTE_ADDR;
         }
+        // Continue at the next boundary of the span skipped.
+        va = (va & !(step - 1)) + step;
     }
 }
 
