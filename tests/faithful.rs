@@ -41,12 +41,19 @@ fn suite() -> &'static Batch {
         let musl = at(&p.musl);
         let attack = at(&attack);
         let getpid_asm = at(&p.getpid_asm);
+        let k = vmm::loader::KernelImage::parse(
+            std::path::Path::new("kernel"),
+            std::borrow::Cow::Borrowed(vmm::guest_image::KERNEL),
+        )
+        .unwrap();
+        let entry = format!("{:#x}", k.symbols().address_of("entry_SYSCALL_64").unwrap());
         let cases = vec![
             case("tour", &["run", "--stats"]),
             case("asm", &["run", "--stats", "--", &hello_asm]),
             case("nostdlib", &["run", "--", &nostdlib, "a", "b"]),
             case("musl", &["run", "--", &musl, "x"]),
             case("killed-init", &["run", "--", &attack, "cli"]),
+            case("fake-syscall", &["run", "--", &attack, "fake-syscall", &entry]),
             case(
                 "debug-session",
                 &[
@@ -267,4 +274,12 @@ fn strace_of_a_musl_program_on_hardware() {
         .map(|l| l.split('(').next().unwrap())
         .collect();
     assert_eq!(names, common::programs::MUSL_SYSCALLS, "{}", r.output);
+}
+
+#[test]
+fn a_jump_to_the_syscall_entry_from_ring3_is_a_page_fault_on_hardware() {
+    let r = suite().get("fake-syscall");
+    assert_eq!(r.status, 128 + 11, "{}", r.output);
+    // The supervisor page cannot be fetched from ring 3: #PF with error 0x15.
+    has(&r.output, "pid 1 killed: #PF at 0xffffffff8");
 }

@@ -128,3 +128,28 @@ fn host_stdin_from_a_pipe_reaches_the_guest_serial_input() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "echo: hello through COM1\n");
 }
+
+/// The kernel's syscall entry address, from its symbols.
+pub fn entry_syscall_addr() -> String {
+    let k = vmm::loader::KernelImage::parse(
+        std::path::Path::new("kernel"),
+        std::borrow::Cow::Borrowed(vmm::guest_image::KERNEL),
+    )
+    .unwrap();
+    format!("{:#x}", k.symbols().address_of("entry_SYSCALL_64").unwrap())
+}
+
+#[test]
+fn a_jump_to_the_syscall_entry_with_a_forged_return_address_kills_only_the_process() {
+    // Hardware: a #PF fetching a supervisor page. PVM: it looks like a system
+    // call arriving at LSTAR, and the kernel refuses the forged RCX.
+    vmm(&[
+        "run",
+        "--",
+        user_program("attack"),
+        "fake-syscall",
+        &entry_syscall_addr(),
+    ])
+    .assert_status(128 + 11)
+    .stdout_has("pid 1 killed: #PF at 0xffffffff8");
+}

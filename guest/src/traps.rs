@@ -222,6 +222,17 @@ extern "C" fn do_trap(frame: &mut TrapFrame) {
 fn pvm_syscall(frame: &mut TrapFrame) -> bool {
     let lstar = cpu::rdmsr(cpu::MSR_LSTAR);
     if frame.vector == VEC_PF && frame.error_code == PF_USER_FETCH && frame.rip == lstar && cpu::read_cr2() == lstar {
+        // A real `syscall` leaves the address of the next instruction in RCX;
+        // a jump to LSTAR with a forged RCX would have us "return" anywhere.
+        if frame.rcx >= usercopy::TASK_SIZE_MAX {
+            process::kill_current(
+                SIGSEGV,
+                format_args!(
+                    "#PF at {:#x} (jump to LSTAR) — forged syscall return address {:#x}",
+                    frame.rip, frame.rcx
+                ),
+            )
+        }
         unsafe { PVM_SYSCALLS += 1 };
         // The benchmark's null entry returns at once, RAX untouched.
         if lstar != crate::bench::null_entry() {

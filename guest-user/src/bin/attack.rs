@@ -29,7 +29,7 @@ const SECRET_MASKED: u64 = u64::from_le_bytes(*b"SECRET!!") ^ MASK;
 
 const NAMES: &str = "cli hlt in out mov-cr3 wrmsr lgdt mov-ds mov-ss far-call int-gate \
 read-kernel write-kernel efault-write efault-read efault-unmapped efault-gettimeofday \
-efault-straddle sibling-read";
+efault-straddle sibling-read fake-syscall";
 
 #[no_mangle]
 pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
@@ -95,6 +95,19 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
                 }
                 println!("attack sibling-read: contained (own memory)");
                 return 0;
+            }
+            "fake-syscall" => {
+                // Jump straight to the kernel's syscall entry (ADDR) with a
+                // forged, non-canonical return address in RCX and IOPL 3 in
+                // R11. On hardware the fetch from a supervisor page is a #PF.
+                // On PVM it looks exactly like a `syscall` arriving at LSTAR,
+                // so the kernel must refuse to "return" there.
+                let Some(addr) = args.get(2).and_then(|a| parse_hex(a)) else {
+                    return usage();
+                };
+                asm!("mov rcx, {bad}", "mov r11, 0x3202", "jmp rdx",
+                     bad = const 0x8000_0000_0000u64, in("rdx") addr, in("rax") 39u64,
+                     options(noreturn));
             }
             _ => return usage(),
         }
