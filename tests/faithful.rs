@@ -22,6 +22,7 @@ fn suite() -> &'static Batch {
         let p = programs();
         let attack = PathBuf::from(USER_PROGRAM_PATHS.iter().find(|(n, _)| *n == "attack").unwrap().1);
         let files = vec![
+            p.clock.clone(),
             p.getpid_asm.clone(),
             p.hello_asm.clone(),
             p.nostdlib.clone(),
@@ -53,6 +54,7 @@ fn suite() -> &'static Batch {
             case("nostdlib", &["run", "--", &nostdlib, "a", "b"]),
             case("musl", &["run", "--", &musl, "x"]),
             case("killed-init", &["run", "--", &attack, "cli"]),
+            case("vdso", &["run", "--", &at(&p.clock)]),
             case("fake-syscall", &["run", "--", &attack, "fake-syscall", &entry]),
             case(
                 "debug-session",
@@ -282,4 +284,11 @@ fn a_jump_to_the_syscall_entry_from_ring3_is_a_page_fault_on_hardware() {
     assert_eq!(r.status, 128 + 11, "{}", r.output);
     // The supervisor page cannot be fetched from ring 3: #PF with error 0x15.
     has(&r.output, "pid 1 killed: #PF at 0xffffffff8");
+}
+
+#[test]
+fn the_vdso_reads_the_clock_in_ring3_on_hardware() {
+    let r = suite().get("vdso");
+    assert_eq!(r.status, 0, "{}", r.output);
+    has(&r.output, "vdso: clock system calls made: 0");
 }

@@ -153,3 +153,12 @@ fn a_jump_to_the_syscall_entry_with_a_forged_return_address_kills_only_the_proce
     .assert_status(128 + 11)
     .stdout_has("pid 1 killed: #PF at 0xffffffff8");
 }
+
+#[test]
+fn musl_reads_the_clock_through_the_vdso_without_a_system_call() {
+    vmm(&["run", "--", path(&programs().clock)])
+        .assert_status(0)
+        .stdout_has("vdso: AT_SYSINFO_EHDR 0x7ffff7f01000")
+        .stdout_has("vdso: monotonic non-decreasing, realtime plausible")
+        .stdout_has("vdso: clock system calls made: 0");
+}

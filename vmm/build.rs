@@ -21,8 +21,11 @@ fn main() {
         }
     }
     println!("cargo:rerun-if-changed={}", root.join("abi/src").display());
+    println!("cargo:rerun-if-changed={}", root.join("guest/vdso").display());
     let kernel = build(&root.join("guest"), &target).join("kernel");
     println!("cargo:rustc-env=VMM_GUEST_KERNEL={}", kernel.display());
+    let vdso = build_vdso(&root.join("guest/vdso"), &target);
+    println!("cargo:rustc-env=VMM_VDSO={}", vdso.display());
     // The ring-3 programs of the built-in boot archive.
     let user = build(&root.join("guest-user"), &target);
     for prog in ["init", "hello", "attack", "bench"] {
@@ -58,4 +61,37 @@ fn build(dir: &Path, target: &Path) -> PathBuf {
     let status = cmd.status().expect("cannot run cargo to build the guest");
     assert!(status.success(), "building the guest in {} failed", dir.display());
     target.join(TARGET).join("release")
+}
+
+/// The vDSO: a small shared object in C, with the vvar page's address from
+/// the boot contract (vmm_abi::layout), laid out as one flat read-only,
+/// executable segment so the guest kernel can map its file pages as they are.
+fn build_vdso(dir: &Path, target: &Path) -> PathBuf {
+    std::fs::create_dir_all(target).expect("create the guest target directory");
+    let out = target.join("vdso.so");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(cc)
+        .args([
+            "-shared",
+            "-nostdlib",
+            "-fPIC",
+            "-O2",
+            "-fno-stack-protector",
+            "-fno-asynchronous-unwind-tables",
+        ])
+        .arg(format!("-DVVAR_ADDR={:#x}UL", vmm_abi::layout::VVAR_USER))
+        .arg(format!("-Wl,--version-script={}", dir.join("vdso.lds").display()))
+        .arg(format!("-Wl,-T,{}", dir.join("vdso-layout.lds").display()))
+        .args([
+            "-Wl,--hash-style=both",
+            "-Wl,-soname=linux-vdso.so.1",
+            "-Wl,--build-id=none",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(dir.join("vdso.c"))
+        .status()
+        .expect("cannot run the C compiler (cc) to build the vDSO");
+    assert!(status.success(), "building the vDSO in {} failed", dir.display());
+    out
 }

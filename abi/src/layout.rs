@@ -68,3 +68,9 @@ pub mod selector {
     /// Number of 8-byte GDT slots in use.
     pub const GDT_ENTRIES: usize = 7;
 }
+
+/// The vvar page: the kernel's clock parameters, mapped read-only into every
+/// process for the vDSO (Linux maps its own next to the vDSO too).
+pub const VVAR_USER: u64 = 0x7fff_f7f0_0000;
+/// The vDSO's load address in every process (AT_SYSINFO_EHDR).
+pub const VDSO_USER: u64 = VVAR_USER + PAGE_SIZE;

@@ -55,6 +55,8 @@ extern "C" {
 const MAX_ARGS: usize = 16;
 static mut ARGV: [&str; MAX_ARGS] = [""; MAX_ARGS];
 static mut ARGC: usize = 0;
+/// The auxiliary vector (type, value pairs ending with AT_NULL).
+static mut AUXV: *const usize = core::ptr::null();
 
 unsafe extern "C" fn start_rust(sp: *const usize) -> ! {
     let argc = *sp;
@@ -65,6 +67,12 @@ unsafe extern "C" fn start_rust(sp: *const usize) -> ! {
         *slot = cstr_to_str(*argv.add(i));
     }
     ARGC = n;
+    // argv[argc] is NULL; then envp, NULL-terminated; then the auxv.
+    let mut p = argv.add(argc + 1) as *const usize;
+    while *p != 0 {
+        p = p.add(1);
+    }
+    AUXV = p.add(1);
     exit_group(main(argc as i32, argv))
 }
 
@@ -82,6 +90,56 @@ pub unsafe fn cstr_to_str(p: *const u8) -> &'static str {
         len += 1;
     }
     core::str::from_utf8(core::slice::from_raw_parts(p, len)).unwrap_or("?")
+}
+
+/// An entry of the auxiliary vector (AT_* type), as getauxval(3).
+pub fn getauxval(key: usize) -> Option<usize> {
+    // SAFETY: written once by `start_rust`; the vector ends with AT_NULL.
+    unsafe {
+        let mut p = AUXV;
+        while !p.is_null() && *p != 0 {
+            if *p == key {
+                return Some(*p.add(1));
+            }
+            p = p.add(2);
+        }
+    }
+    None
+}
+
+pub const AT_SYSINFO_EHDR: usize = 33;
+
+/// The address of a function the vDSO exports (e.g. `__vdso_clock_gettime`),
+/// found as a libc finds it: AT_SYSINFO_EHDR, the ELF's PT_DYNAMIC, then its
+/// DT_HASH, DT_SYMTAB and DT_STRTAB.
+pub fn vdso_sym(name: &str) -> Option<usize> {
+    let base = getauxval(AT_SYSINFO_EHDR)?;
+    // SAFETY: the kernel mapped a valid ELF image there, readable by ring 3.
+    unsafe {
+        let rd = |a: usize| core::ptr::read_unaligned(a as *const u64) as usize;
+        let rd32 = |a: usize| core::ptr::read_unaligned(a as *const u32) as usize;
+        let (phoff, phnum) = (rd(base + 32), rd32(base + 56) & 0xffff);
+        let dynamic = (0..phnum).map(|i| base + phoff + 56 * i).find(|&ph| rd32(ph) == 2)?;
+        let (mut hash, mut symtab, mut strtab) = (0, 0, 0);
+        let mut d = base + rd(dynamic + 16);
+        while rd(d) != 0 {
+            match rd(d) {
+                4 => hash = base + rd(d + 8),
+                5 => strtab = base + rd(d + 8),
+                6 => symtab = base + rd(d + 8),
+                _ => {}
+            }
+            d += 16;
+        }
+        if hash == 0 || symtab == 0 || strtab == 0 {
+            return None;
+        }
+        let nsyms = rd32(hash + 4);
+        (0..nsyms).map(|i| symtab + 24 * i).find_map(|sym| {
+            let n = cstr_to_str((strtab + rd32(sym)) as *const u8);
+            (n == name && rd(sym + 8) != 0).then(|| base + rd(sym + 8))
+        })
+    }
 }
 
 /// The program's arguments, `args()[0]` being its name (at most 16).

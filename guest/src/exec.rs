@@ -20,6 +20,7 @@ pub const STACK_PAGES: u64 = 16;
 pub const MMAP_BASE: u64 = 0x7f00_0000_0000;
 
 const AT_NULL: u64 = 0;
+const AT_IGNORE: u64 = 1;
 const AT_PHDR: u64 = 3;
 const AT_PHENT: u64 = 4;
 const AT_PHNUM: u64 = 5;
@@ -34,6 +35,7 @@ const AT_CLKTCK: u64 = 17;
 const AT_SECURE: u64 = 23;
 const AT_RANDOM: u64 = 25;
 const AT_EXECFN: u64 = 31;
+const AT_SYSINFO_EHDR: u64 = 33;
 
 pub struct Image {
     pub pml4: u64,
@@ -107,7 +109,14 @@ pub fn build(name: &[u8], argv: &[&[u8]]) -> Result<Image, ExecError> {
     put_u64(pml4, random + 8, seed.rotate_left(29) ^ 0x9e37_79b9_7f4a_7c15);
     sp &= !15;
 
+    let vdso = crate::vdso::map_into(pml4);
     let auxv = [
+        // The vDSO, when there is one (AT_IGNORE otherwise).
+        if let Some(base) = vdso {
+            (AT_SYSINFO_EHDR, base)
+        } else {
+            (AT_IGNORE, 0)
+        },
         (AT_PHDR, loaded.phdr),
         (AT_PHENT, 56),
         (AT_PHNUM, loaded.phnum),

@@ -33,6 +33,7 @@ mod syscall_table;
 mod time;
 mod traps;
 mod usercopy;
+mod vdso;
 
 use vmm_abi::boot_info::BootInfo;
 
@@ -48,6 +49,7 @@ extern "C" fn kmain(info: &'static BootInfo) -> ! {
     paging::init(info.kernel_pml4);
     time::init(info.tsc_khz, info.wall_clock_ns);
     initrd::init(boot.initrd());
+    vdso::init();
 
     // init's argv: NUL-separated strings; argv[0] names the program.
     let raw = boot.init_argv();

@@ -12,6 +12,9 @@ pub const PTE_P: u64 = 1 << 0;
 pub const PTE_RW: u64 = 1 << 1;
 pub const PTE_US: u64 = 1 << 2;
 pub const PTE_NX: u64 = 1 << 63;
+/// An available bit: the page is shared (vDSO, vvar) and not the process's
+/// to free.
+pub const PTE_SHARED: u64 = 1 << 9;
 pub const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 
 /// The kernel's own PML4 (physical), from boot info.
@@ -85,6 +88,14 @@ pub fn map_user_page(pml4: u64, virt: u64, writable: bool, exec: bool) -> Option
     Some(page)
 }
 
+/// Map an existing, shared physical page at `virt`, read-only, for ring 3
+/// (executable if `exec`). Freeing the address space leaves it alone.
+pub fn map_user_shared(pml4: u64, virt: u64, phys: u64, exec: bool) -> Option<()> {
+    let e = leaf(pml4, virt, true)?;
+    *e = phys | PTE_P | PTE_US | PTE_SHARED | if exec { 0 } else { PTE_NX };
+    Some(())
+}
+
 /// Physical address and entry flags for a user virtual address.
 pub fn translate(pml4: u64, virt: u64) -> Option<(u64, u64)> {
     let e = *leaf(pml4, virt, false)?;
@@ -107,7 +118,9 @@ pub fn unmap_user_range(pml4: u64, start: u64, end: u64) {
                 break;
             }
             if level == 1 {
-                mm::free_page(*e & PTE_ADDR);
+                if *e & PTE_SHARED == 0 {
+                    mm::free_page(*e & PTE_ADDR);
+                }
                 *e = 0;
                 flush_tlb_page(va);
                 break;
@@ -131,7 +144,7 @@ pub fn free_address_space(pml4: u64) {
             if *e & PTE_P != 0 {
                 if level > 1 {
                     free_level(*e & PTE_ADDR, level - 1);
-                } else {
+                } else if *e & PTE_SHARED == 0 {
                     mm::free_page(*e & PTE_ADDR);
                 }
             }

@@ -5,30 +5,54 @@
 use crate::cpu::rdtsc;
 use crate::usercopy::copy_to_user;
 
-static mut TSC_KHZ: u64 = 0;
-static mut BOOT_TSC: u64 = 0;
-static mut BOOT_WALL_NS: u64 = 0;
+/// The clock's parameters. The same layout is the vvar page that every
+/// process can read (guest/vdso/vdso.c's `struct vvar`: keep them in step),
+/// so the system calls and the vDSO compute the same time.
+#[repr(C)]
+pub struct Vvar {
+    /// TSC at boot.
+    pub boot_tsc: u64,
+    /// Nanoseconds per TSC tick, scaled by 2^32: ns = ticks * mult >> 32.
+    pub mult: u64,
+    /// Host wall-clock time at boot, ns since the epoch.
+    pub boot_wall_ns: u64,
+}
+
+static mut CLOCK: Vvar = Vvar {
+    boot_tsc: 0,
+    mult: 0,
+    boot_wall_ns: 0,
+};
 
 pub fn init(tsc_khz: u64, wall_ns: u64) {
+    let khz = if tsc_khz == 0 { 1_000_000 } else { tsc_khz };
     // SAFETY: written once at boot.
     unsafe {
-        TSC_KHZ = if tsc_khz == 0 { 1_000_000 } else { tsc_khz };
-        BOOT_TSC = rdtsc();
-        BOOT_WALL_NS = wall_ns;
-    }
+        CLOCK = Vvar {
+            boot_tsc: rdtsc(),
+            mult: (1_000_000u64 << 32) / khz,
+            boot_wall_ns: wall_ns,
+        }
+    };
+}
+
+/// Copy the clock's parameters to the vvar page (through the direct map).
+pub fn publish(vvar: *mut Vvar) {
+    // SAFETY: the caller gives a page of its own; CLOCK is read-only after boot.
+    unsafe { core::ptr::write(vvar, core::ptr::read(&raw const CLOCK)) };
 }
 
 /// Nanoseconds since boot.
 pub fn monotonic_ns() -> u64 {
     // SAFETY: read-only after boot.
-    let (khz, base) = unsafe { (TSC_KHZ, BOOT_TSC) };
+    let (base, mult) = unsafe { (CLOCK.boot_tsc, CLOCK.mult) };
     let ticks = rdtsc().wrapping_sub(base);
-    ((ticks as u128 * 1_000_000) / khz as u128) as u64
+    ((ticks as u128 * mult as u128) >> 32) as u64
 }
 
 fn realtime_ns() -> u64 {
     // SAFETY: read-only after boot.
-    (unsafe { BOOT_WALL_NS }) + monotonic_ns()
+    (unsafe { CLOCK.boot_wall_ns }) + monotonic_ns()
 }
 
 const CLOCK_REALTIME: u64 = 0;

@@ -28,3 +28,6 @@ pub const USER_PROGRAM_PATHS: [(&str, &str); 4] = [
     ("attack", env!("VMM_USER_ATTACK")),
     ("bench", env!("VMM_USER_BENCH")),
 ];
+
+/// The vDSO the kernel maps into every process (guest/vdso/).
+pub static VDSO: &[u8] = include_bytes!(env!("VMM_VDSO"));

@@ -27,6 +27,9 @@ pub fn kernel_image(path: Option<&Path>) -> Result<(PathBuf, Cow<'static, [u8]>)
     }
 }
 
+/// The boot-archive name of the vDSO (its soname, which no program takes).
+pub const VDSO_MEMBER: &str = "linux-vdso.so.1";
+
 /// The symbols of the program init runs, for breakpoints and traces: read
 /// from its ELF on first use, so a plain boot does not pay for them.
 pub struct ProgramSymbols {
@@ -68,6 +71,7 @@ pub fn boot_archive(program: &[String]) -> Result<(InitProgram, ProgramSymbols),
     for (name, bytes) in guest_image::USER_PROGRAMS.iter() {
         files.push((name.to_string(), Cow::Borrowed(bytes)));
     }
+    files.push((VDSO_MEMBER.to_string(), Cow::Borrowed(guest_image::VDSO)));
     let elf = files
         .iter()
         .find(|(n, _)| *n == argv[0])
