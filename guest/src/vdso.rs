@@ -50,7 +50,8 @@ pub fn init() {
 /// address for AT_SYSINFO_EHDR, if there is one.
 pub fn map_into(pml4: u64) -> Option<u64> {
     // SAFETY: read-only after boot.
-    let v = unsafe { (*(&raw const VDSO)).as_ref()? };
+    #[allow(static_mut_refs)]
+    let v = unsafe { VDSO.as_ref()? };
     paging::map_user_shared(pml4, VVAR_USER, v.vvar, false)?;
     for i in 0..v.pages {
         paging::map_user_shared(pml4, VDSO_USER + i * PAGE_SIZE, v.image + i * PAGE_SIZE, true)?;
