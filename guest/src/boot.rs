@@ -49,38 +49,17 @@ impl Boot {
 
     /// The boot archive, if the VMM loaded one.
     pub fn initrd(&self) -> &'static [u8] {
-        if self.info.initrd == 0 {
-            return &[];
-        }
-        // SAFETY: the VMM placed the archive there, in a region no allocator hands out.
-        unsafe {
-            core::slice::from_raw_parts(
-                phys_to_virt(self.info.initrd) as *const u8,
-                self.info.initrd_len as usize,
-            )
-        }
+        region(self.info.initrd, self.info.initrd_len)
     }
 
     /// init's argv, NUL-separated.
     pub fn init_argv(&self) -> &'static [u8] {
-        if self.info.init_argv == 0 {
-            return &[];
-        }
-        // SAFETY: as above.
-        unsafe {
-            core::slice::from_raw_parts(
-                phys_to_virt(self.info.init_argv) as *const u8,
-                self.info.init_argv_len as usize,
-            )
-        }
+        region(self.info.init_argv, self.info.init_argv_len)
     }
 
     /// The kernel command line, read through the direct map.
     pub fn cmdline(&self) -> &'static str {
-        let ptr = vmm_abi::layout::phys_to_virt(self.info.cmdline) as *const u8;
-        // SAFETY: the VMM wrote `cmdline_len` bytes of UTF-8 there.
-        let bytes = unsafe { core::slice::from_raw_parts(ptr, self.info.cmdline_len as usize) };
-        core::str::from_utf8(bytes).unwrap_or("")
+        core::str::from_utf8(region(self.info.cmdline, self.info.cmdline_len)).unwrap_or("")
     }
 
     pub fn is_pvm(&self) -> bool {
@@ -109,6 +88,15 @@ impl Boot {
             cpu::read_cr3()
         );
     }
+}
+
+/// A region the VMM placed in guest memory (empty if absent), through the direct map.
+fn region(phys: u64, len: u64) -> &'static [u8] {
+    if phys == 0 {
+        return &[];
+    }
+    // SAFETY: the VMM wrote `len` bytes there, in a region no allocator hands out.
+    unsafe { core::slice::from_raw_parts(phys_to_virt(phys) as *const u8, len as usize) }
 }
 
 fn on(b: bool) -> &'static str {

@@ -20,10 +20,8 @@ use crate::vm::{InitProgram, Outcome, Vm, VmConfig};
 use crate::{guest_image, status};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Guest iterations per row by default (the 64 KiB write does a tenth).
@@ -611,20 +609,6 @@ fn instructions_from(p: &Path) -> Result<BTreeMap<String, u64>, String> {
         .collect())
 }
 
-/// A `Write` into a shared buffer: the guest's serial output, captured.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The built-in boot archive (programs and vDSO), with `bench ARGS` as init.
 fn bench_init(argv: Vec<String>) -> Res<InitProgram> {
     let (init, _) = crate::launch::boot_archive(&[]).map_err(setup)?;
@@ -641,7 +625,7 @@ fn run_guest(args: &BenchArgs, iters: u32, raw: bool) -> Res<(GuestOutput, u64)>
     if raw {
         argv.push("--raw".into());
     }
-    let capture = Capture::default();
+    let capture = crate::serial::Capture::default();
     let cfg = VmConfig {
         kvm_device: args.kvm_device.clone(),
         mem_mib: args.mem,

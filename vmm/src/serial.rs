@@ -84,6 +84,21 @@ impl Output {
     }
 }
 
+/// A sink that keeps what the guest printed, for callers that parse it
+/// (`vmm bench`, tests) instead of showing it.
+#[derive(Clone, Default)]
+pub struct Capture(pub Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The UART and its input queue.
 pub struct Com1 {
     uart: Serial<NoIrq, vm_superio::serial::NoEvents, Output>,
@@ -162,21 +177,9 @@ fn stdin_is_tty_or_pipe() -> bool {
 mod tests {
     use super::*;
 
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-    impl Write for Buf {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     #[test]
     fn bytes_written_to_thr_reach_the_sink_at_newline() {
-        let buf = Buf::default();
+        let buf = Capture::default();
         let mut com = Com1::new(Output::new(Box::new(buf.clone())));
         for &b in b"hi" {
             com.pio_write(COM1, b);

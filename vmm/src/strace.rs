@@ -131,7 +131,6 @@ pub struct Strace {
     ret: u64,
     trap: u64,
     trap_ret: u64,
-    lstar_pvm_entry: u64,
     pid_addr: Option<u64>,
     pvm: bool,
     /// Reach the trace points by single-stepping (KVMs whose DR breakpoints never exit).
@@ -158,7 +157,6 @@ impl Strace {
             ret: need("syscall_return")?,
             trap: need("do_trap")?,
             trap_ret: need("exc_return")?,
-            lstar_pvm_entry: need("entry_SYSCALL_64")?,
             pid_addr: kernel.address_of("PERCPU").map(|a| a + 24),
             pvm,
             by_step: false,
@@ -331,7 +329,7 @@ impl Strace {
             if let Some(f) = Self::read_frame(mem, r.rdi) {
                 let (vector, error, rip, cs) = (f[15], f[16], f[17], f[18]);
                 let user = cs & 3 == 3;
-                let pvm_syscall = self.pvm && vector == 14 && error == 0x15 && rip == self.lstar_pvm_entry;
+                let pvm_syscall = self.pvm && vector == 14 && error == 0x15 && rip == self.entry;
                 let mut insn = [0u8; 2];
                 let pvm_int80 =
                     self.pvm && vector == 6 && read_virt(mem, cr3, rip, &mut insn).is_ok() && insn == [0xcd, 0x80];

@@ -393,11 +393,6 @@ impl Vm {
         }
         v
     }
-
-    /// Read `len` bytes of guest physical memory.
-    pub fn read_phys(&self, addr: u64, buf: &mut [u8]) -> Result<()> {
-        Ok(self.mem.read_slice(buf, GuestAddress(addr))?)
-    }
 }
 
 /// The kernel's address space: direct map + kernel image (see paging.rs).

@@ -1,7 +1,7 @@
 //! `vmm debug [GUEST] [-x CMD]... [--batch] [-- PROGRAM ARGS...]`: the
 //! command loop, with line editing and history at a terminal.
 
-use super::commands::{execute, Flow, HELP};
+use super::commands::{execute, Flow};
 use super::Debugger;
 use crate::launch::GuestArgs;
 use crate::status;
@@ -112,6 +112,5 @@ fn plain_lines(dbg: &mut Debugger) -> ExitCode {
             Err(e) => eprintln!("error: {e}"),
         }
     }
-    let _ = HELP;
     ExitCode::SUCCESS
 }

@@ -52,30 +52,19 @@ impl Debugger {
                 println!("guest ended: {}", o.describe());
                 return Ok(());
             }
-            StopReason::Breakpoint(id) => {
-                let spec = self
-                    .bps
-                    .iter()
-                    .find(|b| b.id == id)
-                    .map(|b| b.spec.clone())
-                    .unwrap_or_default();
-                println!("Breakpoint {id}, {spec}");
-            }
-            StopReason::Watchpoint(id) => {
-                let spec = self
-                    .bps
-                    .iter()
-                    .find(|b| b.id == id)
-                    .map(|b| b.spec.clone())
-                    .unwrap_or_default();
-                println!("Watchpoint {id}, {spec} written");
-            }
+            StopReason::Breakpoint(id) => println!("Breakpoint {id}, {}", self.spec_of(id)),
+            StopReason::Watchpoint(id) => println!("Watchpoint {id}, {} written", self.spec_of(id)),
             StopReason::StepLimit(n) => println!("stopped after {n} steps without reaching a breakpoint"),
             StopReason::Step => {}
         }
         let line = self.stop_line()?;
         println!("{line}");
         Ok(())
+    }
+
+    /// What breakpoint `id` was set on, as the user wrote it.
+    fn spec_of(&self, id: u32) -> &str {
+        self.bps.iter().find(|b| b.id == id).map_or("", |b| b.spec.as_str())
     }
 
     fn get_msrs(&self, indices: &[u32]) -> Result<Vec<u64>, String> {

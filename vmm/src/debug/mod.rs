@@ -398,7 +398,7 @@ impl Debugger {
             }
         }
         if self.by_step && !self.bps.is_empty() {
-            for n in 0..self.step_limit {
+            for _ in 0..self.step_limit {
                 self.last_insn_for_step()?;
                 if self.resume(true)?.is_none() {
                     return Ok(StopReason::Ended);
@@ -409,7 +409,6 @@ impl Debugger {
                 if let Some(id) = self.watch_hit() {
                     return Ok(StopReason::Watchpoint(id));
                 }
-                let _ = n;
             }
             return Ok(StopReason::StepLimit(self.step_limit));
         }
