@@ -254,6 +254,11 @@ impl Vm {
         })
     }
 
+    /// The --timeout, if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     pub fn vcpu(&self) -> &VcpuFd {
         &self.vcpu
     }
@@ -265,16 +270,18 @@ impl Vm {
                 return Outcome::KvmError(format!("KVM_SET_GUEST_DEBUG failed: {e}"));
             }
         }
-        match self.run_until(false) {
+        match self.run_until(false, true) {
             Event::Ended(o) => o,
-            Event::Debug(_) | Event::Interrupted => unreachable!("only run_until(true) stops for the debugger"),
+            Event::Debug(_) | Event::Interrupted => unreachable!("only run_until(true, _) stops for the debugger"),
         }
     }
 
     /// Run until the guest ends or, if `stop_on_debug`, until a debug exit
     /// (breakpoint or single step) returns control to the debugger.
-    pub fn run_until(&mut self, stop_on_debug: bool) -> Event {
-        let watchdog = self.timeout.map(Watchdog::start);
+    /// `timed`: enforce --timeout. A single step cannot run away, and a
+    /// watchdog thread per step would cost more than the step itself.
+    pub fn run_until(&mut self, stop_on_debug: bool, timed: bool) -> Event {
+        let watchdog = if timed { self.timeout.map(Watchdog::start) } else { None };
         let outcome = loop {
             if stop_on_debug && INTERRUPTED.swap(false, Ordering::SeqCst) {
                 drop(watchdog);

@@ -65,6 +65,9 @@ pub struct Debugger {
     pub ended: Option<Outcome>,
     /// The guest has run at least one instruction.
     pub started: bool,
+    /// When the command in progress (a continue or nexti, which may take
+    /// many silent steps) runs out of --timeout.
+    deadline: Option<std::time::Instant>,
 }
 
 impl Debugger {
@@ -86,6 +89,7 @@ impl Debugger {
             tf_in_saved_rflags: false,
             ended: None,
             started: false,
+            deadline: None,
         })
     }
 
@@ -235,6 +239,12 @@ impl Debugger {
         if self.ended.is_some() {
             return Err("the guest has ended".into());
         }
+        if let (Some(d), Some(t)) = (self.deadline, self.vm.timeout()) {
+            if single_step && std::time::Instant::now() >= d {
+                self.ended = Some(Outcome::Timeout(t));
+                return Ok(None);
+            }
+        }
         self.started = true;
         let mut control = KVM_GUESTDBG_ENABLE;
         if single_step {
@@ -256,7 +266,7 @@ impl Debugger {
             .vcpu()
             .set_guest_debug(&d)
             .map_err(|e| format!("KVM_SET_GUEST_DEBUG: {e}"))?;
-        match self.vm.run_until(true) {
+        match self.vm.run_until(true, !single_step) {
             Event::Debug(arch) => {
                 self.after_step()?;
                 Ok(Some(arch))
@@ -351,6 +361,7 @@ impl Debugger {
 
     /// `stepi`: one instruction.
     pub fn step(&mut self) -> Result<StopReason, String> {
+        self.deadline = None;
         self.check_can_step()?;
         self.last_insn_for_step()?;
         Ok(match self.resume(true)? {
@@ -372,6 +383,7 @@ impl Debugger {
 
     /// `continue`: run to the next breakpoint or watchpoint, or the end.
     pub fn cont(&mut self) -> Result<StopReason, String> {
+        self.deadline = self.vm.timeout().map(|t| std::time::Instant::now() + t);
         // Leaving a breakpoint: step off it first, or DR0 would fire again at once.
         let rip = self.regs()?.rip;
         if self.started && self.at_breakpoint(rip).is_some() || self.tf_in_saved_rflags {
@@ -433,6 +445,7 @@ impl Debugger {
 
     /// `nexti`: like stepi, but a `call` runs to the instruction after it.
     pub fn next_over_calls(&mut self) -> Result<StopReason, String> {
+        self.deadline = self.vm.timeout().map(|t| std::time::Instant::now() + t);
         let regs = self.regs()?;
         let sregs = self.sregs()?;
         let Some((insn, len)) = memory::decode_one(&self.vm.mem, sregs.cr3, regs.rip) else {
