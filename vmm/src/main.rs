@@ -217,16 +217,9 @@ fn trace(args: TraceArgs) -> ExitCode {
     ExitCode::from(outcome.status())
 }
 
-/// A symbol (the init program's first: both it and the kernel have a
-/// `_start`) or a hex address.
+/// A symbol of the init program or the kernel, or an address.
 fn resolve(vm: &Vm, at: &str, user: &Symbols) -> Result<u64, Error> {
-    match at.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16).map_err(|_| Error::Unsupported(format!("{at}: not a hex address"))),
-        None => user
-            .address_of(at)
-            .or_else(|| vm.kernel.symbols().address_of(at))
-            .ok_or_else(|| Error::Unsupported(format!("{at}: no such symbol in the kernel or the init program"))),
-    }
+    vmm::debug::resolve_symbol(at, user, vm.kernel.symbols()).map_err(|e| Error::Unsupported(format!("{at}: {e}")))
 }
 
 /// Resolve `--break-at` and refuse what this host's KVM cannot do.

@@ -122,9 +122,6 @@ impl Debugger {
             Some((n, o)) => (n, parse_num(o).ok_or_else(|| format!("bad offset in {spec}"))?),
             None => (spec, 0),
         };
-        if let Some(v) = parse_num(name) {
-            return Ok(v + off);
-        }
         if let Some(reg) = name.strip_prefix('$') {
             let r = self.regs()?;
             let v = match reg {
@@ -145,11 +142,7 @@ impl Debugger {
             };
             return Ok(v + off);
         }
-        self.user_symbols
-            .address_of(name)
-            .or_else(|| self.vm.kernel.symbols().address_of(name))
-            .map(|a| a + off)
-            .ok_or_else(|| format!("no symbol '{name}' in the kernel or the program"))
+        resolve_symbol(name, &self.user_symbols, self.vm.kernel.symbols()).map(|a| a + off)
     }
 
     fn refuse_ring3_on_pvm(&self, what: &str) -> Result<(), String> {
@@ -472,6 +465,18 @@ impl Debugger {
         }
         Ok(StopReason::StepLimit(self.step_limit))
     }
+}
+
+/// A number, or a symbol of the program or the kernel — the program's
+/// first: both it and the kernel have a `_start`.
+pub fn resolve_symbol(name: &str, program: &Symbols, kernel: &Symbols) -> Result<u64, String> {
+    if let Some(v) = parse_num(name) {
+        return Ok(v);
+    }
+    program
+        .address_of(name)
+        .or_else(|| kernel.address_of(name))
+        .ok_or_else(|| format!("no symbol '{name}' in the kernel or the program"))
 }
 
 /// `0x1f`, `31`.
