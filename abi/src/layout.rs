@@ -74,3 +74,43 @@ pub mod selector {
 pub const VVAR_USER: u64 = 0x7fff_f7f0_0000;
 /// The vDSO's load address in every process (AT_SYSINFO_EHDR).
 pub const VDSO_USER: u64 = VVAR_USER + PAGE_SIZE;
+/// Pages the vDSO image may take.
+pub const VDSO_MAX_PAGES: u64 = 2;
+
+/// A process's address space, bottom to top (Linux: the same order, with
+/// randomisation left out so students can predict every address):
+///
+/// ```text
+///   0 .. MMAP_MIN_ADDR          never mapped: a NULL dereference always faults
+///   program image, then brk     (the ELF's own addresses; brk below BRK_MAX)
+///   MMAP_BASE .. MMAP_END       anonymous mmap() without MAP_FIXED
+///   VVAR_USER, VDSO_USER        shared, read-only (vvar) / read-execute (vDSO)
+///   STACK_GUARD                 one page never mapped: a stack overflow faults
+///   STACK_TOP - STACK_PAGES*4K .. STACK_TOP   the stack
+///   STACK_TOP .. USER_END       the last page, left unmapped as Linux does
+/// ```
+pub mod user {
+    use super::{PAGE_SIZE, VVAR_USER};
+
+    /// Lowest address a process may map (Linux's `vm.mmap_min_addr` default).
+    pub const MMAP_MIN_ADDR: u64 = 0x1_0000;
+    /// Top of every process's stack (Linux's `TASK_SIZE_MAX`): system calls
+    /// accept user addresses below it.
+    pub const STACK_TOP: u64 = 0x7fff_ffff_f000;
+    /// Pages mapped for the stack at exec.
+    pub const STACK_PAGES: u64 = 16;
+    /// The guard page below the stack: mmap(MAP_FIXED) may not go at or above it.
+    pub const STACK_GUARD: u64 = STACK_TOP - (STACK_PAGES + 1) * PAGE_SIZE;
+    /// Where anonymous mmap() regions start.
+    pub const MMAP_BASE: u64 = 0x7f00_0000_0000;
+    /// End (exclusive) of the mmap() area: the shared vvar/vDSO pages follow.
+    pub const MMAP_END: u64 = VVAR_USER;
+    /// Highest brk: 1 GiB below the mmap area.
+    pub const BRK_MAX: u64 = MMAP_BASE - (1 << 30);
+
+    /// Most argument strings a program may be given (init's, and spawn's).
+    pub const MAX_ARG_STRINGS: usize = 256;
+    /// Most bytes of argument strings, counting each one's NUL (Linux's
+    /// `E2BIG` limit is larger; one page keeps the kernel's copy simple).
+    pub const MAX_ARG_BYTES: usize = 4096;
+}

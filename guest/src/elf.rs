@@ -2,7 +2,8 @@
 //! fs/binfmt_elf.c, for the static, non-PIE case only).
 
 use crate::paging;
-use vmm_abi::layout::{phys_to_virt, PAGE_SIZE, USER_END};
+use vmm_abi::layout::user::MMAP_MIN_ADDR;
+use vmm_abi::layout::{phys_to_virt, PAGE_SIZE, USER_END, VDSO_MAX_PAGES, VVAR_USER};
 
 const PT_LOAD: u32 = 1;
 const PT_INTERP: u32 = 3;
@@ -27,7 +28,9 @@ impl ElfError {
             ElfError::NotX86_64 => "not an x86-64 program",
             ElfError::NotStatic => "dynamically linked (has PT_INTERP); build it with -static",
             ElfError::PositionIndependent => "position-independent (ET_DYN); link it with -static -no-pie",
-            ElfError::BadSegment => "a segment lies outside the user half or the file",
+            ElfError::BadSegment => {
+                "a segment lies outside the file, below 64 KiB, over the vDSO, or outside the user half"
+            }
             ElfError::NoMemory => "out of memory",
         }
     }
@@ -85,7 +88,14 @@ pub fn load(pml4: u64, image: &[u8]) -> Result<Loaded, ElfError> {
             PT_PHDR => loaded.phdr = vaddr,
             PT_LOAD => {
                 let end = vaddr.checked_add(memsz).ok_or(ElfError::BadSegment)?;
-                if end > USER_END || filesz > memsz || offset.saturating_add(filesz) > image.len() as u64 {
+                // The shared vvar/vDSO pages are no program's to load over.
+                let vdso = VVAR_USER..VVAR_USER + (1 + VDSO_MAX_PAGES) * PAGE_SIZE;
+                if end > USER_END
+                    || vaddr < MMAP_MIN_ADDR
+                    || (vaddr < vdso.end && end > vdso.start)
+                    || filesz > memsz
+                    || offset.saturating_add(filesz) > image.len() as u64
+                {
                     return Err(ElfError::BadSegment);
                 }
                 if loaded.phdr == 0 && (offset..offset + filesz).contains(&(phoff as u64)) {

@@ -14,6 +14,8 @@ struct Allocator {
     /// Head of the free list (physical address, 0 = empty); each free page
     /// holds the address of the next in its first 8 bytes.
     free: u64,
+    /// Pages on the free list.
+    free_count: u64,
     pub used: u64,
 }
 
@@ -21,6 +23,7 @@ static mut ALLOC: Allocator = Allocator {
     next: 0,
     end: 0,
     free: 0,
+    free_count: 0,
     used: 0,
 };
 
@@ -45,6 +48,7 @@ pub fn alloc_page() -> Option<u64> {
     let a = alloc();
     if a.free != 0 {
         a.used += 1;
+        a.free_count -= 1;
         let page = a.free;
         // SAFETY: free pages are ours, reached through the direct map.
         unsafe {
@@ -75,4 +79,11 @@ pub fn free_page(page: u64) {
     // SAFETY: the caller gives up the page; we store the list link in it.
     unsafe { *(phys_to_virt(page) as *mut u64) = a.free };
     a.free = page;
+    a.free_count += 1;
+}
+
+/// Pages that can still be allocated.
+pub fn free_pages() -> u64 {
+    let a = alloc();
+    (a.end - a.next) / PAGE_SIZE + a.free_count
 }

@@ -6,6 +6,7 @@
 //! with U/S = 1 at every level.
 
 use crate::mm;
+use core::ops::ControlFlow;
 use vmm_abi::layout::{phys_to_virt, PAGE_SIZE, USER_END};
 
 pub const PTE_P: u64 = 1 << 0;
@@ -67,6 +68,12 @@ pub fn map_user_page(pml4: u64, virt: u64, writable: bool, exec: bool) -> Option
     }
     let e = leaf(pml4, virt, true)?;
     if *e & PTE_P != 0 {
+        // A shared page (vDSO, vvar) is everyone's: it never becomes this
+        // process's to write or to fill with code. mmap(MAP_FIXED) unmaps it
+        // first and gets a private page instead.
+        if *e & PTE_SHARED != 0 {
+            return None;
+        }
         // Widen permissions if a second segment shares the page.
         if writable {
             *e |= PTE_RW;
@@ -102,10 +109,11 @@ pub fn translate(pml4: u64, virt: u64) -> Option<(u64, u64)> {
     (e & PTE_P != 0).then_some(((e & PTE_ADDR) | (virt & (PAGE_SIZE - 1)), e & !PTE_ADDR))
 }
 
-/// Unmap and free every page of `[start, end)` (page aligned) and flush
-/// each from the TLB. Absent tables are skipped whole, so even a range
-/// spanning the user half costs only what is mapped in it.
-pub fn unmap_user_range(pml4: u64, start: u64, end: u64) {
+/// Call `f` on the leaf entry of every mapped page of `[start, end)` (page
+/// aligned), lowest first, until it returns `Break`. Absent tables are
+/// skipped whole, so even a range spanning the user half costs only what is
+/// mapped in it.
+fn walk_mapped(pml4: u64, start: u64, end: u64, mut f: impl FnMut(u64, &mut u64) -> ControlFlow<()>) {
     let mut va = start;
     while va < end.min(USER_END) {
         // The span one entry covers at `level`, and whether the walk stops there.
@@ -118,11 +126,9 @@ pub fn unmap_user_range(pml4: u64, start: u64, end: u64) {
                 break;
             }
             if level == 1 {
-                if *e & PTE_SHARED == 0 {
-                    mm::free_page(*e & PTE_ADDR);
+                if f(va, e).is_break() {
+                    return;
                 }
-                *e = 0;
-                flush_tlb_page(va);
                 break;
             }
             t = *e & PTE_ADDR;
@@ -130,6 +136,29 @@ pub fn unmap_user_range(pml4: u64, start: u64, end: u64) {
         // Continue at the next boundary of the span skipped.
         va = (va & !(step - 1)) + step;
     }
+}
+
+/// Unmap and free every page of `[start, end)` (page aligned) and flush
+/// each from the TLB. Shared pages are unmapped, never freed.
+pub fn unmap_user_range(pml4: u64, start: u64, end: u64) {
+    walk_mapped(pml4, start, end, |va, e| {
+        if *e & PTE_SHARED == 0 {
+            mm::free_page(*e & PTE_ADDR);
+        }
+        *e = 0;
+        flush_tlb_page(va);
+        ControlFlow::Continue(())
+    });
+}
+
+/// The first mapped page of `[start, end)`, if any.
+pub fn first_mapped(pml4: u64, start: u64, end: u64) -> Option<u64> {
+    let mut found = None;
+    walk_mapped(pml4, start, end, |va, _| {
+        found = Some(va);
+        ControlFlow::Break(())
+    });
+    found
 }
 
 pub fn flush_tlb_page(virt: u64) {

@@ -4,10 +4,7 @@
 //! system call. The auxiliary vector's AT_SYSINFO_EHDR tells the libc where.
 
 use crate::{initrd, mm, paging, println, time};
-use vmm_abi::layout::{phys_to_virt, PAGE_SIZE, VDSO_USER, VVAR_USER};
-
-/// Pages the vDSO image may take.
-const VDSO_MAX_PAGES: u64 = 2;
+use vmm_abi::layout::{phys_to_virt, PAGE_SIZE, VDSO_MAX_PAGES, VDSO_USER, VVAR_USER};
 
 struct Vdso {
     /// Physical pages: the image (contiguous), and the vvar page.
