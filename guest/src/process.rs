@@ -6,6 +6,7 @@
 
 use crate::exec::{self, ExecError};
 use crate::{mm, paging, println, sched};
+use vmm_abi::layout::user::MMAP_BASE;
 use vmm_abi::layout::{phys_to_virt, PAGE_SIZE};
 
 pub const MAX_PROCS: usize = 32;
@@ -61,6 +62,8 @@ pub struct Process {
     pub brk_start: u64,
     pub brk: u64,
     pub mmap_next: u64,
+    /// `vmm bench`'s null syscall entry is on for this process (see bench.rs).
+    pub null_entry: bool,
     pub name: [u8; 16],
     pub fx: FxArea,
 }
@@ -77,6 +80,7 @@ impl Process {
         brk_start: 0,
         brk: 0,
         mmap_next: 0,
+        null_entry: false,
         name: [0; 16],
         fx: FxArea::initial(),
     };
@@ -101,13 +105,26 @@ pub fn table() -> &'static mut Table {
     unsafe { &mut TABLE }
 }
 
+/// Give every process slot its kernel stack, once, at boot: stacks are
+/// physically contiguous, and the page allocator's free list cannot hand out
+/// contiguous runs, so a stack taken later could fail for good once a
+/// process had used (and freed) most of memory. Costs nothing to set up:
+/// fresh pages are already zero.
+pub fn init() -> Result<(), ExecError> {
+    for p in table().procs.iter_mut() {
+        let kstack = mm::alloc_fresh(KSTACK_PAGES).ok_or(ExecError::NoMemory)?;
+        p.kstack_top = phys_to_virt(kstack + KSTACK_PAGES * PAGE_SIZE);
+    }
+    Ok(())
+}
+
 pub fn current() -> &'static mut Process {
     let t = table();
     &mut t.procs[t.current]
 }
 
 /// Create a runnable process running `name` from the boot archive.
-pub fn spawn(name: &[u8], argv: &[&[u8]], ppid: u32) -> Result<u32, ExecError> {
+pub fn spawn(name: &[u8], argv: exec::Argv, ppid: u32) -> Result<u32, ExecError> {
     let t = table();
     let slot = t
         .procs
@@ -115,14 +132,11 @@ pub fn spawn(name: &[u8], argv: &[&[u8]], ppid: u32) -> Result<u32, ExecError> {
         .position(|p| p.state == State::Unused)
         .ok_or(ExecError::NoMemory)?;
     let img = exec::build(name, argv)?;
-    let Some(kstack) = mm::alloc_fresh(KSTACK_PAGES) else {
-        paging::free_address_space(img.pml4);
-        return Err(ExecError::NoMemory);
-    };
     let pid = t.next_pid;
     t.next_pid += 1;
-    let kstack_top = phys_to_virt(kstack + KSTACK_PAGES * PAGE_SIZE);
     let p = &mut t.procs[slot];
+    // The slot's kernel stack outlives the process: reused, never freed.
+    let kstack_top = p.kstack_top;
     *p = Process::EMPTY;
     p.pid = pid;
     p.ppid = ppid;
@@ -131,8 +145,8 @@ pub fn spawn(name: &[u8], argv: &[&[u8]], ppid: u32) -> Result<u32, ExecError> {
     p.saved_rsp = sched::initial_kernel_stack(kstack_top, img.entry, img.rsp);
     p.brk_start = img.brk;
     p.brk = img.brk;
-    p.mmap_next = exec::MMAP_BASE;
-    let base = argv.first().copied().unwrap_or(name);
+    p.mmap_next = MMAP_BASE;
+    let base = argv.first().unwrap_or(name);
     let base = base.rsplit(|&c| c == b'/').next().unwrap_or(base);
     let n = base.len().min(15);
     p.name[..n].copy_from_slice(&base[..n]);
@@ -171,11 +185,6 @@ fn reap(slot: usize) -> (u32, i32) {
     let State::Zombie(status) = p.state else { unreachable!() };
     let pid = p.pid;
     paging::free_address_space(p.pml4);
-    // Kernel stacks are contiguous fresh pages; give them back one by one.
-    let base = p.kstack_top - KSTACK_PAGES * PAGE_SIZE - vmm_abi::layout::DIRECT_MAP_BASE;
-    for i in 0..KSTACK_PAGES {
-        mm::free_page(base + i * PAGE_SIZE);
-    }
     p.state = State::Unused;
     (pid, status)
 }
