@@ -12,6 +12,8 @@ pub struct PerCpu {
     pub kernel_rsp: u64,
     /// gs:24 — pid of the running process (getpid's fast answer).
     pub pid: u64,
+    /// gs:32 — the LSTAR this CPU runs with (a cache: wrmsr is emulated on PVM).
+    pub lstar: u64,
 }
 
 #[no_mangle]
@@ -20,6 +22,7 @@ pub static mut PERCPU: PerCpu = PerCpu {
     user_rsp: 0,
     kernel_rsp: 0,
     pid: 0,
+    lstar: 0,
 };
 
 #[allow(static_mut_refs)]

@@ -111,6 +111,13 @@ fn switch_to(slot: usize) {
     percpu().kernel_rsp = p.kstack_top;
     percpu().pid = u64::from(p.pid);
     cpu::wrmsr(cpu::MSR_FS_BASE, p.fs_base);
+    // LSTAR is per process only for `vmm bench`'s null entry; skip the
+    // (emulated, on PVM) wrmsr when it would not change.
+    let lstar = crate::bench::lstar_for(p.null_entry);
+    if percpu().lstar != lstar {
+        cpu::wrmsr(cpu::MSR_LSTAR, lstar);
+        percpu().lstar = lstar;
+    }
     // SAFETY: the FXSAVE area was filled by fxsave64 or FxArea::initial.
     unsafe {
         core::arch::asm!("fxrstor64 [{}]", in(reg) p.fx.0.as_ptr(), options(nostack));

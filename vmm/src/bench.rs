@@ -630,7 +630,8 @@ fn run_guest(args: &BenchArgs, iters: u32, raw: bool) -> Res<(GuestOutput, u64)>
         kvm_device: args.kvm_device.clone(),
         mem_mib: args.mem,
         timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
-        cmdline: "quiet".into(),
+        // `bench` enables the kernel's benchmark hooks (syscalls 502 and 503).
+        cmdline: "quiet bench".into(),
         init: Some(bench_init(argv)?),
         forward_stdin: false,
         output: Box::new(capture.clone()),
