@@ -10,14 +10,46 @@
 //! ```
 
 use crate::{elf, initrd, paging};
+use vmm_abi::layout::user::{MAX_ARG_BYTES, MAX_ARG_STRINGS, STACK_PAGES, STACK_TOP};
 use vmm_abi::layout::{phys_to_virt, PAGE_SIZE};
 
-/// Top of every process's stack (the last user page is left unmapped).
-pub const STACK_TOP: u64 = 0x7fff_ffff_f000;
-/// Pages mapped for the stack up front.
-pub const STACK_PAGES: u64 = 16;
-/// Where anonymous mmap() regions start.
-pub const MMAP_BASE: u64 = 0x7f00_0000_0000;
+/// A program's arguments as Linux passes them between kernel and user:
+/// strings back to back, each ending in its NUL (empty ones included).
+#[derive(Clone, Copy)]
+pub struct Argv<'a> {
+    blob: &'a [u8],
+    count: usize,
+}
+
+impl<'a> Argv<'a> {
+    /// Checks the limits (`MAX_ARG_STRINGS`, `MAX_ARG_BYTES`) and that every
+    /// string ends in a NUL.
+    pub fn new(blob: &'a [u8]) -> Result<Argv<'a>, ExecError> {
+        if blob.len() > MAX_ARG_BYTES || blob.last().is_some_and(|&b| b != 0) {
+            return Err(ExecError::TooManyArgs);
+        }
+        let count = blob.iter().filter(|&&b| b == 0).count();
+        if count > MAX_ARG_STRINGS {
+            return Err(ExecError::TooManyArgs);
+        }
+        Ok(Argv { blob, count })
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    /// The strings, without their NULs.
+    pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let blob = self.blob;
+        let body = &blob[..blob.len().saturating_sub(1)];
+        body.split(|&b| b == 0).take(self.count)
+    }
+
+    pub fn first(&self) -> Option<&'a [u8]> {
+        self.iter().next()
+    }
+}
 
 const AT_NULL: u64 = 0;
 const AT_IGNORE: u64 = 1;
@@ -63,12 +95,19 @@ impl ExecError {
     }
 }
 
-/// Copy `bytes` to user address `va` of `pml4` through the direct map.
+/// Copy `bytes` to user address `va` of `pml4` through the direct map, a
+/// page at a time (one page-table walk per page, not per byte: every ring-0
+/// instruction is emulated on PVM).
 fn put(pml4: u64, va: u64, bytes: &[u8]) {
-    for (i, b) in bytes.iter().enumerate() {
-        let (phys, _) = paging::translate(pml4, va + i as u64).expect("stack page mapped");
-        // SAFETY: the page was mapped by us for this process.
-        unsafe { *(phys_to_virt(phys) as *mut u8) = *b };
+    let mut done = 0;
+    while done < bytes.len() {
+        let at = va + done as u64;
+        let n = ((PAGE_SIZE - at % PAGE_SIZE) as usize).min(bytes.len() - done);
+        let (phys, _) = paging::translate(pml4, at).expect("stack page mapped");
+        // SAFETY: [phys, phys + n) lies in one page mapped by us for this
+        // process, reached through the direct map.
+        unsafe { core::ptr::copy_nonoverlapping(bytes[done..].as_ptr(), phys_to_virt(phys) as *mut u8, n) };
+        done += n;
     }
 }
 
@@ -77,7 +116,7 @@ fn put_u64(pml4: u64, va: u64, v: u64) {
 }
 
 /// Build the address space for program `name` of the boot archive.
-pub fn build(name: &[u8], argv: &[&[u8]]) -> Result<Image, ExecError> {
+pub fn build(name: &[u8], argv: Argv) -> Result<Image, ExecError> {
     let image = initrd::find(name).ok_or(ExecError::NotFound)?;
     let pml4 = paging::new_address_space().ok_or(ExecError::NoMemory)?;
     let fail = |e| {
@@ -89,19 +128,11 @@ pub fn build(name: &[u8], argv: &[&[u8]]) -> Result<Image, ExecError> {
         paging::map_user_page(pml4, STACK_TOP - i * PAGE_SIZE, true, false).ok_or_else(|| fail(ExecError::NoMemory))?;
     }
 
-    // Strings first, at the top.
-    let strings: usize = argv.iter().map(|a| a.len() + 1).sum();
-    if strings > 2048 || argv.len() > 64 {
-        return Err(fail(ExecError::TooManyArgs));
-    }
-    let mut sp = STACK_TOP;
-    let mut argv_ptrs = [0u64; 64];
-    for (i, a) in argv.iter().enumerate().rev() {
-        sp -= a.len() as u64 + 1;
-        put(pml4, sp, a);
-        put(pml4, sp + a.len() as u64, &[0]);
-        argv_ptrs[i] = sp;
-    }
+    // The strings first, at the top, in one copy: the blob is already laid
+    // out as the stack wants it (Linux: copy_strings).
+    let mut sp = STACK_TOP - argv.blob.len() as u64;
+    let strings = sp;
+    put(pml4, strings, argv.blob);
     sp -= 16;
     let random = sp;
     let seed = crate::cpu::rdtsc();
@@ -130,7 +161,7 @@ pub fn build(name: &[u8], argv: &[&[u8]]) -> Result<Image, ExecError> {
         (AT_CLKTCK, 100),
         (AT_SECURE, 0),
         (AT_RANDOM, random),
-        (AT_EXECFN, argv_ptrs[0]),
+        (AT_EXECFN, strings),
         (AT_NULL, 0),
     ];
     let words = 1 + (argv.len() + 1) + 1 + 2 * auxv.len();
@@ -142,8 +173,10 @@ pub fn build(name: &[u8], argv: &[&[u8]]) -> Result<Image, ExecError> {
         w += 8;
     };
     push(argv.len() as u64);
-    for p in &argv_ptrs[..argv.len()] {
-        push(*p);
+    let mut at = strings;
+    for a in argv.iter() {
+        push(at);
+        at += a.len() as u64 + 1;
     }
     push(0); // end of argv
     push(0); // empty environment

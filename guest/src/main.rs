@@ -45,26 +45,37 @@ extern "C" fn kmain(info: &'static BootInfo) -> ! {
         boot.print_banner();
     }
     crash::from_cmdline(boot.cmdline());
+    bench::init(boot.cmdline());
     mm::init(info);
     paging::init(info.kernel_pml4);
     time::init(info.tsc_khz, info.wall_clock_ns);
     initrd::init(boot.initrd());
     vdso::init();
 
-    // init's argv: NUL-separated strings; argv[0] names the program.
-    let raw = boot.init_argv();
-    let mut argv: [&[u8]; 32] = [&[]; 32];
-    let mut argc = 0;
-    for a in raw.split(|&b| b == 0).filter(|a| !a.is_empty()).take(argv.len()) {
-        argv[argc] = a;
-        argc += 1;
+    if let Err(e) = process::init() {
+        println!("kernel: no memory for the kernel stacks: {}", e.describe());
+        power::panic_vm()
     }
-    if argc == 0 || boot.cmdline().split_whitespace().any(|w| w == "init=none") {
+
+    // init's argv: NUL-terminated strings, empty ones included; argv[0]
+    // names the program. The VMM checked the limits before booting.
+    let argv = match exec::Argv::new(boot.init_argv()) {
+        Ok(a) => a,
+        Err(e) => {
+            println!("kernel: init's arguments: {}", e.describe());
+            power::exit_vm(127)
+        }
+    };
+    let Some(name) = argv.first() else {
+        println!("kernel: no init program");
+        power::exit_vm(0)
+    };
+    if boot.cmdline().split_whitespace().any(|w| w == "init=none") {
         println!("kernel: no init program");
         power::exit_vm(0)
     }
-    if let Err(e) = process::spawn(argv[0], &argv[..argc], 0) {
-        let name = core::str::from_utf8(argv[0]).unwrap_or("?");
+    if let Err(e) = process::spawn(name, argv, 0) {
+        let name = core::str::from_utf8(name).unwrap_or("?");
         println!("kernel: cannot start init '{}': {}", name, e.describe());
         power::exit_vm(127)
     }

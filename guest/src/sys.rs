@@ -3,8 +3,10 @@
 
 use crate::percpu::percpu;
 use crate::process::{self, current};
-use crate::usercopy::{copy_to_user, get_user_u64, strncpy_from_user, EFAULT};
-use crate::{cpu, sched, syscall_table};
+use crate::usercopy::{copy_from_user, copy_to_user, get_user_u64, strncpy_from_user, EFAULT};
+use crate::{cpu, exec, mm, sched, syscall_table};
+use vmm_abi::layout::phys_to_virt;
+use vmm_abi::layout::user::{MAX_ARG_BYTES, MAX_ARG_STRINGS};
 
 const EINVAL: i64 = 22;
 const ENOENT: i64 = 2;
@@ -115,49 +117,65 @@ pub extern "C" fn sys_rt_sigprocmask(_: u64, _: u64, old: u64, _: u64, _: u64, _
 
 /// spawn(path, argv): this kernel's own process creation — no fork, no exec,
 /// just "run this program from the boot archive as my child". Returns the pid.
+/// argv is copied in whole, empty strings included, up to the limits of the
+/// boot contract (`MAX_ARG_STRINGS`, `MAX_ARG_BYTES`); beyond them, -E2BIG.
 pub extern "C" fn sys_spawn(path: u64, argv: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
     let mut name = [0u8; 64];
     let n = match strncpy_from_user(&mut name, path) {
         Ok(n) => n,
         Err(e) => return e,
     };
-    // Arguments: copied into one kernel buffer, NUL-separated.
-    let mut buf = [0u8; 1024];
-    let mut spans = [(0usize, 0usize); 32];
-    let (mut used, mut argc) = (0, 0);
-    if argv != 0 {
-        loop {
-            let ptr = match get_user_u64(argv + 8 * argc as u64) {
-                Ok(p) => p,
-                Err(e) => return e,
-            };
-            if ptr == 0 {
-                break;
-            }
-            if argc == spans.len() || used >= buf.len() {
-                return -E2BIG;
-            }
-            let len = match strncpy_from_user(&mut buf[used..], ptr) {
-                Ok(l) => l,
-                Err(e) => return e,
-            };
-            spans[argc] = (used, len);
-            used += len + 1;
-            argc += 1;
-        }
-    }
-    let mut args: [&[u8]; 32] = [&[]; 32];
-    for (i, &(s, l)) in spans[..argc].iter().enumerate() {
-        args[i] = &buf[s..s + l];
-    }
-    let ppid = current().pid;
-    match process::spawn(&name[..n], &args[..argc], ppid) {
+    // The strings, NUL-terminated, back to back, in one page of our own (a
+    // page is MAX_ARG_BYTES; the kernel stack is too small to hold it).
+    let Some(page) = mm::alloc_page() else {
+        return -ENOMEM;
+    };
+    // SAFETY: a page of our own, through the direct map, freed below.
+    let buf = unsafe { &mut *(phys_to_virt(page) as *mut [u8; MAX_ARG_BYTES]) };
+    let r = copy_argv(buf, argv).and_then(|used| {
+        let args = exec::Argv::new(&buf[..used]).map_err(|_| -E2BIG)?;
+        process::spawn(&name[..n], args, current().pid).map_err(|e| match e {
+            exec::ExecError::NotFound => -ENOENT,
+            exec::ExecError::Elf(_) => -ENOEXEC,
+            exec::ExecError::TooManyArgs => -E2BIG,
+            exec::ExecError::NoMemory => -ENOMEM,
+        })
+    });
+    mm::free_page(page);
+    match r {
         Ok(pid) => pid as i64,
-        Err(crate::exec::ExecError::NotFound) => -ENOENT,
-        Err(crate::exec::ExecError::Elf(_)) => -ENOEXEC,
-        Err(crate::exec::ExecError::TooManyArgs) => -E2BIG,
-        Err(crate::exec::ExecError::NoMemory) => -ENOMEM,
+        Err(e) => e,
     }
+}
+
+/// Copy a user argv array (pointers, NULL-terminated) into `buf`; the bytes used.
+fn copy_argv(buf: &mut [u8; MAX_ARG_BYTES], argv: u64) -> Result<usize, i64> {
+    let mut used = 0;
+    if argv == 0 {
+        return Ok(0);
+    }
+    for i in 0..=MAX_ARG_STRINGS as u64 {
+        let ptr = get_user_u64(argv.checked_add(8 * i).ok_or(-EFAULT)?)?;
+        if ptr == 0 {
+            return Ok(used);
+        }
+        if i == MAX_ARG_STRINGS as u64 || used >= buf.len() {
+            return Err(-E2BIG);
+        }
+        let room = &mut buf[used..];
+        let len = strncpy_from_user(room, ptr)?;
+        // strncpy_from_user leaves the last byte of the room for the NUL: a
+        // string that filled the rest fits only if it ends right there.
+        if len + 1 == room.len() {
+            let mut next = [0u8; 1];
+            copy_from_user(&mut next, ptr + len as u64)?;
+            if next[0] != 0 {
+                return Err(-E2BIG);
+            }
+        }
+        used += len + 1;
+    }
+    Err(-E2BIG)
 }
 
 /// syscount(nr): how many times system call `nr` has been made, kernel-wide.

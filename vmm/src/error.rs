@@ -25,6 +25,18 @@ pub enum Error {
     #[error("cannot read guest image {path}: {source}")]
     ImageRead { path: PathBuf, source: std::io::Error },
 
+    #[error(
+        "the program's arguments are too big for the guest (E2BIG): {count} strings of {bytes} bytes with their \
+         NULs, and the guest kernel takes at most {max_count} strings and {max_bytes} bytes; pass fewer or \
+         shorter arguments"
+    )]
+    ArgsTooBig {
+        count: usize,
+        bytes: usize,
+        max_count: usize,
+        max_bytes: usize,
+    },
+
     #[error("cannot read program {path}: {source}")]
     ProgramRead { path: PathBuf, source: std::io::Error },
 

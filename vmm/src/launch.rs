@@ -68,6 +68,7 @@ pub fn boot_archive(program: &[String]) -> Result<(InitProgram, ProgramSymbols),
             std::iter::once(name).chain(rest.iter().cloned()).collect()
         }
     };
+    check_argv(&argv)?;
     for (name, bytes) in guest_image::USER_PROGRAMS.iter() {
         files.push((name.to_string(), Cow::Borrowed(bytes)));
     }
@@ -89,6 +90,22 @@ pub fn boot_archive(program: &[String]) -> Result<(InitProgram, ProgramSymbols),
         },
         symbols,
     ))
+}
+
+/// Refuse, before booting, arguments the guest kernel would refuse with E2BIG
+/// (the limits of the boot contract). Empty strings are arguments too.
+pub fn check_argv(argv: &[String]) -> Result<(), Error> {
+    use vmm_abi::layout::user::{MAX_ARG_BYTES, MAX_ARG_STRINGS};
+    let bytes: usize = argv.iter().map(|a| a.len() + 1).sum();
+    if argv.len() > MAX_ARG_STRINGS || bytes > MAX_ARG_BYTES {
+        return Err(Error::ArgsTooBig {
+            count: argv.len(),
+            bytes,
+            max_count: MAX_ARG_STRINGS,
+            max_bytes: MAX_ARG_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// The arguments every booting subcommand shares (run, debug, trace).
