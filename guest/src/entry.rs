@@ -7,7 +7,8 @@
 //!
 //! `sysretq` is the way back: RIP <- RCX, RFLAGS <- R11, CS/SS from
 //! STAR[63:48] with RPL 3 (CPL 3). If RCX is not canonical, Intel CPUs raise
-//! #GP *in ring 0 on the user stack*, so that case returns with `iretq`.
+//! #GP *in ring 0 on the user stack* — and `iretq` would fault in ring 0
+//! too — so that case never returns: the process gets SIGSEGV.
 //!
 //! `int 0x80` enters through a DPL-3 IDT gate into the exception path
 //! (traps.rs) and uses the same table.
@@ -21,8 +22,8 @@ core::arch::global_asm!(
     "    mov gs:[8], rsp",               // park the user RSP
     "    mov rsp, gs:[16]",              // this process's kernel stack
     "    push {user_ds}",                // SS     \
-    "    push qword ptr gs:[8]",         // RSP     |  an iretq frame, for the
-    "    push r11",                      // RFLAGS  |  slow way out
+    "    push qword ptr gs:[8]",         // RSP     |  an iretq frame, the same
+    "    push r11",                      // RFLAGS  |  shape as a trap frame
     "    push {user_cs}",                // CS      |
     "    push rcx",                      // RIP    /
     "    push rdi",                      // the six argument registers, which
@@ -40,7 +41,7 @@ core::arch::global_asm!(
     "syscall_return:",
     "    mov rcx, [rsp + 48]",           // the user RIP sysretq would load
     "    shr rcx, 47",
-    "    jnz 80f",                       // not a canonical user address: iretq
+    "    jnz 80f",                       // not a canonical user address
     "    pop r9",
     "    pop r8",
     "    pop r10",
@@ -53,17 +54,15 @@ core::arch::global_asm!(
     "    pop rsp",                       // back on the user stack
     "    swapgs",                        // GS base <- the user's again
     "    sysretq",
+    // Not a canonical user address: a `syscall` in the last two bytes of
+    // user space returns to 0x8000_0000_0000. `sysretq` would fault in
+    // ring 0 on the user stack (Intel), `iretq` in ring 0 on ours: neither
+    // is survivable without a fixup, so the process dies here with SIGSEGV,
+    // as the fault would have sent it (Linux: the bad_iret path).
     "80:",
-    "    pop r9",
-    "    pop r8",
-    "    pop r10",
-    "    pop rdx",
-    "    pop rsi",
-    "    pop rdi",
-    "    mov rcx, [rsp]",                // RCX and R11 as `syscall` defines them
-    "    mov r11, [rsp + 16]",
-    "    swapgs",
-    "    iretq",
+    "    mov rdi, [rsp + 48]",
+    "    call syscall_bad_return",       // never returns
+    "    ud2",
     "90:",
     "    mov rdi, rax",
     "    call sys_ni_out_of_range",

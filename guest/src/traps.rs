@@ -6,6 +6,7 @@
 //! general registers, switches GS if we came from ring 3, and calls [`do_trap`].
 
 use crate::{cpu, power, println, process, syscall_table, usercopy};
+use vmm_abi::layout::USER_END;
 
 /// The stack frame [`do_trap`] receives, lowest address first.
 #[repr(C)]
@@ -180,6 +181,8 @@ pub static mut PVM_INT80S: u64 = 0;
 #[no_mangle]
 pub static mut INT80_SYSCALLS: u64 = 0;
 
+const VEC_DB: u64 = 1;
+const VEC_BP: u64 = 3;
 const VEC_UD: u64 = 6;
 const VEC_PF: u64 = 14;
 const VEC_INT80: u64 = 0x80;
@@ -198,12 +201,17 @@ extern "C" fn do_trap(frame: &mut TrapFrame) {
         if frame.vector == VEC_INT80 {
             unsafe { INT80_SYSCALLS += 1 };
             frame.rax = syscall_table::dispatch(frame.rax, args(frame)) as u64;
-            return;
+        } else if !(crate::boot::is_pvm() && pvm_syscall(frame)) {
+            user_fault(frame);
         }
-        if crate::boot::is_pvm() && pvm_syscall(frame) {
-            return;
+        // `iretq` to a non-canonical RIP faults in ring 0, on the kernel's
+        // own return path (Linux: the bad_iret fixup). An `int 0x80` in the
+        // last two bytes of user space returns to 0x8000_0000_0000: refuse
+        // the return before it, as the fault would, with SIGSEGV.
+        if !is_user_canonical(frame.rip) {
+            bad_return(frame.rip, if frame.vector == VEC_PF { "syscall" } else { "int 0x80" })
         }
-        user_fault(frame);
+        return;
     }
     // A fault inside copy_from_user & co.: resume at the fixup.
     if frame.vector == VEC_PF {
@@ -222,9 +230,18 @@ extern "C" fn do_trap(frame: &mut TrapFrame) {
 fn pvm_syscall(frame: &mut TrapFrame) -> bool {
     let lstar = cpu::rdmsr(cpu::MSR_LSTAR);
     if frame.vector == VEC_PF && frame.error_code == PF_USER_FETCH && frame.rip == lstar && cpu::read_cr2() == lstar {
-        // A real `syscall` leaves the address of the next instruction in RCX;
-        // a jump to LSTAR with a forged RCX would have us "return" anywhere.
-        if frame.rcx >= usercopy::TASK_SIZE_MAX {
+        // A real `syscall` leaves the address of the next instruction in
+        // RCX; a jump to LSTAR with a forged RCX would have us "return"
+        // anywhere. A user address is harmless (the process could jump
+        // there itself); anything else must be a real `syscall` in the last
+        // two bytes of user space (its RCX is 0x8000_0000_0000, and 0f 05
+        // lies just below), which returns to a non-canonical RIP after the
+        // call, as on hardware.
+        let genuine_top = frame.rcx == USER_END && {
+            let mut insn = [0u8; 2];
+            usercopy::read_user_insn(&mut insn, frame.rcx - 2).is_ok() && insn == [0x0f, 0x05]
+        };
+        if frame.rcx >= USER_END && !genuine_top {
             process::kill_current(
                 SIGSEGV,
                 format_args!(
@@ -245,7 +262,7 @@ fn pvm_syscall(frame: &mut TrapFrame) -> bool {
     }
     if frame.vector == VEC_UD {
         let mut insn = [0u8; 2];
-        if usercopy::copy_from_user(&mut insn, frame.rip).is_ok() && insn == [0xcd, 0x80] {
+        if usercopy::read_user_insn(&mut insn, frame.rip).is_ok() && insn == [0xcd, 0x80] {
             unsafe { PVM_INT80S += 1 };
             unsafe { INT80_SYSCALLS += 1 };
             frame.rip += 2;
@@ -266,12 +283,41 @@ const SIGBUS: i32 = 7;
 const SIGFPE: i32 = 8;
 const SIGSEGV: i32 = 11;
 
+/// Is `rip` an address `iretq`/`sysretq` may return to in ring 3?
+fn is_user_canonical(rip: u64) -> bool {
+    rip < USER_END
+}
+
+/// End the process whose system call would return to `rip`, a non-canonical
+/// address: on hardware the return instruction itself would fault, in ring 0.
+fn bad_return(rip: u64, via: &str) -> ! {
+    process::kill_current(
+        SIGSEGV,
+        format_args!(
+            "#GP — the return from {} would go to {:#x}, not a canonical user address \
+             (a system call in the last bytes of user space)",
+            via, rip
+        ),
+    )
+}
+
+/// Called from the syscall return path (entry.rs) with the user RIP.
+#[no_mangle]
+extern "C" fn syscall_bad_return(rip: u64) -> ! {
+    bad_return(rip, "syscall")
+}
+
 /// A fault in ring 3 kills the process, with a one-line report naming the
 /// instruction and the rule it broke; the kernel and others carry on.
 fn user_fault(frame: &TrapFrame) -> ! {
     let name = EXCEPTION_NAMES.get(frame.vector as usize).copied().unwrap_or("?");
+    // Traps report the address after the instruction: find the instruction.
+    let at = match frame.vector {
+        VEC_BP => breakpoint_address(frame.rip),
+        _ => frame.rip,
+    };
     let mut insn = [0u8; 8];
-    let fetched = usercopy::copy_from_user(&mut insn, frame.rip).is_ok();
+    let fetched = usercopy::read_user_insn(&mut insn, at).is_ok();
     // Skip the operand-size and REX prefixes to reach the opcode.
     let skip = insn
         .iter()
@@ -279,14 +325,14 @@ fn user_fault(frame: &TrapFrame) -> ! {
         .take_while(|&&b| b == 0x66 || (0x40..=0x4f).contains(&b))
         .count();
     let op = [insn[skip], insn[skip + 1], insn[skip + 2], insn[skip + 3]];
-    let (mnemonic, why) = if fetched {
-        explain(&op, frame)
-    } else {
-        ("?", "instruction not readable")
+    let (mnemonic, why) = match explain_by_vector(frame) {
+        Some(e) => e,
+        None if fetched => explain(&op, frame),
+        None => ("?", "instruction not readable"),
     };
     let signal = match frame.vector {
         0 | 16 | 19 => SIGFPE,
-        3 => SIGTRAP,
+        1 | 3 => SIGTRAP,
         6 => SIGILL,
         11 | 12 | 17 => SIGBUS,
         _ => SIGSEGV,
@@ -294,20 +340,40 @@ fn user_fault(frame: &TrapFrame) -> ! {
     if frame.vector == VEC_PF {
         process::kill_current(
             signal,
-            format_args!(
-                "{} at {:#x} ({}) — {} {:#x}",
-                name,
-                frame.rip,
-                mnemonic,
-                why,
-                cpu::read_cr2()
-            ),
+            format_args!("{} at {:#x} ({}) — {} {:#x}", name, at, mnemonic, why, cpu::read_cr2()),
         )
     }
-    process::kill_current(
-        signal,
-        format_args!("{} at {:#x} ({}) — {}", name, frame.rip, mnemonic, why),
-    )
+    process::kill_current(signal, format_args!("{} at {:#x} ({}) — {}", name, at, mnemonic, why))
+}
+
+/// #BP is a trap: RIP is past the `int3` (cc) or `int 3` (cd 03).
+fn breakpoint_address(rip: u64) -> u64 {
+    let mut b = [0u8; 2];
+    match usercopy::read_user_insn(&mut b, rip.wrapping_sub(2)) {
+        Ok(()) if b[1] != 0xcc && b == [0xcd, 0x03] => rip - 2,
+        _ => rip.wrapping_sub(1),
+    }
+}
+
+/// Exceptions whose cause is the vector itself, whatever the instruction.
+fn explain_by_vector(frame: &TrapFrame) -> Option<(&'static str, &'static str)> {
+    Some(match frame.vector {
+        VEC_PF => match (frame.error_code & 1 != 0, frame.error_code & 2 != 0) {
+            (true, false) => ("load", "user read of a supervisor page at"),
+            (true, true) => ("store", "user write to a supervisor or read-only page at"),
+            (false, false) => ("load", "read of an unmapped address"),
+            (false, true) => ("store", "write to an unmapped address"),
+        },
+        // A trap after the instruction that ran with RFLAGS.TF set (or a
+        // debug register hit): RIP is the next instruction, not the culprit.
+        VEC_DB => (
+            "trap",
+            "debug exception: RFLAGS.TF single-step (or a debug register) in ring 3",
+        ),
+        VEC_BP => ("int3", "breakpoint"),
+        0 => ("div", "divide error"),
+        _ => return None,
+    })
 }
 
 /// Name the faulting instruction from its first bytes, and the privilege rule.
@@ -315,12 +381,6 @@ fn explain(b: &[u8; 4], frame: &TrapFrame) -> (&'static str, &'static str) {
     const PRIV: &str = "privileged instruction in ring 3";
     const IO: &str = "I/O port access with CPL 3 > IOPL 0";
     match (frame.vector, b[0], b[1]) {
-        (VEC_PF, _, _) => match (frame.error_code & 1 != 0, frame.error_code & 2 != 0) {
-            (true, false) => ("load", "user read of a supervisor page at"),
-            (true, true) => ("store", "user write to a supervisor or read-only page at"),
-            (false, false) => ("load", "read of an unmapped address"),
-            (false, true) => ("store", "write to an unmapped address"),
-        },
         (_, 0xfa, _) => ("cli", PRIV),
         (_, 0xfb, _) => ("sti", PRIV),
         (_, 0xf4, _) => ("hlt", PRIV),
@@ -338,9 +398,7 @@ fn explain(b: &[u8; 4], frame: &TrapFrame) -> (&'static str, &'static str) {
         (_, 0x0f, 0x0b) => ("ud2", "undefined instruction"),
         (_, 0x8e, _) => ("mov to segment register", "segment check failed: max(CPL, RPL) > DPL"),
         (_, 0xff, _) if (b[1] >> 3) & 7 == 3 => ("far call", "call gate/segment check failed: target DPL 0 < CPL 3"),
-        (_, 0xcc, _) => ("int3", "breakpoint"),
         (_, 0xcd, _) => ("int n", "software interrupt through a gate with DPL 0 < CPL 3"),
-        (0, _, _) => ("div", "divide error"),
         (6, _, _) => ("?", "invalid opcode"),
         _ => ("?", "fault in ring 3"),
     }

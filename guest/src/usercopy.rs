@@ -96,6 +96,24 @@ pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), i64> {
     }
 }
 
+/// Read the bytes of a user instruction at `src` (trap handlers explaining
+/// or completing what ring 3 executed). Unlike `copy_from_user`, the last
+/// user page counts: a program may run code there even though no system
+/// call takes a pointer into it.
+pub fn read_user_insn(dst: &mut [u8], src: u64) -> Result<(), i64> {
+    if src
+        .checked_add(dst.len() as u64)
+        .is_none_or(|end| end > vmm_abi::layout::USER_END)
+    {
+        return Err(-EFAULT);
+    }
+    // SAFETY: the range is in the user half; faults are fixed up.
+    match unsafe { copy_user_generic(dst.as_mut_ptr(), src as *const u8, dst.len()) } {
+        0 => Ok(()),
+        _ => Err(-EFAULT),
+    }
+}
+
 /// Copy `src` to user address `dst`.
 pub fn copy_to_user(dst: u64, src: &[u8]) -> Result<(), i64> {
     if !access_ok(dst, src.len() as u64) {
