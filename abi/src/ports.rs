@@ -11,3 +11,8 @@ pub const PANIC: u16 = 0xf5;
 /// A port the VMM answers and ignores: one `out` here is the cheapest round
 /// trip out of the VM and back (the benchmark's "hypercall").
 pub const NULL_HYPERCALL: u16 = 0xf6;
+/// Reading a byte here tells the guest whether its console input has ended:
+/// 1 once host stdin reached end of file (or is not forwarded) and every
+/// byte before it was delivered to the UART, else 0. The 16550 itself has no
+/// notion of end of file; `read(0)` returns 0 on it, as on a terminal's ^D.
+pub const CONSOLE_EOF: u16 = 0xf7;

@@ -2,7 +2,7 @@
 
 use crate::io::inb;
 use crate::usercopy::{access_ok, copy_from_user, copy_to_user, get_user_u64, EFAULT};
-use vmm_abi::ports::COM1;
+use vmm_abi::ports::{COM1, CONSOLE_EOF};
 
 const EBADF: i64 = 9;
 const EINVAL: i64 = 22;
@@ -110,7 +110,8 @@ pub extern "C" fn sys_writev(fd: u64, iov: u64, iovcnt: u64, _: u64, _: u64, _: 
 }
 
 /// Read from the serial port: waits for the first byte, then takes what is
-/// already there.
+/// already there. Returns 0 at end of file: once the VMM says the host's
+/// stdin has ended and every byte before it was read (a terminal's ^D).
 pub extern "C" fn sys_read(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64) -> i64 {
     if fd != 0 {
         return -EBADF;
@@ -124,7 +125,8 @@ pub extern "C" fn sys_read(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64) 
         // SAFETY: reading the UART's status and data registers.
         let ready = unsafe { inb(LSR) } & 1 != 0;
         if !ready {
-            if got > 0 {
+            // SAFETY: the VMM answers reads of its end-of-file port.
+            if got > 0 || unsafe { inb(CONSOLE_EOF) } == 1 {
                 break;
             }
             core::hint::spin_loop();

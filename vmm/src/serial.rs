@@ -1,18 +1,26 @@
-//! COM1: a 16550 UART from vm-superio. Output goes to stdout, line by line,
-//! and the tail is kept for crash reports; host stdin, when it is a terminal
-//! or a pipe, feeds the receive FIFO (the guest polls LSR: there is no
-//! interrupt controller in this VM).
+//! COM1: a 16550 UART from vm-superio. Output goes to stdout, line by line
+//! (or in pieces of at most `LINE_MAX` bytes), and the tail is kept for crash
+//! reports; host stdin feeds the receive FIFO (the guest polls LSR: there is
+//! no interrupt controller in this VM), and its end is reported on the
+//! `CONSOLE_EOF` port.
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use vm_superio::{Serial, Trigger};
 use vmm_abi::ports::COM1;
+
+/// The 16550's receive FIFO (vm-superio's size).
+const FIFO_SIZE: usize = 64;
 
 /// Number of I/O ports a 16550 decodes.
 pub const COM1_PORTS: std::ops::Range<u16> = COM1..COM1 + 8;
 /// Bytes of output kept for the crash report.
 const TAIL_BYTES: usize = 2048;
+/// Output held back waiting for a newline, at most: then it is written out
+/// anyway, so a guest that never prints '\n' cannot grow the VMM's memory.
+const LINE_MAX: usize = 4096;
 
 /// This VM has no interrupt controller, so the UART's interrupt goes nowhere.
 pub struct NoIrq;
@@ -61,7 +69,9 @@ impl Write for Output {
             self.tail.push_back(b);
         }
         self.line.extend_from_slice(buf);
-        if buf.contains(&b'\n') {
+        // At a newline, or once a line without one grows long: the guest
+        // decides how much it writes, the VMM's memory must not.
+        if buf.contains(&b'\n') || self.line.len() >= LINE_MAX {
             self.write_out();
         }
         Ok(buf.len())
@@ -102,42 +112,62 @@ impl Write for Capture {
 /// The UART and its input queue.
 pub struct Com1 {
     uart: Serial<NoIrq, vm_superio::serial::NoEvents, Output>,
-    input: Option<Arc<Mutex<VecDeque<u8>>>>,
+    input: Arc<Input>,
 }
 
+/// Host stdin on its way to the guest: bytes read but not yet in the UART's
+/// FIFO, and whether the stream has ended.
+#[derive(Default)]
+struct Input {
+    queue: Mutex<VecDeque<u8>>,
+    ended: AtomicBool,
+}
+
+/// Bytes of stdin queued ahead of the guest at most; the reader thread
+/// waits while the guest is this far behind (memory stays bounded).
+const INPUT_MAX: usize = 64 << 10;
+
 impl Com1 {
+    /// A UART whose input has already ended (nothing is forwarded).
     pub fn new(out: Output) -> Com1 {
+        let input = Arc::new(Input::default());
+        input.ended.store(true, Ordering::SeqCst);
         Com1 {
             uart: Serial::new(NoIrq, out),
-            input: None,
+            input,
         }
     }
 
-    /// Feed host stdin to the guest if it is a terminal or a pipe (not a file
-    /// or /dev/null, which would hand the guest an unexpected EOF-less stream).
+    /// Feed host stdin to the guest — a terminal, a pipe, a file or
+    /// /dev/null — until it ends; the guest's `read(0)` then returns 0.
     pub fn forward_stdin(&mut self) {
-        if !stdin_is_tty_or_pipe() {
-            return;
-        }
-        let queue = Arc::new(Mutex::new(VecDeque::new()));
-        let q = queue.clone();
-        std::thread::Builder::new()
-            .name("stdin".into())
-            .spawn(move || {
-                let mut buf = [0u8; 256];
-                let mut stdin = std::io::stdin().lock();
-                while let Ok(n @ 1..) = stdin.read(&mut buf) {
-                    q.lock().unwrap().extend(&buf[..n]);
+        let input = Arc::new(Input::default());
+        let feed = input.clone();
+        let spawned = std::thread::Builder::new().name("stdin".into()).spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut stdin = std::io::stdin().lock();
+            loop {
+                while feed.queue.lock().unwrap().len() >= INPUT_MAX {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
                 }
-            })
-            .ok();
-        self.input = Some(queue);
+                match stdin.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => feed.queue.lock().unwrap().extend(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    // A closed or unreadable stdin ends the input like EOF.
+                    Err(_) => break,
+                }
+            }
+            feed.ended.store(true, Ordering::SeqCst);
+        });
+        if spawned.is_ok() {
+            self.input = input;
+        }
     }
 
     /// Move queued input into the UART's FIFO before the guest reads it.
     fn pump_input(&mut self) {
-        let Some(q) = &self.input else { return };
-        let mut q = q.lock().unwrap();
+        let mut q = self.input.queue.lock().unwrap();
         while !q.is_empty() {
             let (a, _) = q.as_slices();
             match self.uart.enqueue_raw_bytes(a) {
@@ -145,6 +175,15 @@ impl Com1 {
                 Ok(n) => drop(q.drain(..n)),
             }
         }
+    }
+
+    /// The guest's end-of-file test (`vmm_abi::ports::CONSOLE_EOF`): stdin
+    /// has ended and every byte of it reached the guest.
+    pub fn input_ended(&mut self) -> bool {
+        // Read `ended` first: bytes queued before it was set are seen below.
+        let ended = self.input.ended.load(Ordering::SeqCst);
+        self.pump_input();
+        ended && self.input.queue.lock().unwrap().is_empty() && self.uart.fifo_capacity() == FIFO_SIZE
     }
 
     pub fn pio_write(&mut self, port: u16, value: u8) {
@@ -158,18 +197,6 @@ impl Com1 {
 
     pub fn output(&mut self) -> &mut Output {
         self.uart.writer_mut()
-    }
-}
-
-fn stdin_is_tty_or_pipe() -> bool {
-    // SAFETY: fstat on fd 0 with a zeroed, owned stat buffer.
-    unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(0, &mut st) != 0 {
-            return false;
-        }
-        let fmt = st.st_mode & libc::S_IFMT;
-        fmt == libc::S_IFIFO || (fmt == libc::S_IFCHR && libc::isatty(0) == 1)
     }
 }
 
@@ -205,10 +232,41 @@ mod tests {
     #[test]
     fn lsr_reports_received_data() {
         let mut com = Com1::new(Output::new(Box::new(std::io::sink())));
-        com.input = Some(Arc::new(Mutex::new(VecDeque::from(b"a".to_vec()))));
+        com.input = Arc::new(Input::default());
+        com.input.queue.lock().unwrap().push_back(b'a');
         // LSR bit 0: data ready.
         assert_eq!(com.pio_read(COM1 + 5) & 1, 1);
         assert_eq!(com.pio_read(COM1), b'a');
         assert_eq!(com.pio_read(COM1 + 5) & 1, 0);
+    }
+
+    #[test]
+    fn a_line_without_newline_is_written_out_at_line_max() {
+        let buf = Capture::default();
+        let mut out = Output::new(Box::new(buf.clone()));
+        out.write_all(&vec![b'x'; LINE_MAX - 1]).unwrap();
+        assert!(buf.0.lock().unwrap().is_empty());
+        out.write_all(b"x").unwrap();
+        assert_eq!(buf.0.lock().unwrap().len(), LINE_MAX);
+        // Whatever the guest writes, no more than LINE_MAX is held back.
+        for _ in 0..1000 {
+            out.write_all(&[b'y'; 100]).unwrap();
+            assert!(out.line.len() < LINE_MAX);
+        }
+    }
+
+    #[test]
+    fn input_ends_only_after_every_byte_was_read() {
+        let mut com = Com1::new(Output::new(Box::new(std::io::sink())));
+        assert!(com.input_ended(), "nothing forwarded: end of file at once");
+        com.input = Arc::new(Input::default());
+        com.input.queue.lock().unwrap().extend(b"ab");
+        assert!(!com.input_ended());
+        com.input.ended.store(true, Ordering::SeqCst);
+        assert!(!com.input_ended(), "two bytes still to read");
+        assert_eq!(com.pio_read(COM1), b'a');
+        assert!(!com.input_ended());
+        assert_eq!(com.pio_read(COM1), b'b');
+        assert!(com.input_ended());
     }
 }

@@ -313,6 +313,10 @@ impl Vm {
                         let v = self.com1.pio_read(port);
                         data.iter_mut().for_each(|b| *b = v);
                         None
+                    } else if port == ports::CONSOLE_EOF {
+                        let v = u8::from(self.com1.input_ended());
+                        data.iter_mut().for_each(|b| *b = v);
+                        None
                     } else {
                         Some(Outcome::Unhandled(format!("in from port {port:#x}")))
                     }
