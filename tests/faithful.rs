@@ -146,7 +146,7 @@ fn tour_contains_every_attack_on_hardware() {
     assert_eq!(r.status, 0, "{}", r.output);
     has(&r.output, "Hello from ring 3 via syscall (CPL 3)");
     has(&r.output, "Hello from ring 3 via int 0x80");
-    has(&r.output, "19/19 contained");
+    has(&r.output, "24/24 contained");
     // On hardware, int to a DPL-0 gate from ring 3 is a #GP (PVM reports #UD).
     has(&r.output, "int-gate            killed (SIGSEGV)");
 }

@@ -14,6 +14,17 @@ pub struct Programs {
     pub echo: PathBuf,
     pub clock: PathBuf,
     pub dynamic: PathBuf,
+    /// Copies stdin to stdout until end of file.
+    pub cat: PathBuf,
+    /// Writes N bytes without a newline.
+    pub spew: PathBuf,
+    /// Prints argc and each argument in brackets.
+    pub args: PathBuf,
+    /// Stresses spawn: loops, a memory hog, argument limits.
+    pub spawner: PathBuf,
+    /// `syscall` / `int 0x80` in the last two bytes of user space.
+    pub top_syscall: PathBuf,
+    pub top_int80: PathBuf,
 }
 
 fn run(cmd: &mut Command, what: &str, package: &str) {
@@ -74,7 +85,7 @@ pub fn programs() -> &'static Programs {
             "gcc",
             "gcc",
         );
-        for prog in ["echo", "clock"] {
+        for prog in ["echo", "clock", "cat", "spew", "args", "spawner"] {
             run(
                 Command::new("musl-gcc")
                     .args(["-static", "-O2", "-o"])
@@ -100,7 +111,26 @@ pub fn programs() -> &'static Programs {
             "gcc",
             "gcc",
         );
+        for (name, defs) in [("top_syscall", &[][..]), ("top_int80", &["-DINT80"][..])] {
+            let obj = p(&format!("{name}.o"));
+            run(
+                Command::new("gcc").arg("-c").args(defs).arg("-o").arg(&obj).arg(src.join("top.S")),
+                "gcc",
+                "gcc",
+            );
+            run(
+                Command::new("ld").arg("-T").arg(src.join("top.ld")).arg("-o").arg(p(name)).arg(&obj),
+                "ld",
+                "binutils",
+            );
+        }
         Programs {
+            cat: p("cat"),
+            spew: p("spew"),
+            args: p("args"),
+            spawner: p("spawner"),
+            top_syscall: p("top_syscall"),
+            top_int80: p("top_int80"),
             hello_asm: p("hello_asm"),
             getpid_asm: p("getpid_asm"),
             nostdlib: p("nostdlib"),

@@ -6,7 +6,10 @@
 #![no_main]
 
 use core::arch::asm;
-use guest_user::{args, gettimeofday_raw, println, syscall3, EFAULT, SYS_READ, SYS_WRITE};
+use guest_user::{
+    args, gettimeofday_raw, println, spawn, syscall1, syscall2, syscall3, syscall6, vdso_sym, wait4, wexitstatus,
+    wifexited, EFAULT, SYS_READ, SYS_WRITE,
+};
 
 /// An address in the kernel image (KERNEL_BASE + 1 MiB, mapped supervisor-only).
 const KERNEL_ADDR: usize = 0xffff_ffff_8010_0000;
@@ -29,7 +32,8 @@ const SECRET_MASKED: u64 = u64::from_le_bytes(*b"SECRET!!") ^ MASK;
 
 const NAMES: &str = "cli hlt in out mov-cr3 wrmsr lgdt mov-ds mov-ss far-call int-gate \
 read-kernel write-kernel efault-write efault-read efault-unmapped efault-gettimeofday \
-efault-straddle sibling-read fake-syscall";
+efault-straddle sibling-read fake-syscall vdso-write vdso-check bench-hook mmap-zero \
+mmap-exhaust tf-syscall";
 
 #[no_mangle]
 pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
@@ -109,11 +113,172 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
                      bad = const 0x8000_0000_0000u64, in("rdx") addr, in("rax") 39u64,
                      options(noreturn));
             }
+            "vdso-write" => return vdso_write(),
+            "vdso-check" => return vdso_check(),
+            "bench-hook" => return bench_hook(),
+            "mmap-zero" => return mmap_zero(),
+            "mmap-exhaust" => return mmap_exhaust(),
+            "tf-syscall" => {
+                // Single-step a `syscall`: RFLAGS.TF set, then the call. The
+                // kernel must not be single-stepped (SFMASK clears TF on
+                // entry) nor trip over a #DB on its first instruction;
+                // back in ring 3 the trap is ours: SIGTRAP, as on Linux.
+                asm!("pushfq", "or qword ptr [rsp], 0x100", "popfq", "syscall", "nop",
+                     "pushfq", "and qword ptr [rsp], ~0x100", "popfq",
+                     inlateout("rax") 39usize => _, lateout("rcx") _, lateout("r11") _);
+                println!("attack tf-syscall: NOT contained (no #DB after the syscall)");
+                return 1;
+            }
             _ => return usage(),
         }
     }
     println!("attack {}: NOT contained", name);
     1
+}
+
+const SYS_MMAP: usize = 9;
+const SYS_CLOCK_GETTIME: usize = 228;
+const PROT_RWX: usize = 7;
+const PROT_RW: usize = 3;
+const MAP_PRIVATE_ANON: usize = 0x02 | 0x20;
+const MAP_FIXED: usize = 0x10;
+const EPERM: isize = 1;
+const SYS_BENCH_NULL_ENTRY: usize = 502;
+
+fn mmap(addr: usize, len: usize, prot: usize, flags: usize) -> isize {
+    // SAFETY: anonymous mappings; the kernel checks every argument.
+    unsafe { syscall6(SYS_MMAP, addr, len, prot, flags, usize::MAX, 0) }
+}
+
+/// Map private read-write-execute pages over the shared vvar page and vDSO
+/// (MAP_FIXED), fill the vDSO's place with `exit(42)` behind a NOP sled and
+/// the vvar's with garbage, then run a child that reads the clock through
+/// *its* vDSO. Linux semantics: the mapping replaces them here only, so the
+/// child's clock works and it exits 0; a shared page written through would
+/// make it exit 42 or read a forged clock.
+fn vdso_write() -> i32 {
+    use vmm_abi::layout::{PAGE_SIZE, VDSO_MAX_PAGES, VVAR_USER};
+    let len = ((1 + VDSO_MAX_PAGES) * PAGE_SIZE) as usize;
+    let r = mmap(VVAR_USER as usize, len, PROT_RWX, MAP_FIXED | MAP_PRIVATE_ANON);
+    if r < 0 {
+        println!("attack vdso-write: contained (mmap refused, {})", r);
+        return 0;
+    }
+    // mov eax, 60; mov edi, 42; syscall — exit(42)
+    const EXIT42: [u8; 12] = [0xb8, 60, 0, 0, 0, 0xbf, 42, 0, 0, 0, 0x0f, 0x05];
+    // SAFETY: the pages were just mapped read-write at r.
+    unsafe {
+        let p = r as *mut u8;
+        core::ptr::write_bytes(p, 0xff, PAGE_SIZE as usize); // a forged vvar
+        let code = p.add(PAGE_SIZE as usize);
+        let sled = len - PAGE_SIZE as usize - EXIT42.len();
+        core::ptr::write_bytes(code, 0x90, sled);
+        core::ptr::copy_nonoverlapping(EXIT42.as_ptr(), code.add(sled), EXIT42.len());
+    }
+    let pid = spawn("attack", &["attack", "vdso-check"]);
+    let mut status = 0;
+    if pid < 0 || wait4(pid, &mut status, 0) != pid {
+        println!("attack vdso-write: could not run the check ({})", pid);
+        return 1;
+    }
+    match (wifexited(status), wexitstatus(status)) {
+        (true, 0) => {
+            println!("attack vdso-write: contained (private copy; others' vDSO and clock untouched)");
+            0
+        }
+        (true, 42) => {
+            println!("attack vdso-write: NOT contained (a sibling ran the injected code)");
+            1
+        }
+        _ => {
+            println!(
+                "attack vdso-write: NOT contained (the sibling's clock is forged, status {:#x})",
+                status
+            );
+            1
+        }
+    }
+}
+
+/// The clock through this process's vDSO, beside the system call's.
+fn vdso_check() -> i32 {
+    const CLOCK_MONOTONIC: usize = 1;
+    let Some(f) = vdso_sym("__vdso_clock_gettime") else {
+        return 2;
+    };
+    // SAFETY: the vDSO's clock_gettime has the C signature.
+    let f: extern "C" fn(usize, *mut u64) -> i32 = unsafe { core::mem::transmute(f) };
+    let (mut a, mut b) = ([0u64; 2], [0u64; 2]);
+    // SAFETY: b is a valid timespec.
+    let r = unsafe { syscall2(SYS_CLOCK_GETTIME, CLOCK_MONOTONIC, b.as_mut_ptr() as usize) };
+    if f(CLOCK_MONOTONIC, a.as_mut_ptr()) != 0 || r != 0 {
+        return 3;
+    }
+    // Within a second of each other and a sane nanosecond field.
+    if a[1] >= 1_000_000_000 || a[0].abs_diff(b[0]) > 1 {
+        return 4;
+    }
+    0
+}
+
+/// `bench_null_entry(1)` would point LSTAR at a bare `sysretq` for every
+/// process. Only a kernel booted for `vmm bench` offers it: -EPERM here.
+fn bench_hook() -> i32 {
+    // SAFETY: a system call; if it succeeds, undone below.
+    let r = unsafe { syscall1(SYS_BENCH_NULL_ENTRY, 1) };
+    if r == -EPERM {
+        println!("attack bench-hook: contained (-EPERM: not booted with `bench`)");
+        return 0;
+    }
+    // It worked: switch back through int 0x80, which has its own entry.
+    // SAFETY: int 0x80 is the kernel's DPL-3 gate.
+    unsafe { asm!("int 0x80", inlateout("rax") SYS_BENCH_NULL_ENTRY => _, in("rdi") 0usize) };
+    println!("attack bench-hook: NOT contained (returned {})", r);
+    1
+}
+
+/// Map page 0 (and its neighbours below 64 KiB), where a NULL pointer lands.
+fn mmap_zero() -> i32 {
+    for addr in [0, 0x1000, 0xf000] {
+        let r = mmap(addr, 4096, PROT_RW, MAP_FIXED | MAP_PRIVATE_ANON);
+        if r != -EPERM {
+            println!(
+                "attack mmap-zero: NOT contained (mmap at {:#x} returned {:#x})",
+                addr, r
+            );
+            return 1;
+        }
+    }
+    println!("attack mmap-zero: contained (-EPERM below mmap_min_addr)");
+    0
+}
+
+/// mmap without MAP_FIXED, 4 GiB at a time, far more than memory: each
+/// call fails. If a failing call still moved the kernel's mmap cursor, 256
+/// of them would walk it past the vDSO and the stack (the next mapping would
+/// land on them). It must not move: the next small mapping lands low in the
+/// mmap area, and the stack and the vDSO keep working.
+fn mmap_exhaust() -> i32 {
+    use vmm_abi::layout::user::{MMAP_BASE, MMAP_END};
+    for _ in 0..300 {
+        let r = mmap(0, 1 << 32, PROT_RW, MAP_PRIVATE_ANON);
+        if r >= 0 {
+            println!("attack mmap-exhaust: skipped (4 GiB fit in memory)");
+            return 0;
+        }
+    }
+    let r = mmap(0, 4096, PROT_RW, MAP_PRIVATE_ANON);
+    let inside = (MMAP_BASE as isize..(MMAP_END / 2 + MMAP_BASE / 2) as isize).contains(&r);
+    if inside && vdso_check() == 0 {
+        println!(
+            "attack mmap-exhaust: contained (failed maps left the cursor; next map at {:#x})",
+            r
+        );
+        0
+    } else {
+        println!("attack mmap-exhaust: NOT contained (next map at {:#x})", r);
+        1
+    }
 }
 
 fn efault(name: &str, ret: isize) -> i32 {
