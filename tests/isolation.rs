@@ -26,10 +26,15 @@ fn the_tour_contains_the_new_attacks() {
 
 #[test]
 fn a_syscall_or_int80_in_the_last_bytes_of_user_space_kills_only_the_process() {
-    for (prog, via) in [(&programs().top_syscall, "syscall"), (&programs().top_int80, "int 0x80")] {
-        vmm(&["run", "--", path(prog)]).assert_status(128 + 11).stdout_has(&format!(
-            "killed: #GP — the return from {via} would go to 0x800000000000, not a canonical user address"
-        ));
+    for (prog, via) in [
+        (&programs().top_syscall, "syscall"),
+        (&programs().top_int80, "int 0x80"),
+    ] {
+        vmm(&["run", "--", path(prog)])
+            .assert_status(128 + 11)
+            .stdout_has(&format!(
+                "killed: #GP — the return from {via} would go to 0x800000000000, not a canonical user address"
+            ));
     }
 }
 
@@ -41,7 +46,10 @@ fn empty_and_many_arguments_all_reach_the_program() {
     let many: Vec<String> = (0..40).map(|i| format!("a{i}")).collect();
     let mut argv = vec!["run", "--", path(&programs().args)];
     argv.extend(many.iter().map(String::as_str));
-    vmm(&argv).assert_status(0).stdout_has("argc=41 ").stdout_has(" [a39]\n");
+    vmm(&argv)
+        .assert_status(0)
+        .stdout_has("argc=41 ")
+        .stdout_has(" [a39]\n");
 }
 
 #[test]
@@ -93,11 +101,19 @@ fn cat_with(stdin: Stdio, input: Option<&[u8]>) -> (i32, Vec<u8>) {
 
 #[test]
 fn read_returns_0_at_the_end_of_host_stdin() {
-    assert_eq!(cat_with(Stdio::piped(), Some(b"abc\n")), (0, b"abc\n".to_vec()), "a pipe");
+    assert_eq!(
+        cat_with(Stdio::piped(), Some(b"abc\n")),
+        (0, b"abc\n".to_vec()),
+        "a pipe"
+    );
     assert_eq!(cat_with(Stdio::null(), None), (0, vec![]), "/dev/null");
     let file = common::temp_file("cat-input", b"two\nlines without end");
     let f = std::fs::File::open(&file).unwrap();
-    assert_eq!(cat_with(Stdio::from(f), None), (0, b"two\nlines without end".to_vec()), "a file");
+    assert_eq!(
+        cat_with(Stdio::from(f), None),
+        (0, b"two\nlines without end".to_vec()),
+        "a file"
+    );
 }
 
 #[test]
@@ -105,7 +121,11 @@ fn read_returns_0_when_stdin_is_closed() {
     // The shell's `<&-`: fd 0 is not open at all.
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!("exec {} run --timeout 30 -- {} <&-", common::vmm_bin().display(), path(&programs().cat)))
+        .arg(format!(
+            "exec {} run --timeout 30 -- {} <&-",
+            common::vmm_bin().display(),
+            path(&programs().cat)
+        ))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));

@@ -114,12 +114,22 @@ pub fn programs() -> &'static Programs {
         for (name, defs) in [("top_syscall", &[][..]), ("top_int80", &["-DINT80"][..])] {
             let obj = p(&format!("{name}.o"));
             run(
-                Command::new("gcc").arg("-c").args(defs).arg("-o").arg(&obj).arg(src.join("top.S")),
+                Command::new("gcc")
+                    .arg("-c")
+                    .args(defs)
+                    .arg("-o")
+                    .arg(&obj)
+                    .arg(src.join("top.S")),
                 "gcc",
                 "gcc",
             );
             run(
-                Command::new("ld").arg("-T").arg(src.join("top.ld")).arg("-o").arg(p(name)).arg(&obj),
+                Command::new("ld")
+                    .arg("-T")
+                    .arg(src.join("top.ld"))
+                    .arg("-o")
+                    .arg(p(name))
+                    .arg(&obj),
                 "ld",
                 "binutils",
             );
