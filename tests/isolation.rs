@@ -131,13 +131,38 @@ fn read_returns_0_when_stdin_is_closed() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Run vmm with stdout to /dev/null; its exit status and peak RSS in KiB.
+fn status_and_max_rss(args: &[&str]) -> (i32, i64) {
+    let child = Command::new(common::vmm_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: a zeroed rusage for wait4 to fill; the pid is our child's.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    assert_eq!(pid, child.id() as i32);
+    (libc::WEXITSTATUS(status), ru.ru_maxrss)
+}
+
 #[test]
 fn output_without_a_newline_is_not_held_in_vmm_memory() {
-    // Output reaches stdout while the guest still writes: at most LINE_MAX
-    // is held back, where it used to be the whole "line".
-    let n = 64 * 1024;
-    let r = vmm(&["run", "--", path(&programs().spew), &n.to_string()]);
+    // 1 MiB without '\n': at most LINE_MAX (4 KiB) may wait for a newline,
+    // where the whole "line" used to (8 MiB of it made RSS 12 MB).
+    let n = 1 << 20;
+    let spew = path(&programs().spew);
+    let (s0, base) = status_and_max_rss(&["run", "--", spew, "0"]);
+    let (s1, rss) = status_and_max_rss(&["run", "--", spew, &n.to_string()]);
+    assert_eq!((s0, s1), (0, 0));
+    assert!(
+        rss - base < 512,
+        "printing 1 MiB without a newline raised vmm's peak RSS from {base} to {rss} KiB"
+    );
+    // And every byte still arrives, in order.
+    let r = vmm(&["run", "--", spew, "65536"]);
     r.assert_status(0);
-    assert_eq!(r.stdout.len(), n);
+    assert_eq!(r.stdout.len(), 65536);
     assert!(r.stdout.bytes().all(|b| b == b'x'));
 }
