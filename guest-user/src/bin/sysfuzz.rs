@@ -16,7 +16,8 @@
 //! rodata, kernel addresses (image and direct map), non-canonical pointers,
 //! edge pointers (top of the user half, page 0, the vvar/vDSO pages), huge
 //! lengths. RFLAGS is randomised too (DF, AC, NT and arithmetic flags: the
-//! entry must not trust them). After each call it checks that every register
+//! entry must not trust them), and one call in eight goes through `int 0x80`
+//! instead of `syscall`. After each call it checks that every register
 //! the syscall ABI preserves (all but rax, rcx, r11) came back unchanged.
 //!
 //! What it never does (the filter; each skipped draw is counted and redrawn):
@@ -252,9 +253,10 @@ const CANARY: [u64; 5] = [
 /// Never TF (a single-step trap would kill us).
 const FUZZ_FLAGS: [u64; 9] = [0x1, 0x4, 0x10, 0x40, 0x80, 0x400, 0x800, 0x4000, 0x4_0000];
 
-/// Make the call with `flags` or'ed into RFLAGS; the result and whether every
-/// preserved register (rdi rsi rdx r10 r8 r9, rbx r12-r15) came back intact.
-fn fuzz_syscall(nr: u64, a: [u64; 6], flags: u64) -> (i64, bool) {
+/// Make the call with `flags` or'ed into RFLAGS, through `syscall` or (if
+/// `int80`) `int 0x80`; the result and whether every preserved register (rdi
+/// rsi rdx r10 r8 r9, rbx r12-r15) came back intact.
+fn fuzz_syscall(nr: u64, a: [u64; 6], flags: u64, int80: bool) -> (i64, bool) {
     let (mut rdi, mut rsi, mut rdx, mut r10, mut r8, mut r9) = (a[0], a[1], a[2], a[3], a[4], a[5]);
     let (mut r12, mut r13, mut r14, mut r15) = (CANARY[0], CANARY[1], CANARY[2], CANARY[3]);
     let rbx: u64;
@@ -264,14 +266,24 @@ fn fuzz_syscall(nr: u64, a: [u64; 6], flags: u64) -> (i64, bool) {
     // set for the call (DF among them) are cleared before Rust code runs.
     // rbx is LLVM's, so it is saved by hand; rcx (clobbered by `syscall`
     // anyway) takes its canary in and brings back what the kernel left.
+    // Bit 63 of r11 picks the instruction; `jrcxz` branches on it without
+    // touching the flags just loaded.
     unsafe {
         asm!(
+            "push rbx",
+            "mov rbx, rcx",
+            "mov rcx, r11",
+            "shr rcx, 63",
+            "btr r11, 63",
             "pushfq",
             "or qword ptr [rsp], r11",
             "popfq",
-            "push rbx",
-            "mov rbx, rcx",
+            "jrcxz 2f",
+            "int 0x80",
+            "jmp 3f",
+            "2:",
             "syscall",
+            "3:",
             "pushfq",
             "and qword ptr [rsp], -0x44401", // clear DF, NT, AC again
             "popfq",
@@ -283,7 +295,7 @@ fn fuzz_syscall(nr: u64, a: [u64; 6], flags: u64) -> (i64, bool) {
             inout("r12") r12, inout("r13") r13, inout("r14") r14, inout("r15") r15,
             // In fixed registers: a `reg` operand may be given rbx itself.
             inlateout("rcx") CANARY[4] => rbx,
-            inlateout("r11") flags => _,
+            inlateout("r11") flags | (u64::from(int80) << 63) => _,
         );
     }
     let ok = [rdi, rsi, rdx, r10, r8, r9] == a && [r12, r13, r14, r15, rbx] == CANARY;
@@ -326,6 +338,7 @@ struct Stats {
     reaped: u64,
     cleanups: u64,
     clobbered: u64,
+    int80: u64,
 }
 
 struct Fuzzer {
@@ -634,15 +647,25 @@ impl Fuzzer {
                     flags |= f;
                 }
             }
+            let int80 = self.rng.chance(8);
+            if int80 {
+                self.st.int80 += 1;
+            }
             let n = self.st.made;
             if n >= self.trace_from {
                 println!(
-                    "sysfuzz: call {n}: nr {nr:#x} ({:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x}) rflags |= {flags:#x}",
-                    a[0], a[1], a[2], a[3], a[4], a[5]
+                    "sysfuzz: call {n}: nr {nr:#x} ({:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x}) rflags |= {flags:#x}{}",
+                    a[0],
+                    a[1],
+                    a[2],
+                    a[3],
+                    a[4],
+                    a[5],
+                    if int80 { " via int 0x80" } else { "" }
                 );
             }
             let t0 = rdtsc();
-            let (ret, regs_ok) = fuzz_syscall(nr, a, flags);
+            let (ret, regs_ok) = fuzz_syscall(nr, a, flags, int80);
             if self.profile {
                 let slot = (nr as usize).min(PROFILE_SLOTS - 1);
                 // SAFETY: single-threaded.
@@ -797,7 +820,7 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
         let s = &f.st;
         println!(
             "sysfuzz: {} calls, seed {:#x}: {} ok, {} -ENOSYS, {} -EFAULT, {} -EINVAL, {} other errors; \
-             {} filtered, {} adjusted, {} spawned, {} reaped, {} cleanups, {} clobbered registers",
+             {} via int 0x80, {} filtered, {} adjusted, {} spawned, {} reaped, {} cleanups, {} clobbered registers",
             s.made,
             seed,
             s.ok,
@@ -805,6 +828,7 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
             s.efault,
             s.einval,
             s.other_err,
+            s.int80,
             s.filtered,
             s.adjusted,
             s.spawned,
