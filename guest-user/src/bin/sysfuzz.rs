@@ -672,7 +672,7 @@ impl Fuzzer {
                 unsafe { PROFILE[slot] += rdtsc() - t0 };
             }
             if n >= self.trace_from {
-                println!("sysfuzz: call {n}: = {ret:#x}");
+                println!("sysfuzz: call {n}: = {ret}");
             }
             if !regs_ok {
                 self.st.clobbered += 1;
