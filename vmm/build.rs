@@ -28,7 +28,7 @@ fn main() {
     println!("cargo:rustc-env=VMM_VDSO={}", vdso.display());
     // The ring-3 programs of the built-in boot archive.
     let user = build(&root.join("guest-user"), &target);
-    for prog in ["init", "hello", "attack", "bench"] {
+    for prog in ["init", "hello", "attack", "bench", "sysfuzz"] {
         println!(
             "cargo:rustc-env=VMM_USER_{}={}",
             prog.to_uppercase(),

@@ -291,7 +291,7 @@ unsafe fn host_spawn(path: *const u8, argv: *const *const u8) -> isize {
 
 /// `spawn(path, argv)` from Rust strings (copied NUL-terminated onto the stack).
 pub fn spawn(path: &str, argv: &[&str]) -> isize {
-    const MAX: usize = 8;
+    const MAX: usize = 12;
     let mut buf = [0u8; 512];
     let mut ptrs = [core::ptr::null::<u8>(); MAX + 1];
     if argv.len() > MAX {

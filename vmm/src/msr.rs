@@ -28,11 +28,15 @@ pub const BOOT_EFER: u64 = EFER_SCE | EFER_LME | EFER_LMA | EFER_NXE;
 pub const RFLAGS_TF: u64 = 1 << 8;
 pub const RFLAGS_IF: u64 = 1 << 9;
 pub const RFLAGS_DF: u64 = 1 << 10;
+pub const RFLAGS_NT: u64 = 1 << 14;
 pub const RFLAGS_AC: u64 = 1 << 18;
 /// SFMASK: RFLAGS bits `syscall` clears. TF so a single-stepped `syscall`
 /// does not step the kernel, IF so the entry runs with interrupts off until it
-/// is on its own stack, DF for the ABI, AC so SMAP is on in the kernel.
-pub const BOOT_SFMASK: u64 = RFLAGS_TF | RFLAGS_IF | RFLAGS_DF | RFLAGS_AC;
+/// is on its own stack, DF for the ABI, AC so SMAP is on in the kernel, NT
+/// (ring 3 may set it with `popfq`) because an `iretq` with NT set is a #GP
+/// in long mode: the kernel would die at its next `iretq` (found by sysfuzz:
+/// a new process's first return to ring 3 after its parent's `syscall`).
+pub const BOOT_SFMASK: u64 = RFLAGS_TF | RFLAGS_IF | RFLAGS_DF | RFLAGS_NT | RFLAGS_AC;
 
 /// STAR: bits 47:32 are the `syscall` CS (SS = CS + 8); bits 63:48 the
 /// `sysret` base (64-bit CS = base + 16, SS = base + 8, both with RPL 3).
@@ -81,8 +85,8 @@ mod tests {
     }
 
     #[test]
-    fn sfmask_masks_tf_if_df_ac() {
-        assert_eq!(BOOT_SFMASK, 0x4_0700);
+    fn sfmask_masks_tf_if_df_nt_ac() {
+        assert_eq!(BOOT_SFMASK, 0x4_4700);
     }
 
     #[test]

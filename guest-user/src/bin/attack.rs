@@ -33,7 +33,7 @@ const SECRET_MASKED: u64 = u64::from_le_bytes(*b"SECRET!!") ^ MASK;
 const NAMES: &str = "cli hlt in out mov-cr3 wrmsr lgdt mov-ds mov-ss far-call int-gate \
 read-kernel write-kernel efault-write efault-read efault-unmapped efault-gettimeofday \
 efault-straddle sibling-read fake-syscall vdso-write vdso-check bench-hook mmap-zero \
-mmap-exhaust tf-syscall";
+mmap-exhaust tf-syscall nt-flag";
 
 #[no_mangle]
 pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
@@ -129,6 +129,7 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
                 println!("attack tf-syscall: NOT contained (no #DB after the syscall)");
                 return 1;
             }
+            "nt-flag" => return nt_flag(),
             _ => return usage(),
         }
     }
@@ -277,6 +278,39 @@ fn mmap_exhaust() -> i32 {
         0
     } else {
         println!("attack mmap-exhaust: NOT contained (next map at {:#x})", r);
+        1
+    }
+}
+
+/// Enter the kernel through `syscall` with RFLAGS.NT set (`popfq` may set it
+/// in ring 3), in a wait4 that makes it start a new process: that process's
+/// first return to ring 3 is an `iretq`, which is a #GP in long mode while NT
+/// is set. Contained if SFMASK clears NT: the child runs, we reap it, exit 0.
+/// Uncontained, the kernel dies (vmm status 240). Hardware semantics only:
+/// on PVM the call arrives as a #PF, whose delivery clears NT anyway.
+fn nt_flag() -> i32 {
+    let pid = spawn("hello", &["hello", "--no-int80"]);
+    if pid < 0 {
+        println!("attack nt-flag: spawn failed: {}", pid);
+        return 1;
+    }
+    let mut status = 0i32;
+    let ret: isize;
+    // SAFETY: wait4(pid, &status, 0, NULL) with NT (bit 14) set for the call;
+    // the flags are restored from the stack right after it.
+    unsafe {
+        asm!("pushfq", "pushfq", "or qword ptr [rsp], 0x4000", "popfq", "syscall", "popfq",
+             inlateout("rax") 61isize => ret, in("rdi") pid, in("rsi") &mut status as *mut i32,
+             in("rdx") 0usize, in("r10") 0usize, lateout("rcx") _, lateout("r11") _);
+    }
+    if ret == pid && guest_user::wifexited(status) && guest_user::wexitstatus(status) == 0 {
+        println!("attack nt-flag: contained (the kernel cleared NT; the child ran and exited 0)");
+        0
+    } else {
+        println!(
+            "attack nt-flag: NOT contained (wait4 returned {}, status {:#x})",
+            ret, status
+        );
         1
     }
 }

@@ -23,7 +23,7 @@ enum Expect {
 }
 use Expect::*;
 
-const ATTACKS: [(&str, Expect); 24] = [
+const ATTACKS: [(&str, Expect); 25] = [
     ("cli", Killed),
     ("hlt", Killed),
     ("in", Killed),
@@ -48,6 +48,7 @@ const ATTACKS: [(&str, Expect); 24] = [
     ("mmap-zero", Refused("-EPERM")),
     ("mmap-exhaust", Refused("-ENOMEM")),
     ("tf-syscall", Trapped),
+    ("nt-flag", Refused("child ran")),
 ];
 
 /// What `attack sibling-read` tries to read out of our address space.
