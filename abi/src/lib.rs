@@ -8,6 +8,9 @@
 #![no_std]
 
 pub mod boot_info;
+pub mod errno;
+pub mod frame;
 pub mod header;
 pub mod layout;
 pub mod ports;
+pub mod syscalls;

@@ -4,6 +4,7 @@
 use crate::cpu;
 use crate::process::current;
 use core::sync::atomic::{AtomicBool, Ordering};
+use vmm_abi::errno::EPERM;
 
 core::arch::global_asm!(
     // The floor: `syscall` lands here and goes straight back. No swapgs, no
@@ -23,8 +24,6 @@ extern "C" {
     fn entry_SYSCALL_64_null();
     fn entry_SYSCALL_64();
 }
-
-const EPERM: i64 = 1;
 
 /// The hooks below exist only when the kernel was booted with the word
 /// `bench` on its command line (as `vmm bench` does): an ordinary process

@@ -2,11 +2,9 @@
 
 use crate::io::inb;
 use crate::usercopy::{access_ok, copy_from_user, copy_to_user, get_user_u64, EFAULT};
+use vmm_abi::errno::{EBADF, EINVAL, ENOENT, ENOTTY};
 use vmm_abi::ports::{COM1, CONSOLE_EOF};
 
-const EBADF: i64 = 9;
-const EINVAL: i64 = 22;
-const ENOTTY: i64 = 25;
 /// Line status register: bit 0 = a received byte is waiting.
 const LSR: u16 = COM1 + 5;
 
@@ -58,7 +56,6 @@ pub extern "C" fn sys_write(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64)
 /// Its writes still copy the data in (copy_from_user), so writing to it
 /// measures the copy without the serial port.
 pub const DEV_NULL_FD: u64 = 3;
-const ENOENT: i64 = 2;
 
 /// To /dev/null: copied in, then dropped.
 fn write_null(buf: u64, len: u64) -> i64 {

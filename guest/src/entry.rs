@@ -13,16 +13,18 @@
 //! `int 0x80` enters through a DPL-3 IDT gate into the exception path
 //! (traps.rs) and uses the same table.
 
-use crate::syscall_table::NR_SYSCALLS;
+use core::mem::offset_of;
+use vmm_abi::frame::{SyscallFrame, PERCPU_KERNEL_RSP, PERCPU_USER_RSP};
+use vmm_abi::syscalls::NR_SYSCALLS;
 
 core::arch::global_asm!(
     ".global entry_SYSCALL_64",
     "entry_SYSCALL_64:",
     "    swapgs",                        // GS base <- per-CPU block (KERNEL_GS_BASE)
-    "    mov gs:[8], rsp",               // park the user RSP
-    "    mov rsp, gs:[16]",              // this process's kernel stack
+    "    mov gs:[{user_rsp}], rsp",      // park the user RSP
+    "    mov rsp, gs:[{kernel_rsp}]",    // this process's kernel stack
     "    push {user_ds}",                // SS     \
-    "    push qword ptr gs:[8]",         // RSP     |  an iretq frame, the same
+    "    push qword ptr gs:[{user_rsp}]", // RSP    |  an iretq frame, the same
     "    push r11",                      // RFLAGS  |  shape as a trap frame
     "    push {user_cs}",                // CS      |
     "    push rcx",                      // RIP    /
@@ -39,7 +41,7 @@ core::arch::global_asm!(
     "    call [SYS_CALL_TABLE + rax * 8]",
     ".global syscall_return",
     "syscall_return:",
-    "    mov rcx, [rsp + 48]",           // the user RIP sysretq would load
+    "    mov rcx, [rsp + {frame_rip}]",  // the user RIP sysretq would load
     "    shr rcx, 47",
     "    jnz 80f",                       // not a canonical user address
     "    pop r9",
@@ -60,7 +62,7 @@ core::arch::global_asm!(
     // is survivable without a fixup, so the process dies here with SIGSEGV,
     // as the fault would have sent it (Linux: the bad_iret path).
     "80:",
-    "    mov rdi, [rsp + 48]",
+    "    mov rdi, [rsp + {frame_rip}]",
     "    call syscall_bad_return",       // never returns
     "    ud2",
     "90:",
@@ -77,4 +79,7 @@ core::arch::global_asm!(
     user_ds = const vmm_abi::layout::selector::USER_DS as u64,
     user_cs = const vmm_abi::layout::selector::USER_CS as u64,
     nr = const NR_SYSCALLS,
+    user_rsp = const PERCPU_USER_RSP,
+    kernel_rsp = const PERCPU_KERNEL_RSP,
+    frame_rip = const offset_of!(SyscallFrame, rip),
 );

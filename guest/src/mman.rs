@@ -5,13 +5,10 @@
 
 use crate::process::current;
 use crate::{mm, paging};
+use vmm_abi::errno::{EINVAL, ENODEV, ENOMEM, EPERM};
 use vmm_abi::layout::user::{BRK_MAX, MMAP_END, MMAP_MIN_ADDR, STACK_GUARD, STACK_TOP};
 use vmm_abi::layout::PAGE_SIZE;
 
-const EPERM: i64 = 1;
-const ENOMEM: i64 = 12;
-const EINVAL: i64 = 22;
-const ENODEV: i64 = 19;
 const PROT_WRITE: u64 = 2;
 const PROT_EXEC: u64 = 4;
 const MAP_ANONYMOUS: u64 = 0x20;

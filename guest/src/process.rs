@@ -6,6 +6,7 @@
 
 use crate::exec::{self, ExecError};
 use crate::{mm, paging, println, sched};
+pub use vmm_abi::errno::ECHILD;
 use vmm_abi::layout::user::MMAP_BASE;
 use vmm_abi::layout::{phys_to_virt, PAGE_SIZE};
 
@@ -190,7 +191,6 @@ fn reap(slot: usize) -> (u32, i32) {
 }
 
 pub const WNOHANG: u64 = 1;
-pub const ECHILD: i64 = 10;
 
 /// wait4(pid, ...) for the current process: Ok((pid, status)), Ok((0, 0)) for
 /// WNOHANG with nothing ready, or Err(errno).

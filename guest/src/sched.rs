@@ -8,6 +8,7 @@
 use crate::percpu::percpu;
 use crate::process::{self, State};
 use crate::{cpu, paging, power, println};
+use vmm_abi::frame::TSS_RSP0;
 use vmm_abi::layout::{phys, phys_to_virt, selector};
 
 core::arch::global_asm!(
@@ -107,7 +108,7 @@ fn switch_to(slot: usize) {
     }
     // TSS.RSP0 (offset 4) and the syscall entry's stack: this process's kernel stack.
     // SAFETY: the TSS page is the VMM's, mapped RW in the direct map.
-    unsafe { *(phys_to_virt(phys::TSS + 4) as *mut u64) = p.kstack_top };
+    unsafe { *(phys_to_virt(phys::TSS + TSS_RSP0 as u64) as *mut u64) = p.kstack_top };
     percpu().kernel_rsp = p.kstack_top;
     percpu().pid = u64::from(p.pid);
     cpu::wrmsr(cpu::MSR_FS_BASE, p.fs_base);

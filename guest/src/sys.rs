@@ -5,14 +5,9 @@ use crate::percpu::percpu;
 use crate::process::{self, current};
 use crate::usercopy::{copy_from_user, copy_to_user, get_user_u64, strncpy_from_user, EFAULT};
 use crate::{cpu, exec, mm, sched, syscall_table};
+use vmm_abi::errno::{E2BIG, EINVAL, ENOENT, ENOEXEC, ENOMEM};
 use vmm_abi::layout::phys_to_virt;
 use vmm_abi::layout::user::{MAX_ARG_BYTES, MAX_ARG_STRINGS};
-
-const EINVAL: i64 = 22;
-const ENOENT: i64 = 2;
-const ENOEXEC: i64 = 8;
-const ENOMEM: i64 = 12;
-const E2BIG: i64 = 7;
 
 pub extern "C" fn sys_getpid(_: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
     percpu().pid as i64

@@ -5,59 +5,89 @@
 //! entry.rs indexes this table with RAX; every handler has the same
 //! six-argument signature so one indirect call serves them all.
 //!
+//! The numbers, names and argument kinds live in the boot contract
+//! (`vmm_abi::syscalls`), which strace and the ring-3 runtime read too; this
+//! file pairs each number with its handler, and does not build if a number
+//! has no handler or a handler no number.
+//!
 //! Adding a system call: write `extern "C" fn sys_NAME(...) -> i64` (six u64
-//! arguments, unused ones named `_`), then add one line `t[NR] = sys_NAME;`.
+//! arguments, unused ones named `_`), list it in `vmm_abi::syscalls`, then
+//! add one line `(nr::NAME, module::sys_NAME),` to [`HANDLERS`].
 
 use crate::{bench, console, mman, sys, time};
+use vmm_abi::errno::ENOSYS;
+pub use vmm_abi::syscalls::NR_SYSCALLS;
+use vmm_abi::syscalls::{is_listed, nr, SYSCALLS};
 
 pub type SysFn = extern "C" fn(u64, u64, u64, u64, u64, u64) -> i64;
 
-/// Size of the table; numbers at or above it get -ENOSYS.
-pub const NR_SYSCALLS: usize = 512;
-pub const ENOSYS: i64 = 38;
+/// Each system call's handler.
+const HANDLERS: &[(usize, SysFn)] = &[
+    (nr::READ, console::sys_read),
+    (nr::WRITE, console::sys_write),
+    (nr::OPEN, console::sys_open),
+    (nr::CLOSE, console::sys_close),
+    (nr::MMAP, mman::sys_mmap),
+    (nr::MPROTECT, mman::sys_mprotect),
+    (nr::MUNMAP, mman::sys_munmap),
+    (nr::BRK, mman::sys_brk),
+    (nr::RT_SIGACTION, sys::sys_rt_sigaction),
+    (nr::RT_SIGPROCMASK, sys::sys_rt_sigprocmask),
+    (nr::IOCTL, console::sys_ioctl),
+    (nr::WRITEV, console::sys_writev),
+    (nr::SCHED_YIELD, sys::sys_sched_yield),
+    (nr::GETPID, sys::sys_getpid),
+    (nr::EXIT, sys::sys_exit),
+    (nr::WAIT4, sys::sys_wait4),
+    (nr::UNAME, sys::sys_uname),
+    (nr::GETTIMEOFDAY, time::sys_gettimeofday),
+    (nr::GETUID, sys::sys_getuid),
+    (nr::GETGID, sys::sys_getuid),
+    (nr::GETEUID, sys::sys_getuid),
+    (nr::GETEGID, sys::sys_getuid),
+    (nr::GETPPID, sys::sys_getppid),
+    (nr::ARCH_PRCTL, sys::sys_arch_prctl),
+    (nr::GETTID, sys::sys_gettid),
+    (nr::SET_TID_ADDRESS, sys::sys_set_tid_address),
+    (nr::CLOCK_GETTIME, time::sys_clock_gettime),
+    (nr::EXIT_GROUP, sys::sys_exit), // one thread per process
+    (nr::OPENAT, console::sys_openat),
+    (nr::SPAWN, sys::sys_spawn),
+    (nr::SYSCOUNT, sys::sys_syscount),
+    (nr::BENCH_NULL_ENTRY, bench::sys_bench_null_entry),
+    (nr::HYPERCALL_NULL, bench::sys_hypercall_null),
+];
 
-/// Our own system calls, above Linux's range.
-pub const NR_SPAWN: usize = 500;
-pub const NR_SYSCOUNT: usize = 501;
-pub const NR_BENCH_NULL_ENTRY: usize = 502;
-pub const NR_HYPERCALL_NULL: usize = 503;
+// Each listed number has exactly one handler: handlers' numbers are listed
+// and unique, and there are as many as the list has numbers.
+const _: () = {
+    assert!(
+        HANDLERS.len() == SYSCALLS.len(),
+        "vmm_abi::syscalls and HANDLERS list different calls"
+    );
+    let mut i = 0;
+    while i < HANDLERS.len() {
+        assert!(
+            is_listed(HANDLERS[i].0),
+            "a handler's number is not in vmm_abi::syscalls"
+        );
+        let mut j = i + 1;
+        while j < HANDLERS.len() {
+            assert!(HANDLERS[i].0 != HANDLERS[j].0, "two handlers for one number");
+            j += 1;
+        }
+        i += 1;
+    }
+};
 
 #[no_mangle]
 pub static SYS_CALL_TABLE: [SysFn; NR_SYSCALLS] = {
     let mut t: [SysFn; NR_SYSCALLS] = [sys_ni_syscall; NR_SYSCALLS];
-    t[0] = console::sys_read;
-    t[1] = console::sys_write;
-    t[9] = mman::sys_mmap;
-    t[10] = mman::sys_mprotect;
-    t[11] = mman::sys_munmap;
-    t[12] = mman::sys_brk;
-    t[13] = sys::sys_rt_sigaction;
-    t[14] = sys::sys_rt_sigprocmask;
-    t[16] = console::sys_ioctl;
-    t[20] = console::sys_writev;
-    t[24] = sys::sys_sched_yield;
-    t[39] = sys::sys_getpid;
-    t[60] = sys::sys_exit;
-    t[61] = sys::sys_wait4;
-    t[63] = sys::sys_uname;
-    t[96] = time::sys_gettimeofday;
-    t[102] = sys::sys_getuid;
-    t[104] = sys::sys_getuid; // getgid
-    t[107] = sys::sys_getuid; // geteuid
-    t[108] = sys::sys_getuid; // getegid
-    t[110] = sys::sys_getppid;
-    t[158] = sys::sys_arch_prctl;
-    t[186] = sys::sys_gettid;
-    t[218] = sys::sys_set_tid_address;
-    t[228] = time::sys_clock_gettime;
-    t[231] = sys::sys_exit; // exit_group: one thread per process
-    t[NR_SPAWN] = sys::sys_spawn;
-    t[NR_SYSCOUNT] = sys::sys_syscount;
-    t[NR_BENCH_NULL_ENTRY] = bench::sys_bench_null_entry;
-    t[NR_HYPERCALL_NULL] = bench::sys_hypercall_null;
-    t[2] = console::sys_open;
-    t[3] = console::sys_close;
-    t[257] = console::sys_openat;
+    let mut i = 0;
+    while i < HANDLERS.len() {
+        t[HANDLERS[i].0] = HANDLERS[i].1;
+        i += 1;
+    }
     t
 };
 

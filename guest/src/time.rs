@@ -4,6 +4,7 @@
 
 use crate::cpu::rdtsc;
 use crate::usercopy::copy_to_user;
+use vmm_abi::errno::EINVAL;
 
 /// The clock's parameters. The same layout is the vvar page that every
 /// process can read (guest/vdso/vdso.c's `struct vvar`: keep them in step),
@@ -61,7 +62,6 @@ const CLOCK_MONOTONIC_RAW: u64 = 4;
 const CLOCK_REALTIME_COARSE: u64 = 5;
 const CLOCK_MONOTONIC_COARSE: u64 = 6;
 const CLOCK_BOOTTIME: u64 = 7;
-const EINVAL: i64 = 22;
 
 fn pair(a: u64, b: u64) -> [u8; 16] {
     let mut out = [0u8; 16];

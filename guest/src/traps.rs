@@ -8,34 +8,9 @@
 use crate::{cpu, power, println, process, syscall_table, usercopy};
 use vmm_abi::layout::USER_END;
 
-/// The stack frame [`do_trap`] receives, lowest address first.
-#[repr(C)]
-#[derive(Debug)]
-pub struct TrapFrame {
-    pub r15: u64,
-    pub r14: u64,
-    pub r13: u64,
-    pub r12: u64,
-    pub r11: u64,
-    pub r10: u64,
-    pub r9: u64,
-    pub r8: u64,
-    pub rbp: u64,
-    pub rdi: u64,
-    pub rsi: u64,
-    pub rdx: u64,
-    pub rcx: u64,
-    pub rbx: u64,
-    pub rax: u64,
-    pub vector: u64,
-    pub error_code: u64,
-    // Pushed by the CPU:
-    pub rip: u64,
-    pub cs: u64,
-    pub rflags: u64,
-    pub rsp: u64,
-    pub ss: u64,
-}
+/// The stack frame [`do_trap`] receives (the boot contract's layout: the
+/// VMM's strace reads it too).
+pub use vmm_abi::frame::TrapFrame;
 
 core::arch::global_asm!(
     ".macro EXC name, vector, has_error",
@@ -135,41 +110,7 @@ core::arch::global_asm!(
     "    iretq",
 );
 
-/// Mnemonics for the 32 exception vectors (Intel SDM Vol. 3A, Table 6-1).
-pub const EXCEPTION_NAMES: [&str; 32] = [
-    "#DE",
-    "#DB",
-    "NMI",
-    "#BP",
-    "#OF",
-    "#BR",
-    "#UD",
-    "#NM",
-    "#DF",
-    "#MF(coproc)",
-    "#TS",
-    "#NP",
-    "#SS",
-    "#GP",
-    "#PF",
-    "#15",
-    "#MF",
-    "#AC",
-    "#MC",
-    "#XM",
-    "#VE",
-    "#CP",
-    "#22",
-    "#23",
-    "#24",
-    "#25",
-    "#26",
-    "#27",
-    "#HV",
-    "#VC",
-    "#SX",
-    "#31",
-];
+use vmm_abi::errno::EXCEPTION_NAMES;
 
 /// Times the PVM paths below completed a system call; they must stay 0 on
 /// hardware KVM, where `syscall` and `int 0x80` reach their own entries.
@@ -189,10 +130,6 @@ const VEC_INT80: u64 = 0x80;
 /// #PF error code: present | user | instruction fetch.
 const PF_USER_FETCH: u64 = 0x15;
 
-fn args(f: &TrapFrame) -> [u64; 6] {
-    [f.rdi, f.rsi, f.rdx, f.r10, f.r8, f.r9]
-}
-
 /// Every exception (and `int 0x80`) lands here.
 #[no_mangle]
 extern "C" fn do_trap(frame: &mut TrapFrame) {
@@ -200,7 +137,7 @@ extern "C" fn do_trap(frame: &mut TrapFrame) {
     if from_user {
         if frame.vector == VEC_INT80 {
             unsafe { INT80_SYSCALLS += 1 };
-            frame.rax = syscall_table::dispatch(frame.rax, args(frame)) as u64;
+            frame.rax = syscall_table::dispatch(frame.rax, frame.syscall_args()) as u64;
         } else if !(crate::boot::is_pvm() && pvm_syscall(frame)) {
             user_fault(frame);
         }
@@ -253,7 +190,7 @@ fn pvm_syscall(frame: &mut TrapFrame) -> bool {
         unsafe { PVM_SYSCALLS += 1 };
         // The benchmark's null entry returns at once, RAX untouched.
         if lstar != crate::bench::null_entry() {
-            frame.rax = syscall_table::dispatch(frame.rax, args(frame)) as u64;
+            frame.rax = syscall_table::dispatch(frame.rax, frame.syscall_args()) as u64;
         }
         // Return as sysretq would: RIP <- RCX, RFLAGS <- R11.
         frame.rip = frame.rcx;
@@ -266,7 +203,7 @@ fn pvm_syscall(frame: &mut TrapFrame) -> bool {
             unsafe { PVM_INT80S += 1 };
             unsafe { INT80_SYSCALLS += 1 };
             frame.rip += 2;
-            frame.rax = syscall_table::dispatch(frame.rax, args(frame)) as u64;
+            frame.rax = syscall_table::dispatch(frame.rax, frame.syscall_args()) as u64;
             return true;
         }
     }

@@ -8,10 +8,11 @@
 //! resumes at its fixup, which returns the bytes not copied. With SMAP on,
 //! the kernel may touch user pages only between `stac` and `clac`.
 
-pub const EFAULT: i64 = 14;
+pub use vmm_abi::errno::EFAULT;
 
-/// Highest user address + 1 that system calls accept (Linux's TASK_SIZE_MAX).
-pub const TASK_SIZE_MAX: u64 = 0x7fff_ffff_f000;
+/// Highest user address + 1 that system calls accept (Linux's TASK_SIZE_MAX):
+/// the top of the stack; the last page above it takes no pointers.
+pub const TASK_SIZE_MAX: u64 = vmm_abi::layout::user::STACK_TOP;
 
 /// Set at boot when CR4.SMAP is on; the copy routines then use stac/clac.
 #[no_mangle]

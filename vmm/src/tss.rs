@@ -2,8 +2,15 @@
 //! holds no task state, only stack pointers: RSP0 for a ring-3 → ring-0
 //! transition through the IDT, and the IST stacks.
 
-/// Size of the 64-bit TSS; its descriptor limit is this - 1.
-pub const TSS_SIZE: usize = 104;
+use std::mem::offset_of;
+use vmm_abi::frame::Tss as Layout;
+
+/// Size of the 64-bit TSS; its descriptor limit is this - 1 (the boot
+/// contract's layout, which the kernel writes RSP0 into).
+pub const TSS_SIZE: usize = vmm_abi::frame::TSS_SIZE;
+const RSP: usize = offset_of!(Layout, rsp);
+const IST: usize = offset_of!(Layout, ist);
+const IOMAP: usize = offset_of!(Layout, iomap_base);
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Tss {
@@ -31,12 +38,12 @@ impl Tss {
     pub fn encode(&self) -> [u8; TSS_SIZE] {
         let mut b = [0u8; TSS_SIZE];
         for (i, v) in self.rsp.iter().enumerate() {
-            b[4 + 8 * i..12 + 8 * i].copy_from_slice(&v.to_le_bytes());
+            b[RSP + 8 * i..RSP + 8 + 8 * i].copy_from_slice(&v.to_le_bytes());
         }
         for (i, v) in self.ist.iter().enumerate() {
-            b[36 + 8 * i..44 + 8 * i].copy_from_slice(&v.to_le_bytes());
+            b[IST + 8 * i..IST + 8 + 8 * i].copy_from_slice(&v.to_le_bytes());
         }
-        b[102..104].copy_from_slice(&self.iomap_base.to_le_bytes());
+        b[IOMAP..IOMAP + 2].copy_from_slice(&self.iomap_base.to_le_bytes());
         b
     }
 
@@ -44,12 +51,12 @@ impl Tss {
         let q = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap());
         let mut t = Tss::default();
         for i in 0..3 {
-            t.rsp[i] = q(4 + 8 * i);
+            t.rsp[i] = q(RSP + 8 * i);
         }
         for i in 0..7 {
-            t.ist[i] = q(36 + 8 * i);
+            t.ist[i] = q(IST + 8 * i);
         }
-        t.iomap_base = u16::from_le_bytes([b[102], b[103]]);
+        t.iomap_base = u16::from_le_bytes([b[IOMAP], b[IOMAP + 1]]);
         t
     }
 }
