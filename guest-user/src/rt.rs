@@ -7,28 +7,33 @@
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
 
-// Syscall numbers: Linux x86-64, plus the guest kernel's own (500+).
-pub const SYS_READ: usize = 0;
-pub const SYS_WRITE: usize = 1;
-pub const SYS_SCHED_YIELD: usize = 24;
-pub const SYS_GETPID: usize = 39;
-pub const SYS_EXIT: usize = 60;
-pub const SYS_WAIT4: usize = 61;
-pub const SYS_GETTIMEOFDAY: usize = 96;
-pub const SYS_GETPPID: usize = 110;
-pub const SYS_EXIT_GROUP: usize = 231;
+// Syscall numbers: Linux x86-64, plus the guest kernel's own (500+), from
+// the boot contract's one list (abi/src/syscalls.rs).
+use vmm_abi::errno;
+pub use vmm_abi::syscalls::nr;
+pub const SYS_READ: usize = nr::READ;
+pub const SYS_WRITE: usize = nr::WRITE;
+pub const SYS_SCHED_YIELD: usize = nr::SCHED_YIELD;
+pub const SYS_GETPID: usize = nr::GETPID;
+pub const SYS_EXIT: usize = nr::EXIT;
+pub const SYS_WAIT4: usize = nr::WAIT4;
+pub const SYS_GETTIMEOFDAY: usize = nr::GETTIMEOFDAY;
+pub const SYS_GETPPID: usize = nr::GETPPID;
+pub const SYS_EXIT_GROUP: usize = nr::EXIT_GROUP;
 /// `spawn(path, argv) -> pid`: start a program from the boot archive.
-pub const SYS_SPAWN: usize = 500;
+pub const SYS_SPAWN: usize = nr::SPAWN;
 /// `syscount(nr) -> count`: how often syscall `nr` was made, kernel-wide.
-pub const SYS_SYSCOUNT: usize = 501;
+pub const SYS_SYSCOUNT: usize = nr::SYSCOUNT;
 
-pub const ENOENT: isize = 2;
-pub const ECHILD: isize = 10;
-pub const EAGAIN: isize = 11;
-pub const ENOMEM: isize = 12;
-pub const EFAULT: isize = 14;
-pub const EINVAL: isize = 22;
-pub const ENOSYS: isize = 38;
+// Error numbers as system calls return them (negated), from abi/src/errno.rs.
+pub const EPERM: isize = errno::EPERM as isize;
+pub const ENOENT: isize = errno::ENOENT as isize;
+pub const ECHILD: isize = errno::ECHILD as isize;
+pub const EAGAIN: isize = errno::EAGAIN as isize;
+pub const ENOMEM: isize = errno::ENOMEM as isize;
+pub const EFAULT: isize = errno::EFAULT as isize;
+pub const EINVAL: isize = errno::EINVAL as isize;
+pub const ENOSYS: isize = errno::ENOSYS as isize;
 
 // ---------------------------------------------------------------- entry
 
@@ -361,16 +366,7 @@ pub fn signal_name(sig: i32) -> &'static str {
 
 /// "ENOSYS" and friends for a positive errno, "" for one we don't name.
 pub fn errno_name(e: isize) -> &'static str {
-    match e {
-        ENOENT => "ENOENT",
-        ECHILD => "ECHILD",
-        EAGAIN => "EAGAIN",
-        ENOMEM => "ENOMEM",
-        EFAULT => "EFAULT",
-        EINVAL => "EINVAL",
-        ENOSYS => "ENOSYS",
-        _ => "",
-    }
+    errno::describe(e as i64).map_or("", |(name, _)| name)
 }
 
 // ---------------------------------------------------------------- printing

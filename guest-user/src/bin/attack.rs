@@ -19,11 +19,10 @@ const GDT_DIRECT_MAP: usize = 0xffff_8880_0000_1000;
 const UNMAPPED: usize = 0x10000;
 /// 8 bytes below the end of the user half: [p, p+16) crosses into non-canonical space.
 const STRADDLE: usize = 0x7fff_ffff_fff8;
-/// Kernel selectors (abi::layout::selector), DPL 0.
-const KERNEL_CS: u16 = 0x08;
-const KERNEL_DS: u16 = 0x10;
-/// The VMM's exit port (abi::ports::EXIT); a breach would end the VM with 0x77.
-const EXIT_PORT: u16 = 0xf4;
+/// Kernel selectors, DPL 0.
+use vmm_abi::layout::selector::{KERNEL_CS, KERNEL_DS};
+/// The VMM's exit port; a breach would end the VM with 0x77.
+use vmm_abi::ports::EXIT as EXIT_PORT;
 /// The parent's secret as a number, masked: compared as `(v ^ mask) ==
 /// SECRET_MASKED` with an opaque mask, so the bytes "SECRET!!" appear nowhere
 /// in our own image (where a read at the same address would find them).
@@ -137,14 +136,14 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     1
 }
 
-const SYS_MMAP: usize = 9;
-const SYS_CLOCK_GETTIME: usize = 228;
+const SYS_MMAP: usize = guest_user::nr::MMAP;
+const SYS_CLOCK_GETTIME: usize = guest_user::nr::CLOCK_GETTIME;
 const PROT_RWX: usize = 7;
 const PROT_RW: usize = 3;
 const MAP_PRIVATE_ANON: usize = 0x02 | 0x20;
 const MAP_FIXED: usize = 0x10;
-const EPERM: isize = 1;
-const SYS_BENCH_NULL_ENTRY: usize = 502;
+use guest_user::EPERM;
+const SYS_BENCH_NULL_ENTRY: usize = guest_user::nr::BENCH_NULL_ENTRY;
 
 fn mmap(addr: usize, len: usize, prot: usize, flags: usize) -> isize {
     // SAFETY: anonymous mappings; the kernel checks every argument.

@@ -25,10 +25,10 @@ use core::fmt::Write;
 use guest_user::{args, print, println, StrBuf};
 use guest_user::{sched_yield, spawn, syscall0, syscall1, syscall2, syscall3, wait4};
 
-const SYS_OPEN: usize = 2;
-const SYS_CLOCK_GETTIME: usize = 228;
-const SYS_BENCH_NULL_ENTRY: usize = 502;
-const SYS_HYPERCALL_NULL: usize = 503;
+const SYS_OPEN: usize = guest_user::nr::OPEN;
+const SYS_CLOCK_GETTIME: usize = guest_user::nr::CLOCK_GETTIME;
+const SYS_BENCH_NULL_ENTRY: usize = guest_user::nr::BENCH_NULL_ENTRY;
+const SYS_HYPERCALL_NULL: usize = guest_user::nr::HYPERCALL_NULL;
 const O_WRONLY: usize = 1;
 const CLOCK_MONOTONIC: usize = 1;
 

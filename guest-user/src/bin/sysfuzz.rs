@@ -61,10 +61,10 @@ use vmm_abi::layout::{PAGE_SIZE as PAGE, VDSO_USER, VVAR_USER};
 /// Where the program image starts (guest-user/user.ld).
 const IMAGE_START: u64 = 0x40_0000;
 /// The kernel image and the direct map (abi/src/layout.rs).
-const KERNEL_TEXT: u64 = 0xffff_ffff_8010_0000;
-const DIRECT_MAP: u64 = 0xffff_8880_0000_0000;
+const KERNEL_TEXT: u64 = vmm_abi::layout::KERNEL_BASE + vmm_abi::layout::KERNEL_PHYS_LOAD;
+const DIRECT_MAP: u64 = vmm_abi::layout::DIRECT_MAP_BASE;
 /// The highest address system calls accept + 1 (guest/src/usercopy.rs).
-const TASK_SIZE_MAX: u64 = 0x7fff_ffff_f000;
+const TASK_SIZE_MAX: u64 = STACK_TOP;
 
 extern "C" {
     /// End of the program image, page aligned (user.ld).
@@ -125,16 +125,14 @@ impl Rng {
 
 // ---------------------------------------------------------------- numbers and arguments
 
-/// The numbers the kernel implements (guest/src/syscall_table.rs). 502 and
-/// 503 answer -EPERM: the kernel is not booted with `bench`.
-const IMPLEMENTED: [u64; 31] = [
-    0, 1, 2, 3, 9, 10, 11, 12, 13, 14, 16, 20, 24, 39, 61, 63, 96, 102, 104, 107, 108, 110, 158, 186, 218, 228, 257,
-    500, 501, 502, 503,
-];
+/// The numbers the kernel implements (the boot contract's list; exit and
+/// exit_group are filtered later). 502 and 503 answer -EPERM: the kernel is
+/// not booted with `bench`.
+use vmm_abi::syscalls::SYSCALLS as IMPLEMENTED;
 
 fn draw_nr(r: &Rng) -> u64 {
     match r.below(10) {
-        0..=3 => r.pick(&IMPLEMENTED),
+        0..=3 => IMPLEMENTED[r.below(IMPLEMENTED.len() as u64) as usize].nr as u64,
         4..=7 => r.below(600),
         8 => 500 + r.below(4),
         _ => r.pick(&[
@@ -295,10 +293,10 @@ fn fuzz_syscall(nr: u64, a: [u64; 6], flags: u64, int80: bool) -> (i64, bool) {
 
 // ---------------------------------------------------------------- the fuzzer
 
-const SYS_MMAP: u64 = 9;
-const SYS_MUNMAP: u64 = 11;
-const SYS_BRK: u64 = 12;
-const SYS_WRITEV: u64 = 20;
+const SYS_MMAP: u64 = guest_user::nr::MMAP as u64;
+const SYS_MUNMAP: u64 = guest_user::nr::MUNMAP as u64;
+const SYS_BRK: u64 = guest_user::nr::BRK as u64;
+const SYS_WRITEV: u64 = guest_user::nr::WRITEV as u64;
 const MAP_FIXED: u64 = 0x10;
 const MAP_ANONYMOUS: u64 = 0x20;
 const MIB: u64 = 1 << 20;
