@@ -108,9 +108,46 @@ pub mod user {
     /// Highest brk: 1 GiB below the mmap area.
     pub const BRK_MAX: u64 = MMAP_BASE - (1 << 30);
 
+    /// The range `[addr, addr + len)` lies wholly below [`STACK_TOP`], where
+    /// system calls take pointers (Linux's `access_ok` against
+    /// `TASK_SIZE_MAX`): no kernel pointer, no wrap-around, nothing
+    /// straddling the top of the user half.
+    pub const fn access_ok(addr: u64, len: u64) -> bool {
+        match addr.checked_add(len) {
+            Some(end) => end <= STACK_TOP,
+            None => false,
+        }
+    }
+
     /// Most argument strings a program may be given (init's, and spawn's).
     pub const MAX_ARG_STRINGS: usize = 256;
     /// Most bytes of argument strings, counting each one's NUL (Linux's
     /// `E2BIG` limit is larger; one page keeps the kernel's copy simple).
     pub const MAX_ARG_BYTES: usize = 4096;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::user::*;
+    use super::*;
+
+    #[test]
+    fn access_ok_takes_user_ranges_only() {
+        assert!(access_ok(0x40_0000, 4096));
+        assert!(access_ok(STACK_TOP - 8, 8));
+        assert!(access_ok(0, 0));
+        assert!(!access_ok(STACK_TOP - 8, 9), "straddles the top");
+        assert!(!access_ok(KERNEL_BASE, 1), "a kernel pointer");
+        assert!(!access_ok(DIRECT_MAP_BASE + 0x1000, 8));
+        assert!(!access_ok(0x1000, u64::MAX), "wraps around");
+        assert!(!access_ok(USER_END, 0), "the last page takes no pointers");
+    }
+
+    #[test]
+    fn the_process_layout_is_ordered() {
+        assert!(MMAP_MIN_ADDR < BRK_MAX && BRK_MAX < MMAP_BASE && MMAP_BASE < MMAP_END);
+        assert!(MMAP_END == VVAR_USER && VDSO_USER + VDSO_MAX_PAGES * PAGE_SIZE <= STACK_GUARD);
+        assert_eq!(STACK_GUARD + PAGE_SIZE, STACK_TOP - STACK_PAGES * PAGE_SIZE);
+        assert_eq!(USER_END - STACK_TOP, PAGE_SIZE);
+    }
 }

@@ -8,9 +8,11 @@
 #![no_std]
 
 pub mod boot_info;
+pub mod elf;
 pub mod errno;
 pub mod frame;
 pub mod header;
 pub mod layout;
 pub mod ports;
 pub mod syscalls;
+pub mod wait;

@@ -15,13 +15,8 @@ pub const MAX_PROCS: usize = 32;
 pub const KSTACK_PAGES: u64 = 4;
 
 /// Wait statuses as Linux encodes them (see wait(2)): exit code in bits 8..16,
-/// or the terminating signal in bits 0..7.
-pub fn exited(code: i32) -> i32 {
-    (code & 0xff) << 8
-}
-pub fn killed(signal: i32) -> i32 {
-    signal & 0x7f
-}
+/// or the terminating signal in bits 0..7 (host-tested in the boot contract).
+pub use vmm_abi::wait::{exited, killed};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {

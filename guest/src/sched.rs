@@ -151,12 +151,4 @@ pub fn run() -> ! {
     }
 }
 
-/// The VM's exit status for init's wait status, as a shell reports it:
-/// the exit code, or 128 + signal.
-pub fn vm_status(status: i32) -> u8 {
-    if status & 0x7f != 0 {
-        128 + (status & 0x7f) as u8
-    } else {
-        ((status >> 8) & 0xff) as u8
-    }
-}
+pub use vmm_abi::wait::vm_status;

@@ -18,13 +18,9 @@ pub const TASK_SIZE_MAX: u64 = vmm_abi::layout::user::STACK_TOP;
 #[no_mangle]
 pub static mut SMAP_ON: u8 = 0;
 
-/// The range [addr, addr + len) lies wholly in the user half.
-pub fn access_ok(addr: u64, len: u64) -> bool {
-    match addr.checked_add(len) {
-        Some(end) => end <= TASK_SIZE_MAX,
-        None => false,
-    }
-}
+/// The range [addr, addr + len) lies wholly in the user half (host-tested
+/// in the boot contract).
+pub use vmm_abi::layout::user::access_ok;
 
 core::arch::global_asm!(
     // copy_user_generic(dst [rdi], src [rsi], len [rdx]) -> bytes NOT copied [rax]
