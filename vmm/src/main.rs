@@ -157,6 +157,9 @@ fn run(args: RunArgs) -> ExitCode {
             Err(e) => return setup_error(Error::Unsupported(e)),
         }
     }
+    if let Err(e) = vm.lock_down() {
+        return setup_error(e);
+    }
     let outcome = vm.run();
     finish(&mut vm, &outcome);
     if args.stats {
@@ -212,6 +215,9 @@ fn trace(args: TraceArgs) -> ExitCode {
     let mut fg = vmm::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
     fg.by_step = args.break_by == "step";
     vm.tracer = Some(Box::new(fg));
+    if let Err(e) = vm.lock_down() {
+        return setup_error(e);
+    }
     let outcome = vm.run();
     finish(&mut vm, &outcome);
     ExitCode::from(outcome.status())

@@ -3,6 +3,7 @@
 //! or a pipe, feeds the receive FIFO (the guest polls LSR: there is no
 //! interrupt controller in this VM).
 
+use crate::seccomp::StdinFilter;
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
@@ -115,7 +116,8 @@ impl Com1 {
 
     /// Feed host stdin to the guest if it is a terminal or a pipe (not a file
     /// or /dev/null, which would hand the guest an unexpected EOF-less stream).
-    pub fn forward_stdin(&mut self) {
+    /// The thread first installs `filter`, if any: it only ever reads fd 0.
+    pub fn forward_stdin(&mut self, filter: Option<StdinFilter>) {
         if !stdin_is_tty_or_pipe() {
             return;
         }
@@ -124,6 +126,12 @@ impl Com1 {
         std::thread::Builder::new()
             .name("stdin".into())
             .spawn(move || {
+                if let Some(f) = filter {
+                    if let Err(e) = f.apply() {
+                        eprintln!("vmm: {e}\nvmm: guest serial input is off");
+                        return;
+                    }
+                }
                 let mut buf = [0u8; 256];
                 let mut stdin = std::io::stdin().lock();
                 while let Ok(n @ 1..) = stdin.read(&mut buf) {

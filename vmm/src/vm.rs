@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::kvm_info::{self, Flavor};
 use crate::loader::KernelImage;
 use crate::paging::{PageTableBuilder, PTE_A, PTE_D, PTE_G, PTE_NX, PTE_RW};
+use crate::seccomp::{self, StdinFilter, VcpuFilter};
 use crate::serial::{Com1, Output, COM1_PORTS};
 use crate::status;
 use crate::{cpuid, gdt, idt, msr, regs, tss};
@@ -38,6 +39,8 @@ pub struct VmConfig {
     pub init: Option<InitProgram>,
     pub forward_stdin: bool,
     pub output: Box<dyn std::io::Write + Send>,
+    /// Run each VMM thread under its seccomp allow-list (seccomp.rs).
+    pub seccomp: bool,
 }
 
 /// How a run ended.
@@ -136,6 +139,8 @@ pub struct Vm {
     timeout: Option<Duration>,
     /// Breakpoint and single-step tracing, if asked for.
     pub tracer: Option<Box<dyn crate::tracer::Tracer>>,
+    /// The vCPU thread's seccomp filter, until `lock_down` installs it.
+    seccomp: Option<VcpuFilter>,
 }
 
 impl Vm {
@@ -232,9 +237,17 @@ impl Vm {
             .map_err(Error::kvm("KVM_SET_REGS"))?;
         let load = t1.elapsed();
 
+        // Compiled now, installed by lock_down: the stdin thread installs
+        // its own as it starts.
+        let (vcpu_filter, stdin_filter) = if cfg.seccomp {
+            seccomp::install_sigsys_handler()?;
+            (Some(VcpuFilter::compile()?), Some(StdinFilter::compile()?))
+        } else {
+            (None, None)
+        };
         let mut com1 = Com1::new(Output::new(cfg.output));
         if cfg.forward_stdin {
-            com1.forward_stdin();
+            com1.forward_stdin(stdin_filter);
         }
         Ok(Vm {
             vcpu,
@@ -251,7 +264,19 @@ impl Vm {
             },
             timeout: cfg.timeout,
             tracer: None,
+            seccomp: vcpu_filter,
         })
+    }
+
+    /// Install the vCPU thread's seccomp filter (seccomp.rs) on the calling
+    /// thread. Call it once the setup is done, right before the first
+    /// KVM_RUN; without --no-seccomp, `run_until` does it if nobody did.
+    /// Later calls do nothing.
+    pub fn lock_down(&mut self) -> Result<()> {
+        match self.seccomp.take() {
+            Some(f) => Ok(f.apply()?),
+            None => Ok(()),
+        }
     }
 
     /// The --timeout, if any.
@@ -281,6 +306,9 @@ impl Vm {
     /// `timed`: enforce --timeout. A single step cannot run away, and a
     /// watchdog thread per step would cost more than the step itself.
     pub fn run_until(&mut self, stop_on_debug: bool, timed: bool) -> Event {
+        if let Err(e) = self.lock_down() {
+            return Event::Ended(Outcome::KvmError(e.to_string()));
+        }
         let watchdog = if timed { self.timeout.map(Watchdog::start) } else { None };
         let outcome = loop {
             if stop_on_debug && INTERRUPTED.swap(false, Ordering::SeqCst) {
@@ -447,7 +475,8 @@ struct Watchdog {
 
 extern "C" fn on_kick(_: libc::c_int) {}
 
-fn kick_signal() -> libc::c_int {
+/// The signal that interrupts KVM_RUN (seccomp.rs lets tgkill send only this).
+pub(crate) fn kick_signal() -> libc::c_int {
     libc::SIGRTMIN() + 1
 }
 
