@@ -168,9 +168,10 @@ fn run(args: RunArgs) -> ExitCode {
         eprintln!("vmm: kernel {}", counters.join(" "));
         let t = &vm.timings;
         eprintln!(
-            "vmm: stats kvm_setup_us={} load_us={} in_kvm_run_us={} exits={} pio_exits={} serial_bytes={} total_us={}",
+            "vmm: stats kvm_setup_us={} load_us={} seccomp_us={} in_kvm_run_us={} exits={} pio_exits={} serial_bytes={} total_us={}",
             t.kvm_setup.as_micros(),
             t.load.as_micros(),
+            t.seccomp.as_micros(),
             t.in_kvm_run.as_micros(),
             t.exits,
             t.pio_exits,

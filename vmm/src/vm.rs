@@ -118,6 +118,8 @@ pub struct Timings {
     pub kvm_setup: Duration,
     /// Loading the image and writing tables, boot info and registers.
     pub load: Duration,
+    /// Compiling and installing the seccomp filters (seccomp.rs).
+    pub seccomp: Duration,
     /// Total time inside KVM_RUN.
     pub in_kvm_run: Duration,
     /// VM exits taken.
@@ -239,12 +241,14 @@ impl Vm {
 
         // Compiled now, installed by lock_down: the stdin thread installs
         // its own as it starts.
+        let t2 = Instant::now();
         let (vcpu_filter, stdin_filter) = if cfg.seccomp {
             seccomp::install_sigsys_handler()?;
             (Some(VcpuFilter::compile()?), Some(StdinFilter::compile()?))
         } else {
             (None, None)
         };
+        let seccomp = t2.elapsed();
         let mut com1 = Com1::new(Output::new(cfg.output));
         if cfg.forward_stdin {
             com1.forward_stdin(stdin_filter);
@@ -260,6 +264,7 @@ impl Vm {
             timings: Timings {
                 kvm_setup,
                 load,
+                seccomp,
                 ..Default::default()
             },
             timeout: cfg.timeout,
@@ -273,10 +278,13 @@ impl Vm {
     /// KVM_RUN; without --no-seccomp, `run_until` does it if nobody did.
     /// Later calls do nothing.
     pub fn lock_down(&mut self) -> Result<()> {
-        match self.seccomp.take() {
-            Some(f) => Ok(f.apply()?),
-            None => Ok(()),
-        }
+        let Some(f) = self.seccomp.take() else {
+            return Ok(());
+        };
+        let t = Instant::now();
+        f.apply()?;
+        self.timings.seccomp += t.elapsed();
+        Ok(())
     }
 
     /// The --timeout, if any.
