@@ -157,7 +157,7 @@ fn run(args: RunArgs) -> ExitCode {
             Err(e) => return setup_error(Error::Unsupported(e)),
         }
     }
-    if let Err(e) = vm.lock_down() {
+    if let Err(e) = vm.lock_down(vmm::seccomp::Profile::Run) {
         return setup_error(e);
     }
     let outcome = vm.run();
@@ -216,7 +216,7 @@ fn trace(args: TraceArgs) -> ExitCode {
     let mut fg = vmm::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
     fg.by_step = args.break_by == "step";
     vm.tracer = Some(Box::new(fg));
-    if let Err(e) = vm.lock_down() {
+    if let Err(e) = vm.lock_down(vmm::seccomp::Profile::Run) {
         return setup_error(e);
     }
     let outcome = vm.run();

@@ -29,7 +29,8 @@
 use crate::status;
 use kvm_bindings::{kvm_guest_debug, kvm_msrs, kvm_regs, kvm_sregs, KVMIO};
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule, TargetArch,
 };
 use std::collections::BTreeMap;
 use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
@@ -69,35 +70,46 @@ ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
 ioctl_iow_nr!(KVM_SET_MSRS, KVMIO, 0x89, kvm_msrs);
 ioctl_iow_nr!(KVM_SET_GUEST_DEBUG, KVMIO, 0x9b, kvm_guest_debug);
 
-/// `(ioctl request, why)`: every request the vCPU thread may make.
-fn vcpu_ioctls() -> [(u64, &'static str); 13] {
-    [
+/// `(ioctl request, why)`: the requests the vCPU thread may make.
+fn vcpu_ioctls(profile: Profile) -> Vec<(u64, &'static str)> {
+    let mut v = vec![
         (KVM_RUN(), "run the guest"),
-        (KVM_GET_REGS(), "reports, tracers, debugger"),
-        (
-            KVM_SET_REGS(),
-            "tracers and debugger move RIP / clear TF; gdb's register writes",
-        ),
-        (KVM_GET_SREGS(), "reports, tracers, debugger (CR3 for guest page walks)"),
-        (KVM_GET_MSRS(), "debugger's msr command"),
-        (
-            KVM_SET_MSRS(),
-            "tracers arm single-stepping through syscall (SFMASK without TF)",
-        ),
+        (KVM_GET_REGS(), "reports, tracers"),
+        (KVM_SET_REGS(), "tracers move RIP past a breakpoint"),
+        (KVM_GET_SREGS(), "reports, tracers (CR3 for guest page walks)"),
+        (KVM_SET_MSRS(), "tracers step through syscall (SFMASK without TF)"),
         (KVM_SET_GUEST_DEBUG(), "breakpoints and single steps"),
-        (libc::TCGETS, "isatty(), and the debugger's line editor (rustyline)"),
-        (libc::TCSETS, "rustyline: raw mode on and off"),
-        (libc::TCSETSW, "rustyline: raw mode on and off"),
-        (libc::TCSETSF, "rustyline: raw mode on and off"),
-        (libc::TIOCGWINSZ, "rustyline: terminal width"),
-        (
-            libc::FIONBIO,
-            "set_nonblocking: the GDB stub's peek, rustyline's signal socketpair",
-        ),
-    ]
+    ];
+    if profile == Profile::Interactive {
+        v.extend([
+            (KVM_GET_MSRS(), "the debugger's msr command"),
+            (libc::TCGETS, "isatty(), and the debugger's line editor (rustyline)"),
+            (libc::TCSETS, "rustyline: raw mode on and off"),
+            (libc::TCSETSW, "rustyline: raw mode on and off"),
+            (libc::TCSETSF, "rustyline: raw mode on and off"),
+            (libc::TIOCGWINSZ, "rustyline: terminal width"),
+            (
+                libc::FIONBIO,
+                "set_nonblocking: the GDB stub's peek, rustyline's signal socketpair",
+            ),
+        ]);
+    }
+    v
 }
 
-/// One 64-bit comparison.
+/// What the vCPU thread does besides running the guest, which decides its
+/// allow-list. Each extra system call lengthens the filter, and the
+/// kernel's cost of installing it grows with its length (README, "Seccomp").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// `vmm run` and `vmm trace`: the run loop, reports and the tracers
+    /// (--strace, --break-at, --funcgraph).
+    Run,
+    /// Also a prompt or a remote debugger: `vmm debug` (rustyline) and
+    /// `vmm run --gdb` (gdbstub on a TCP connection).
+    Interactive,
+}
+
 fn cond(arg: u8, op: SeccompCmpOp, value: u64, thread: &'static str) -> Result<SeccompRule> {
     let c = SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value)
         .map_err(|source| SeccompError::Compile { thread, source })?;
@@ -160,57 +172,37 @@ fn common_rules() -> BTreeMap<i64, Vec<SeccompRule>> {
 }
 
 /// The vCPU thread's filter: it runs the guest and everything that reacts
-/// to it (serial output, reports, tracers, the debugger, the GDB stub), and
-/// spawns the watchdog thread, which inherits this filter.
-pub struct VcpuFilter {
-    allow: BpfProgram,
-    /// clone3 → ENOSYS (see `compile`).
-    no_clone3: BpfProgram,
-}
+/// to it (serial output, reports, tracers; the debugger or GDB stub with
+/// [`Profile::Interactive`]), and spawns the watchdog thread, which
+/// inherits this filter.
+pub struct VcpuFilter(BpfProgram);
 
 impl VcpuFilter {
-    pub fn compile() -> Result<VcpuFilter> {
+    pub fn compile(profile: Profile) -> Result<VcpuFilter> {
         const T: &str = "vCPU";
         let mut rules = common_rules();
-        let ioctls = vcpu_ioctls()
+        let ioctls = vcpu_ioctls(profile)
             .iter()
             .map(|&(request, _why)| arg_eq32(1, request, T))
             .collect::<Result<Vec<_>>>()?;
         rules.extend([
-            // KVM and the terminal, by request number (see vcpu_ioctls). The
-            // fd is not checked: the requests themselves are the risk.
+            // KVM (and, interactive, the terminal) by request number (see
+            // vcpu_ioctls). The fd is not checked: the requests are the risk.
             (libc::SYS_ioctl, ioctls),
             // Guest serial output (stdout), reports and traces (stderr,
-            // --strace-file), the debugger's output; the GDB connection.
+            // --strace-file); the debugger's output.
             (libc::SYS_write, any()),
-            (libc::SYS_read, any()),
-            (libc::SYS_sendto, any()),
-            (libc::SYS_recvfrom, any()),
-            // gdbstub sets TCP_NODELAY on the accepted connection (the
-            // socket was opened before the filter; socket, bind, listen and
-            // accept are not allowed).
-            (libc::SYS_setsockopt, vec![arg_tcp_nodelay(T)?]),
-            // rustyline makes an AF_UNIX socketpair per prompt for its
-            // SIGWINCH/SIGINT handler; no other family.
-            (libc::SYS_socketpair, vec![arg_eq32(0, libc::AF_UNIX as u64, T)?]),
-            // rustyline waits for the rest of an escape sequence.
-            (libc::SYS_poll, any()),
-            (libc::SYS_ppoll, any()),
-            (libc::SYS_select, any()),
-            (libc::SYS_pselect6, any()),
-            // Dropping the VM (KVM fds), rustyline's socketpair, a gdb
+            // Dropping the VM (KVM fds); rustyline's socketpair, a gdb
             // connection.
             (libc::SYS_close, any()),
             // The watchdog installs its kick handler per run; the debugger
             // its Ctrl-C handler; rustyline SIGINT/SIGWINCH.
             (libc::SYS_rt_sigaction, any()),
-            // Seeds of Rust's HashMap (rustyline, the debugger).
-            (libc::SYS_getrandom, any()),
             // Spawning the watchdog thread: only clone with CLONE_THREAD (a
             // thread, never a process; CLONE_THREAD implies CLONE_VM).
-            // clone3 passes its flags in memory, where BPF cannot look, so
-            // it gets ENOSYS from the second filter and glibc falls back to
-            // clone. It must be allowed here: TRAP would win over ERRNO.
+            // clone3 passes its flags in memory, where BPF cannot look: the
+            // prefix added below answers it ENOSYS, and glibc falls back to
+            // clone.
             (
                 libc::SYS_clone,
                 vec![cond(
@@ -220,7 +212,6 @@ impl VcpuFilter {
                     T,
                 )?],
             ),
-            (libc::SYS_clone3, any()),
             // What a new thread does before its closure: glibc registers
             // rseq and its robust futex list, Rust reads its stack bounds
             // (pthread_getattr_np → sched_getaffinity) and thread id.
@@ -246,28 +237,74 @@ impl VcpuFilter {
                 ],
             ),
         ]);
+        if profile == Profile::Interactive {
+            rules.extend([
+                // Debugger commands from stdin; the GDB connection.
+                (libc::SYS_read, any()),
+                (libc::SYS_sendto, any()),
+                (libc::SYS_recvfrom, any()),
+                // gdbstub sets TCP_NODELAY on the accepted connection (the
+                // socket was opened before the filter; socket, bind, listen
+                // and accept are not allowed).
+                (libc::SYS_setsockopt, vec![arg_tcp_nodelay(T)?]),
+                // rustyline makes an AF_UNIX socketpair per prompt for its
+                // SIGWINCH/SIGINT handler; no other family.
+                (libc::SYS_socketpair, vec![arg_eq32(0, libc::AF_UNIX as u64, T)?]),
+                // rustyline waits for the rest of an escape sequence.
+                (libc::SYS_poll, any()),
+                (libc::SYS_ppoll, any()),
+                (libc::SYS_select, any()),
+                (libc::SYS_pselect6, any()),
+                // Seeds of Rust's HashMap (rustyline).
+                (libc::SYS_getrandom, any()),
+            ]);
+        }
         let allow = compile(T, rules, SeccompAction::Trap, SeccompAction::Allow)?;
-        let no_clone3 = compile(
-            T,
-            [(libc::SYS_clone3, any())].into_iter().collect(),
-            SeccompAction::Allow,
-            SeccompAction::Errno(libc::ENOSYS as u32),
-        )?;
-        Ok(VcpuFilter { allow, no_clone3 })
+        Ok(VcpuFilter(clone3_enosys().into_iter().chain(allow).collect()))
     }
 
     /// Install on the calling thread, which must be the vCPU thread.
     pub fn apply(self) -> Result<()> {
-        const T: &str = "vCPU";
-        let install =
-            |p: &BpfProgram| seccompiler::apply_filter(p).map_err(|source| SeccompError::Install { thread: T, source });
-        // The clone3 filter first: installing a filter takes prctl and
-        // seccomp, which the allow-list does not allow.
-        install(&self.no_clone3)?;
-        install(&self.allow)?;
+        seccompiler::apply_filter(&self.0).map_err(|source| SeccompError::Install { thread: "vCPU", source })?;
         selftest("vcpu");
         Ok(())
     }
+}
+
+/// A prefix for a seccompiler program: clone3 → ENOSYS. seccompiler gives
+/// every rule of a filter the same action, and a second filter for this
+/// one call would cost a second install (and run on every call). A prefix
+/// is safe: the program after it starts with its own architecture check,
+/// and classic BPF jumps are relative, so its jumps are unchanged.
+fn clone3_enosys() -> [sock_filter; 5] {
+    // struct seccomp_data: int nr (offset 0); u32 arch (offset 4).
+    // <linux/audit.h>: EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE.
+    const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+    const NR: u32 = 0;
+    const ARCH: u32 = 4;
+    let stmt = |code: u32, k: u32| sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    [
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, ARCH),
+        // Another architecture: on to seccompiler's check, which kills.
+        jeq(AUDIT_ARCH_X86_64, 0, 3),
+        stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, NR),
+        jeq(libc::SYS_clone3 as u32, 0, 1),
+        stmt(
+            libc::BPF_RET | libc::BPF_K,
+            libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        ),
+    ]
 }
 
 /// All of `(arg, value)` hold (32-bit compares, see `arg_eq32`).
@@ -539,7 +576,8 @@ mod tests {
 
     #[test]
     fn filters_compile() {
-        assert!(VcpuFilter::compile().is_ok());
+        assert!(VcpuFilter::compile(Profile::Run).is_ok());
+        assert!(VcpuFilter::compile(Profile::Interactive).is_ok());
         assert!(StdinFilter::compile().is_ok());
     }
 

@@ -3,7 +3,7 @@
 //! or a pipe, feeds the receive FIFO (the guest polls LSR: there is no
 //! interrupt controller in this VM).
 
-use crate::seccomp::StdinFilter;
+use crate::seccomp::{SeccompError, StdinFilter};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
@@ -116,11 +116,13 @@ impl Com1 {
 
     /// Feed host stdin to the guest if it is a terminal or a pipe (not a file
     /// or /dev/null, which would hand the guest an unexpected EOF-less stream).
-    /// The thread first installs `filter`, if any: it only ever reads fd 0.
-    pub fn forward_stdin(&mut self, filter: Option<StdinFilter>) {
+    /// With `seccomp`, the thread first installs its filter: it only ever
+    /// reads fd 0 (seccomp.rs).
+    pub fn forward_stdin(&mut self, seccomp: bool) -> Result<(), SeccompError> {
         if !stdin_is_tty_or_pipe() {
-            return;
+            return Ok(());
         }
+        let filter = if seccomp { Some(StdinFilter::compile()?) } else { None };
         let queue = Arc::new(Mutex::new(VecDeque::new()));
         let q = queue.clone();
         std::thread::Builder::new()
@@ -140,6 +142,7 @@ impl Com1 {
             })
             .ok();
         self.input = Some(queue);
+        Ok(())
     }
 
     /// Move queued input into the UART's FIFO before the guest reads it.

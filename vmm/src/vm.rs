@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::kvm_info::{self, Flavor};
 use crate::loader::KernelImage;
 use crate::paging::{PageTableBuilder, PTE_A, PTE_D, PTE_G, PTE_NX, PTE_RW};
-use crate::seccomp::{self, StdinFilter, VcpuFilter};
+use crate::seccomp::{self, Profile, VcpuFilter};
 use crate::serial::{Com1, Output, COM1_PORTS};
 use crate::status;
 use crate::{cpuid, gdt, idt, msr, regs, tss};
@@ -141,8 +141,8 @@ pub struct Vm {
     timeout: Option<Duration>,
     /// Breakpoint and single-step tracing, if asked for.
     pub tracer: Option<Box<dyn crate::tracer::Tracer>>,
-    /// The vCPU thread's seccomp filter, until `lock_down` installs it.
-    seccomp: Option<VcpuFilter>,
+    /// Seccomp is on and the vCPU thread's filter not yet installed.
+    seccomp_pending: bool,
 }
 
 impl Vm {
@@ -239,20 +239,17 @@ impl Vm {
             .map_err(Error::kvm("KVM_SET_REGS"))?;
         let load = t1.elapsed();
 
-        // Compiled now, installed by lock_down: the stdin thread installs
-        // its own as it starts.
+        // The stdin thread installs its filter as it starts; the vCPU
+        // thread's waits for lock_down.
         let t2 = Instant::now();
-        let (vcpu_filter, stdin_filter) = if cfg.seccomp {
+        if cfg.seccomp {
             seccomp::install_sigsys_handler()?;
-            (Some(VcpuFilter::compile()?), Some(StdinFilter::compile()?))
-        } else {
-            (None, None)
-        };
-        let seccomp = t2.elapsed();
+        }
         let mut com1 = Com1::new(Output::new(cfg.output));
         if cfg.forward_stdin {
-            com1.forward_stdin(stdin_filter);
+            com1.forward_stdin(cfg.seccomp)?;
         }
+        let seccomp = if cfg.seccomp { t2.elapsed() } else { Duration::ZERO };
         Ok(Vm {
             vcpu,
             _vm: vm,
@@ -269,20 +266,21 @@ impl Vm {
             },
             timeout: cfg.timeout,
             tracer: None,
-            seccomp: vcpu_filter,
+            seccomp_pending: cfg.seccomp,
         })
     }
 
-    /// Install the vCPU thread's seccomp filter (seccomp.rs) on the calling
-    /// thread. Call it once the setup is done, right before the first
-    /// KVM_RUN; without --no-seccomp, `run_until` does it if nobody did.
-    /// Later calls do nothing.
-    pub fn lock_down(&mut self) -> Result<()> {
-        let Some(f) = self.seccomp.take() else {
+    /// Install the vCPU thread's seccomp filter for `profile` (seccomp.rs)
+    /// on the calling thread. Call it once the setup is done, right before
+    /// the first KVM_RUN; unless --no-seccomp, `run_until` does it (with the
+    /// wider interactive list) if nobody did. Later calls do nothing.
+    pub fn lock_down(&mut self, profile: Profile) -> Result<()> {
+        if !self.seccomp_pending {
             return Ok(());
-        };
+        }
         let t = Instant::now();
-        f.apply()?;
+        VcpuFilter::compile(profile)?.apply()?;
+        self.seccomp_pending = false;
         self.timings.seccomp += t.elapsed();
         Ok(())
     }
@@ -314,7 +312,7 @@ impl Vm {
     /// `timed`: enforce --timeout. A single step cannot run away, and a
     /// watchdog thread per step would cost more than the step itself.
     pub fn run_until(&mut self, stop_on_debug: bool, timed: bool) -> Event {
-        if let Err(e) = self.lock_down() {
+        if let Err(e) = self.lock_down(Profile::Interactive) {
             return Event::Ended(Outcome::KvmError(e.to_string()));
         }
         let watchdog = if timed { self.timeout.map(Watchdog::start) } else { None };

@@ -237,7 +237,9 @@ pub fn serve(mut dbg: Debugger, addr: &str) -> Result<Outcome, String> {
     eprintln!("vmm: gdb connected from {peer}");
     // The listening socket is no longer needed, and seccomp forbids accept.
     drop(listener);
-    dbg.vm.lock_down().map_err(|e| e.to_string())?;
+    dbg.vm
+        .lock_down(crate::seccomp::Profile::Interactive)
+        .map_err(|e| e.to_string())?;
     let mut target = GdbTarget {
         dbg,
         resume: Resume::Continue,
