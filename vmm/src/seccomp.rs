@@ -4,17 +4,18 @@
 //! guest-memory walks) cannot make the VMM open files, sockets or programs.
 //!
 //! The filters are compiled with `seccompiler` (as Firecracker and Cloud
-//! Hypervisor do) when the VM is created, and installed per thread:
+//! Hypervisor do) and installed per thread:
 //!
-//! - the **vCPU thread** (the main thread: KVM_RUN, exit handling, the
-//!   debugger's prompt and the GDB stub, which all run on it) installs
-//!   [`VcpuFilter`] right before its first KVM_RUN (`Vm::lock_down`). The
+//! - the **vCPU thread** (the main thread: KVM_RUN, exit handling, and the
+//!   debugger's prompt or the GDB stub, which run on it) installs
+//!   [`VcpuFilter`] for its [`Profile`] right before its first KVM_RUN
+//!   (`Vm::lock_down`). The
 //!   **watchdog** thread that enforces `--timeout` is spawned after that and
 //!   inherits the same filter, so the list also covers starting a thread,
 //!   sleeping, and signalling the vCPU thread.
 //! - the **stdin** thread (serial.rs), which only copies host stdin into the
 //!   UART's queue, installs the much shorter [`StdinFilter`] itself, first
-//!   thing.
+//!   thing (a SIGSYS handler is in place by then: `Vm::new`).
 //!
 //! A call off the list raises SIGSYS (`SECCOMP_RET_TRAP`); the handler here
 //! prints which system call it was and how to debug it (`--no-seccomp`), and
@@ -110,6 +111,7 @@ pub enum Profile {
     Interactive,
 }
 
+/// One 64-bit comparison.
 fn cond(arg: u8, op: SeccompCmpOp, value: u64, thread: &'static str) -> Result<SeccompRule> {
     let c = SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value)
         .map_err(|source| SeccompError::Compile { thread, source })?;
@@ -237,6 +239,11 @@ impl VcpuFilter {
                 ],
             ),
         ]);
+        if cfg!(debug_assertions) {
+            // Debug builds of Rust check that an fd is open before closing
+            // it (OwnedFd::drop → fcntl(fd, F_GETFD)).
+            rules.insert(libc::SYS_fcntl, vec![arg_eq32(1, libc::F_GETFD as u64, T)?]);
+        }
         if profile == Profile::Interactive {
             rules.extend([
                 // Debugger commands from stdin; the GDB connection.
