@@ -635,6 +635,8 @@ fn run_guest(args: &BenchArgs, iters: u32, raw: bool) -> Res<(GuestOutput, u64)>
         init: Some(bench_init(argv)?),
         forward_stdin: false,
         output: Box::new(capture.clone()),
+        // Host system calls are timed in this process: no filter (seccomp.rs).
+        seccomp: false,
     };
     let mut vm = Vm::new(
         Path::new(guest_image::KERNEL_PATH),

@@ -124,6 +124,9 @@ pub enum Error {
     #[error("cannot allocate guest memory: {0}")]
     MemoryAlloc(String),
 
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+
     #[error("{0}")]
     Unsupported(String),
 }

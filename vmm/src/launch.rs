@@ -125,6 +125,9 @@ pub struct GuestArgs {
     /// The KVM device.
     #[arg(long, env = "VMM_KVM_DEVICE", default_value = "/dev/kvm", value_name = "PATH")]
     pub kvm_device: PathBuf,
+    /// Run without the seccomp allow-lists (to debug a seccomp violation; see README "Seccomp").
+    #[arg(long)]
+    pub no_seccomp: bool,
     /// A static x86-64 Linux program (and its arguments) to run as init in ring 3.
     #[arg(last = true, value_name = "PROGRAM")]
     pub program: Vec<String>,
@@ -154,7 +157,11 @@ impl GuestArgs {
             init: Some(init),
             forward_stdin,
             output: Box::new(std::io::stdout()),
+            seccomp: !self.no_seccomp,
         };
+        if self.no_seccomp {
+            eprintln!("vmm: seccomp disabled by --no-seccomp (debugging only)");
+        }
         Ok((Vm::new(&path, image, cfg)?, symbols))
     }
 }

@@ -22,6 +22,7 @@ pub mod msr;
 pub mod paging;
 pub mod regs;
 pub mod report;
+pub mod seccomp;
 pub mod serial;
 pub mod status;
 pub mod stepper;

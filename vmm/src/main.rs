@@ -157,6 +157,9 @@ fn run(args: RunArgs) -> ExitCode {
             Err(e) => return setup_error(Error::Unsupported(e)),
         }
     }
+    if let Err(e) = vm.lock_down(vmm::seccomp::Profile::Run) {
+        return setup_error(e);
+    }
     let outcome = vm.run();
     finish(&mut vm, &outcome);
     if args.stats {
@@ -165,9 +168,10 @@ fn run(args: RunArgs) -> ExitCode {
         eprintln!("vmm: kernel {}", counters.join(" "));
         let t = &vm.timings;
         eprintln!(
-            "vmm: stats kvm_setup_us={} load_us={} in_kvm_run_us={} exits={} pio_exits={} serial_bytes={} total_us={}",
+            "vmm: stats kvm_setup_us={} load_us={} seccomp_us={} in_kvm_run_us={} exits={} pio_exits={} serial_bytes={} total_us={}",
             t.kvm_setup.as_micros(),
             t.load.as_micros(),
+            t.seccomp.as_micros(),
             t.in_kvm_run.as_micros(),
             t.exits,
             t.pio_exits,
@@ -212,6 +216,9 @@ fn trace(args: TraceArgs) -> ExitCode {
     let mut fg = vmm::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
     fg.by_step = args.break_by == "step";
     vm.tracer = Some(Box::new(fg));
+    if let Err(e) = vm.lock_down(vmm::seccomp::Profile::Run) {
+        return setup_error(e);
+    }
     let outcome = vm.run();
     finish(&mut vm, &outcome);
     ExitCode::from(outcome.status())

@@ -4,6 +4,7 @@
 //! no interrupt controller in this VM), and its end is reported on the
 //! `CONSOLE_EOF` port.
 
+use crate::seccomp::{SeccompError, StdinFilter};
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -140,10 +141,20 @@ impl Com1 {
 
     /// Feed host stdin to the guest — a terminal, a pipe, a file or
     /// /dev/null — until it ends; the guest's `read(0)` then returns 0.
-    pub fn forward_stdin(&mut self) {
+    /// With `seccomp`, the thread first installs its filter: it only ever
+    /// reads fd 0 (seccomp.rs).
+    pub fn forward_stdin(&mut self, seccomp: bool) -> Result<(), SeccompError> {
+        let filter = if seccomp { Some(StdinFilter::compile()?) } else { None };
         let input = Arc::new(Input::default());
         let feed = input.clone();
         let spawned = std::thread::Builder::new().name("stdin".into()).spawn(move || {
+            if let Some(f) = filter {
+                if let Err(e) = f.apply() {
+                    eprintln!("vmm: {e}\nvmm: guest serial input is off");
+                    feed.ended.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
             let mut buf = [0u8; 4096];
             let mut stdin = std::io::stdin().lock();
             loop {
@@ -163,6 +174,7 @@ impl Com1 {
         if spawned.is_ok() {
             self.input = input;
         }
+        Ok(())
     }
 
     /// Move queued input into the UART's FIFO before the guest reads it.

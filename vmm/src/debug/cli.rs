@@ -27,7 +27,12 @@ pub struct DebugArgs {
 
 fn setup(args: &DebugArgs) -> Result<Debugger, String> {
     let (vm, user_symbols) = args.guest.vm(false).map_err(|e| e.to_string())?;
-    Debugger::new(vm, user_symbols.get().clone(), args.break_by == "step")
+    let mut dbg = Debugger::new(vm, user_symbols.get().clone(), args.break_by == "step")?;
+    // From here on only commands run: the prompt and the guest, under seccomp.
+    dbg.vm
+        .lock_down(crate::seccomp::Profile::Interactive)
+        .map_err(|e| e.to_string())?;
+    Ok(dbg)
 }
 
 pub fn main(args: DebugArgs) -> ExitCode {

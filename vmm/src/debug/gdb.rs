@@ -230,11 +230,16 @@ impl run_blocking::BlockingEventLoop for EventLoop {
 
 /// Wait for gdb on `addr`, serve it, and when it detaches run the guest to
 /// its end. Returns how the guest ended.
-pub fn serve(dbg: Debugger, addr: &str) -> Result<Outcome, String> {
+pub fn serve(mut dbg: Debugger, addr: &str) -> Result<Outcome, String> {
     let listener = TcpListener::bind(addr).map_err(|e| format!("--gdb {addr}: {e}"))?;
     eprintln!("vmm: waiting for gdb on {addr} (gdb KERNEL -ex 'target remote {addr}')");
     let (stream, peer) = listener.accept().map_err(|e| format!("--gdb {addr}: {e}"))?;
     eprintln!("vmm: gdb connected from {peer}");
+    // The listening socket is no longer needed, and seccomp forbids accept.
+    drop(listener);
+    dbg.vm
+        .lock_down(crate::seccomp::Profile::Interactive)
+        .map_err(|e| e.to_string())?;
     let mut target = GdbTarget {
         dbg,
         resume: Resume::Continue,
