@@ -119,6 +119,14 @@ pub mod user {
         }
     }
 
+    // The layout's order, checked when the contract is compiled.
+    const _: () = {
+        assert!(MMAP_MIN_ADDR < BRK_MAX && BRK_MAX < MMAP_BASE && MMAP_BASE < MMAP_END);
+        assert!(MMAP_END == VVAR_USER && super::VDSO_USER + super::VDSO_MAX_PAGES * PAGE_SIZE <= STACK_GUARD);
+        assert!(STACK_GUARD + PAGE_SIZE == STACK_TOP - STACK_PAGES * PAGE_SIZE);
+        assert!(super::USER_END - STACK_TOP == PAGE_SIZE);
+    };
+
     /// Most argument strings a program may be given (init's, and spawn's).
     pub const MAX_ARG_STRINGS: usize = 256;
     /// Most bytes of argument strings, counting each one's NUL (Linux's
@@ -143,11 +151,4 @@ mod tests {
         assert!(!access_ok(USER_END, 0), "the last page takes no pointers");
     }
 
-    #[test]
-    fn the_process_layout_is_ordered() {
-        assert!(MMAP_MIN_ADDR < BRK_MAX && BRK_MAX < MMAP_BASE && MMAP_BASE < MMAP_END);
-        assert!(MMAP_END == VVAR_USER && VDSO_USER + VDSO_MAX_PAGES * PAGE_SIZE <= STACK_GUARD);
-        assert_eq!(STACK_GUARD + PAGE_SIZE, STACK_TOP - STACK_PAGES * PAGE_SIZE);
-        assert_eq!(USER_END - STACK_TOP, PAGE_SIZE);
-    }
 }
