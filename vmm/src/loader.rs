@@ -101,6 +101,22 @@ pub fn check_elf_header(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The ELF header checks of [`check_user_program`], which need only the
+/// first 64 bytes: x86-64, and a fixed-address executable.
+pub fn check_program_header(path: &Path, bytes: &[u8]) -> Result<()> {
+    let not = |reason| Error::ProgramNotStatic {
+        path: path.into(),
+        reason,
+    };
+    match check_elf_header(path, bytes) {
+        Err(Error::ElfType { etype: 3, .. }) => Err(not(
+            "position-independent (ET_DYN, PIE); link it with -static (gcc -static, musl-gcc -static)",
+        )),
+        Err(Error::ElfType { .. }) => Err(not("not an executable (ET_EXEC)")),
+        other => other,
+    }
+}
+
 /// Check a ring-3 program before it goes into the boot archive: the guest
 /// kernel runs only static, fixed-address x86-64 executables.
 pub fn check_user_program(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -108,15 +124,7 @@ pub fn check_user_program(path: &Path, bytes: &[u8]) -> Result<()> {
         path: path.into(),
         reason,
     };
-    match check_elf_header(path, bytes) {
-        Err(Error::ElfType { etype: 3, .. }) => {
-            return Err(not(
-                "position-independent (ET_DYN, PIE); link it with -static (gcc -static, musl-gcc -static)",
-            ))
-        }
-        Err(Error::ElfType { .. }) => return Err(not("not an executable (ET_EXEC)")),
-        other => other?,
-    }
+    check_program_header(path, bytes)?;
     let elf = ElfFile64::<Endianness>::parse(bytes).map_err(|e| Error::ElfMalformed {
         path: path.into(),
         reason: e.to_string(),
