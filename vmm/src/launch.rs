@@ -160,9 +160,12 @@ pub struct ProgramSymbols {
 impl ProgramSymbols {
     pub fn get(&self) -> &Symbols {
         self.symbols.get_or_init(|| {
-            object::File::parse(&*self.elf)
-                .map(|f| Symbols::from_object(&f))
-                .unwrap_or_default()
+            // The built-in programs are include_bytes!, not aligned for the parser.
+            loader::with_aligned(&self.elf, |elf| {
+                object::File::parse(elf)
+                    .map(|f| Symbols::from_object(&f))
+                    .unwrap_or_default()
+            })
         })
     }
 }
@@ -257,5 +260,31 @@ impl GuestArgs {
             output: Box::new(std::io::stdout()),
         };
         Ok((Vm::new(&path, image, cfg)?, symbols))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_init_has_its_symbols() {
+        let (_, symbols) = boot_archive(&[], u64::MAX).unwrap();
+        assert!(symbols.get().address_of("_start").is_some());
+    }
+
+    #[test]
+    fn timeouts_are_bounded() {
+        assert_eq!(parse_timeout("0"), Ok(0.0));
+        assert_eq!(parse_timeout("0.5"), Ok(0.5));
+        assert!(parse_timeout("31536000").is_ok());
+        for bad in ["1e19", "1e30", "31536000.5", "-1", "nan", "inf", "", "x"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+        assert_eq!(timeout_duration(0.0), None);
+        assert_eq!(
+            timeout_duration(MAX_TIMEOUT_SECS),
+            Some(Duration::from_secs(31_536_000))
+        );
     }
 }
