@@ -27,7 +27,7 @@ fn seed() -> u64 {
     std::env::var("FUZZ_HOST_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0x766d_6d)
+        .unwrap_or(0x0076_6d6d) // "vmm"
 }
 
 /// Run `target` on `cases` inputs from `strategy`; print the count and time.
