@@ -84,7 +84,7 @@ fn missing_image() {
 fn unreadable_image_directory() {
     vmm(&["run", "/"])
         .assert_status(st(status::SETUP_ERROR))
-        .stderr_has("cannot read guest image /");
+        .stderr_has("/ is a directory, not a regular file");
 }
 
 #[test]

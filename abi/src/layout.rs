@@ -150,5 +150,4 @@ mod tests {
         assert!(!access_ok(0x1000, u64::MAX), "wraps around");
         assert!(!access_ok(USER_END, 0), "the last page takes no pointers");
     }
-
 }

@@ -8,6 +8,7 @@
 #![no_std]
 
 pub mod boot_info;
+pub mod cpio;
 pub mod elf;
 pub mod errno;
 pub mod frame;

@@ -59,7 +59,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 64, value_name = "MiB")]
     pub mem: u64,
     /// Stop the guest after this many seconds (0: never).
-    #[arg(long, default_value_t = 600.0, value_name = "SECS")]
+    #[arg(long, default_value_t = 600.0, value_name = "SECS", value_parser = crate::launch::parse_timeout)]
     pub timeout: f64,
     /// The KVM device.
     #[arg(long, env = "VMM_KVM_DEVICE", default_value = "/dev/kvm", value_name = "PATH")]
@@ -535,9 +535,6 @@ fn setup<E: std::fmt::Display>(e: E) -> (u8, String) {
 }
 
 fn bench(args: &BenchArgs) -> Res<()> {
-    if !(args.timeout >= 0.0 && args.timeout.is_finite()) {
-        return Err((status::USAGE, "--timeout must be a number of seconds >= 0".into()));
-    }
     let iters = args
         .iters
         .unwrap_or(if args.quick { QUICK_ITERS } else { DEFAULT_ITERS });
@@ -611,7 +608,7 @@ fn instructions_from(p: &Path) -> Result<BTreeMap<String, u64>, String> {
 
 /// The built-in boot archive (programs and vDSO), with `bench ARGS` as init.
 fn bench_init(argv: Vec<String>) -> Res<InitProgram> {
-    let (init, _) = crate::launch::boot_archive(&[]).map_err(setup)?;
+    let (init, _) = crate::launch::boot_archive(&[], u64::MAX).map_err(setup)?;
     Ok(InitProgram {
         image: init.image,
         argv,
@@ -629,7 +626,7 @@ fn run_guest(args: &BenchArgs, iters: u32, raw: bool) -> Res<(GuestOutput, u64)>
     let cfg = VmConfig {
         kvm_device: args.kvm_device.clone(),
         mem_mib: args.mem,
-        timeout: (args.timeout > 0.0).then(|| Duration::from_secs_f64(args.timeout)),
+        timeout: crate::launch::timeout_duration(args.timeout),
         // `bench` enables the kernel's benchmark hooks (syscalls 502 and 503).
         cmdline: "quiet bench".into(),
         init: Some(bench_init(argv)?),

@@ -40,6 +40,25 @@ pub enum Error {
     #[error("cannot read program {path}: {source}")]
     ProgramRead { path: PathBuf, source: std::io::Error },
 
+    #[error("{path} is a {kind}, not a regular file: vmm reads the {what} (an ELF) only from a regular file; {hint}")]
+    NotRegularFile {
+        path: PathBuf,
+        what: &'static str,
+        kind: &'static str,
+        hint: &'static str,
+    },
+
+    #[error(
+        "{path} is {size} bytes, more than the guest's {mem_mib} MiB of memory (--mem), so the {what} \
+         could not be loaded; raise --mem or strip the file"
+    )]
+    FileTooLarge {
+        path: PathBuf,
+        what: &'static str,
+        size: u64,
+        mem_mib: u64,
+    },
+
     #[error("{path} cannot run in the guest: it is {reason}")]
     ProgramNotStatic { path: PathBuf, reason: &'static str },
 

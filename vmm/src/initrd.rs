@@ -1,58 +1,58 @@
 //! The boot archive: a cpio "newc" archive, the format of Linux's initramfs
 //! (Documentation/driver-api/early-userspace/buffer-format.rst). The guest
-//! kernel's `spawn` finds programs in it by name.
+//! kernel's `spawn` finds programs in it by name. The format itself (header,
+//! padding, the reader the kernel uses) is `vmm_abi::cpio`.
 
-/// Append one regular file to a newc archive.
-fn push_entry(out: &mut Vec<u8>, ino: u32, name: &str, mode: u32, data: &[u8]) {
-    let fields = [
-        ino,
-        mode,
-        0, // uid
-        0, // gid
-        1, // nlink
-        0, // mtime
-        data.len() as u32,
-        0,
-        0, // dev major/minor
-        0,
-        0, // rdev major/minor
-        name.len() as u32 + 1,
-        0, // check
-    ];
-    out.extend_from_slice(b"070701");
-    for f in fields {
-        out.extend_from_slice(format!("{f:08x}").as_bytes());
+use vmm_abi::cpio::{header, pad4, MODE_EXECUTABLE, TRAILER};
+
+/// Append one entry to a newc archive.
+fn push_entry(out: &mut Vec<u8>, ino: u32, name: &[u8], mode: u32, data: &[u8]) -> Result<(), String> {
+    let shown = String::from_utf8_lossy(name);
+    if name.contains(&0) {
+        return Err(format!("boot archive: the name {shown:?} contains a NUL byte"));
     }
-    out.extend_from_slice(name.as_bytes());
+    let namesize =
+        u32::try_from(name.len() + 1).map_err(|_| format!("boot archive: the name {shown:.40}... is too long"))?;
+    let filesize = u32::try_from(data.len()).map_err(|_| {
+        format!(
+            "boot archive: {shown} is {} bytes; a cpio newc archive holds files under 4 GiB",
+            data.len()
+        )
+    })?;
+    out.extend_from_slice(&header(ino, mode, filesize, namesize));
+    out.extend_from_slice(name);
     out.push(0);
-    pad4(out);
+    out.resize(out.len() + pad4(out.len()), 0);
     out.extend_from_slice(data);
-    pad4(out);
+    out.resize(out.len() + pad4(out.len()), 0);
+    Ok(())
 }
 
-fn pad4(out: &mut Vec<u8>) {
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
-}
-
-/// An archive of `(name, contents)` executables.
-pub fn build(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut out = Vec::new();
+/// An archive of `(name, contents)` executables. A name the format cannot
+/// hold (a NUL, or TRAILER!!!, which would end the archive early) is refused.
+pub fn build(files: &[(&str, &[u8])]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(files.iter().map(|(n, d)| 128 + n.len() + d.len()).sum::<usize>() + 128);
     for (i, (name, data)) in files.iter().enumerate() {
-        push_entry(&mut out, i as u32 + 1, name, 0o100_755, data);
+        if name.as_bytes() == TRAILER {
+            return Err(format!(
+                "boot archive: a program cannot be named {name}: that name ends a cpio archive; rename the file"
+            ));
+        }
+        let ino = u32::try_from(i + 1).map_err(|_| "boot archive: too many files".to_string())?;
+        push_entry(&mut out, ino, name.as_bytes(), MODE_EXECUTABLE, data)?;
     }
-    push_entry(&mut out, 0, "TRAILER!!!", 0, &[]);
-    out
+    push_entry(&mut out, 0, TRAILER, 0, &[])?;
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vmm_abi::cpio;
 
     #[test]
     fn header_layout_is_newc() {
-        let a = build(&[("hello", b"abc")]);
+        let a = build(&[("hello", b"abc")]).unwrap();
         assert_eq!(&a[..6], b"070701");
         // filesize is the 7th field, namesize the 12th.
         assert_eq!(&a[6 + 6 * 8..6 + 7 * 8], b"00000003");
@@ -65,7 +65,23 @@ mod tests {
 
     #[test]
     fn ends_with_the_trailer() {
-        let a = build(&[]);
+        let a = build(&[]).unwrap();
         assert!(a.windows(10).any(|w| w == b"TRAILER!!!"));
+    }
+
+    #[test]
+    fn the_kernels_reader_finds_what_was_written() {
+        let a = build(&[("init", b"\x7fELF"), ("x", b""), ("hello", b"abc")]).unwrap();
+        assert_eq!(cpio::find(&a, b"hello"), Some(&b"abc"[..]));
+        assert_eq!(cpio::find(&a, b"x"), Some(&b""[..]));
+        assert_eq!(cpio::entries(&a).count(), 3);
+    }
+
+    #[test]
+    fn names_the_format_cannot_hold_are_refused() {
+        let e = build(&[("TRAILER!!!", b"x")]).unwrap_err();
+        assert!(e.contains("ends a cpio archive"), "{e}");
+        let e = build(&[("a\0b", b"x")]).unwrap_err();
+        assert!(e.contains("NUL"), "{e}");
     }
 }

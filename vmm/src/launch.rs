@@ -4,22 +4,142 @@
 
 use crate::error::Error;
 use crate::symbols::Symbols;
-use crate::vm::{InitProgram, Vm, VmConfig};
+use crate::vm::{InitProgram, Vm, VmConfig, MAX_MEM_MIB};
 use crate::{guest_image, initrd, loader};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// The kernel ELF: `path`'s contents, or the built-in kernel.
-pub fn kernel_image(path: Option<&Path>) -> Result<(PathBuf, Cow<'static, [u8]>), Error> {
+/// The longest `--timeout`: one year. Longer values cannot be told from
+/// "never" (0), and a few orders of magnitude more overflow `Duration`.
+pub const MAX_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// `--timeout SECS`: a number of seconds, 0 (never) up to [`MAX_TIMEOUT_SECS`].
+pub fn parse_timeout(s: &str) -> Result<f64, String> {
+    let t: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds (e.g. 60, 0.5; 0 means never)"))?;
+    if !(t >= 0.0 && t.is_finite()) {
+        return Err(format!(
+            "{s} seconds: the timeout must be 0 (never) or a positive number"
+        ));
+    }
+    if t > MAX_TIMEOUT_SECS {
+        return Err(format!(
+            "{s} seconds is too long: at most {MAX_TIMEOUT_SECS} (one year); use 0 for no timeout"
+        ));
+    }
+    Ok(t)
+}
+
+/// The timeout a parsed `--timeout` stands for (None: never).
+pub fn timeout_duration(secs: f64) -> Option<Duration> {
+    (secs > 0.0).then(|| Duration::try_from_secs_f64(secs.min(MAX_TIMEOUT_SECS)).unwrap_or(Duration::MAX))
+}
+
+/// What a guest file is, for messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileRole {
+    Kernel,
+    Program,
+}
+
+/// Read a kernel image or a program from the host, checking before reading:
+/// only a regular file is opened for reading (a FIFO would block, a device
+/// such as /dev/zero never end), its ELF header is checked from the first
+/// bytes, and a file larger than guest memory (`max_bytes`) is refused
+/// before a byte more is read. Then exactly the file's size is read.
+pub fn read_guest_file(path: &Path, role: FileRole, max_bytes: u64) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let io = |source: std::io::Error| match role {
+        FileRole::Kernel => Error::ImageRead {
+            path: path.to_path_buf(),
+            source,
+        },
+        FileRole::Program => Error::ProgramRead {
+            path: path.to_path_buf(),
+            source,
+        },
+    };
+    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let t = meta.file_type();
+    let kind = if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("directory")
+    } else if t.is_fifo() {
+        Some("FIFO (named pipe)")
+    } else if t.is_char_device() {
+        Some("character device")
+    } else if t.is_block_device() {
+        Some("block device")
+    } else if t.is_socket() {
+        Some("socket")
+    } else {
+        Some("special file")
+    };
+    if let Some(kind) = kind {
+        return Err(Error::NotRegularFile {
+            path: path.to_path_buf(),
+            what: role.what(),
+            kind,
+            hint: if t.is_dir() {
+                "give the path of the ELF file itself"
+            } else {
+                "save the ELF to a file and pass that file's path"
+            },
+        });
+    }
+    // The ELF header first: a file that is not an ELF at all is refused
+    // whatever its size.
+    let mut head = Vec::with_capacity(64);
+    (&file).take(64).read_to_end(&mut head).map_err(io)?;
+    match role {
+        FileRole::Kernel => loader::check_elf_header(path, &head)?,
+        FileRole::Program => loader::check_program_header(path, &head)?,
+    }
+    let size = meta.len();
+    if size > max_bytes {
+        return Err(Error::FileTooLarge {
+            path: path.to_path_buf(),
+            what: role.what(),
+            size,
+            mem_mib: max_bytes >> 20,
+        });
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    bytes.extend_from_slice(&head);
+    // Exactly the size stat() reported (a file growing meanwhile is cut there).
+    (&file)
+        .take(size.saturating_sub(head.len() as u64))
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    Ok(bytes)
+}
+
+impl FileRole {
+    fn what(self) -> &'static str {
+        match self {
+            FileRole::Kernel => "kernel image",
+            FileRole::Program => "program",
+        }
+    }
+}
+
+/// The kernel ELF: `path`'s contents, or the built-in kernel. A file larger
+/// than `max_bytes` (guest memory) is refused before it is read.
+pub fn kernel_image(path: Option<&Path>, max_bytes: u64) -> Result<(PathBuf, Cow<'static, [u8]>), Error> {
     match path {
-        Some(p) => std::fs::read(p)
-            .map(|b| (p.to_path_buf(), Cow::Owned(b)))
-            .map_err(|source| Error::ImageRead {
-                path: p.to_path_buf(),
-                source,
-            }),
+        Some(p) => read_guest_file(p, FileRole::Kernel, max_bytes).map(|b| (p.to_path_buf(), Cow::Owned(b))),
         None => Ok((
             PathBuf::from(guest_image::KERNEL_PATH),
             Cow::Borrowed(guest_image::KERNEL),
@@ -40,25 +160,26 @@ pub struct ProgramSymbols {
 impl ProgramSymbols {
     pub fn get(&self) -> &Symbols {
         self.symbols.get_or_init(|| {
-            object::File::parse(&*self.elf)
-                .map(|f| Symbols::from_object(&f))
-                .unwrap_or_default()
+            // The built-in programs are include_bytes!, not aligned for the parser.
+            loader::with_aligned(&self.elf, |elf| {
+                object::File::parse(elf)
+                    .map(|f| Symbols::from_object(&f))
+                    .unwrap_or_default()
+            })
         })
     }
 }
 
 /// The boot archive and init's argv: the built-in programs, plus PROGRAM
-/// from the host if given (it then runs as init, with its arguments).
-pub fn boot_archive(program: &[String]) -> Result<(InitProgram, ProgramSymbols), Error> {
+/// from the host if given (it then runs as init, with its arguments). A
+/// PROGRAM larger than `max_bytes` (guest memory) is refused before it is read.
+pub fn boot_archive(program: &[String], max_bytes: u64) -> Result<(InitProgram, ProgramSymbols), Error> {
     let mut files: Vec<(String, Cow<'static, [u8]>)> = Vec::new();
     let argv = match program.split_first() {
         None => vec!["init".to_string()],
         Some((path, rest)) => {
             let p = PathBuf::from(path);
-            let bytes = std::fs::read(&p).map_err(|source| Error::ProgramRead {
-                path: p.clone(),
-                source,
-            })?;
+            let bytes = read_guest_file(&p, FileRole::Program, max_bytes)?;
             loader::check_user_program(&p, &bytes)?;
             let name = p
                 .file_name()
@@ -85,7 +206,7 @@ pub fn boot_archive(program: &[String]) -> Result<(InitProgram, ProgramSymbols),
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_ref())).collect();
     Ok((
         InitProgram {
-            image: initrd::build(&refs),
+            image: initrd::build(&refs).map_err(Error::Unsupported)?,
             argv,
         },
         symbols,
@@ -116,8 +237,8 @@ pub struct GuestArgs {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 64, value_name = "MiB")]
     pub mem: u64,
-    /// Stop the guest after this many seconds (0: never).
-    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    /// Stop the guest after this many seconds (0: never; at most a year).
+    #[arg(long, default_value_t = 60.0, value_name = "SECS", value_parser = parse_timeout)]
     pub timeout: f64,
     /// Kernel command line (default with a PROGRAM: `quiet`, no banner).
     #[arg(long, default_value = "")]
@@ -136,13 +257,13 @@ pub struct GuestArgs {
 impl GuestArgs {
     /// Build the VM these arguments describe; also the init program's symbols.
     pub fn vm(&self, forward_stdin: bool) -> Result<(Vm, ProgramSymbols), Error> {
-        if !(self.timeout >= 0.0 && self.timeout.is_finite()) {
-            return Err(Error::Unsupported(
-                "--timeout must be a number of seconds >= 0 (0 means never)".into(),
-            ));
+        // --mem bounds what is read from the host: check it first.
+        if self.mem > MAX_MEM_MIB {
+            return Err(Error::MemTooLarge(self.mem, MAX_MEM_MIB));
         }
-        let (path, image) = kernel_image(self.image.as_deref())?;
-        let (init, symbols) = boot_archive(&self.program)?;
+        let mem_bytes = self.mem << 20;
+        let (path, image) = kernel_image(self.image.as_deref(), mem_bytes)?;
+        let (init, symbols) = boot_archive(&self.program, mem_bytes)?;
         // A program's own output should not be preceded by the kernel's banner.
         let cmdline = if self.cmdline.is_empty() && !self.program.is_empty() {
             "quiet".into()
@@ -152,7 +273,7 @@ impl GuestArgs {
         let cfg = VmConfig {
             kvm_device: self.kvm_device.clone(),
             mem_mib: self.mem,
-            timeout: (self.timeout > 0.0).then(|| Duration::from_secs_f64(self.timeout)),
+            timeout: timeout_duration(self.timeout),
             cmdline,
             init: Some(init),
             forward_stdin,
@@ -163,5 +284,31 @@ impl GuestArgs {
             eprintln!("vmm: seccomp disabled by --no-seccomp (debugging only)");
         }
         Ok((Vm::new(&path, image, cfg)?, symbols))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn built_in_init_has_its_symbols() {
+        let (_, symbols) = boot_archive(&[], u64::MAX).unwrap();
+        assert!(symbols.get().address_of("_start").is_some());
+    }
+
+    #[test]
+    fn timeouts_are_bounded() {
+        assert_eq!(parse_timeout("0"), Ok(0.0));
+        assert_eq!(parse_timeout("0.5"), Ok(0.5));
+        assert!(parse_timeout("31536000").is_ok());
+        for bad in ["1e19", "1e30", "31536000.5", "-1", "nan", "inf", "", "x"] {
+            assert!(parse_timeout(bad).is_err(), "{bad}");
+        }
+        assert_eq!(timeout_duration(0.0), None);
+        assert_eq!(
+            timeout_duration(MAX_TIMEOUT_SECS),
+            Some(Duration::from_secs(31_536_000))
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod cpuid;
 pub mod debug;
 pub mod error;
 pub mod funcgraph;
+pub mod fuzzing;
 pub mod gdt;
 pub mod guest_image;
 pub mod idt;

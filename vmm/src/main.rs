@@ -53,8 +53,9 @@ struct RunArgs {
     /// `--stepi` instructions, printing CPL, RIP and each instruction to stderr.
     #[arg(long, value_name = "SYMBOL|ADDR")]
     break_at: Option<String>,
-    /// Instructions to single-step after the breakpoint.
-    #[arg(long, default_value_t = 40, value_name = "N")]
+    /// Instructions to single-step after the breakpoint (at most 1000000).
+    #[arg(long, default_value_t = 40, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(0..=vmm::debug::commands::MAX_STEPI))]
     stepi: u64,
     /// How breakpoints stop the guest: `dr0` (debug registers) or `step`
     /// (single-step until RIP matches; for KVMs such as the KVM box whose DR
@@ -83,8 +84,9 @@ struct TraceArgs {
     /// Print the call tree below each call of this kernel function.
     #[arg(long, value_name = "SYMBOL")]
     funcgraph: String,
-    /// Print calls at most this deep (deeper ones are still followed).
-    #[arg(long, default_value_t = 8, value_name = "N")]
+    /// Print calls at most this deep (deeper ones are still followed; 1..=256).
+    #[arg(long, default_value_t = 8, value_name = "N",
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     depth: usize,
     /// How the breakpoint at SYMBOL stops the guest: `dr0` or `step`.
     #[arg(long, default_value = "dr0", value_parser = ["dr0", "step"])]

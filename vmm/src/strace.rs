@@ -117,6 +117,126 @@ fn quote(bytes: &[u8], max: usize, truncated: bool) -> String {
 
 const STRING_MAX: usize = 32;
 
+/// A system call's arguments, read (strings, buffers) as it enters.
+fn pending(mem: &GuestMemoryMmap, cr3: u64, nr: u64, args: [u64; 6], frame: Option<u64>) -> Pending {
+    let shown = match signature(nr) {
+        Some((_, kinds)) => kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| show_arg(mem, cr3, *k, args[i], &args))
+            .collect(),
+        None => args.iter().take(3).map(|a| format!("{a:#x}")).collect(),
+    };
+    Pending { nr, args, shown, frame }
+}
+
+/// The strace line for system call `nr` with `args` and result `ret` (None:
+/// it did not return), reading strings and buffers through the page tables
+/// at `cr3` in `mem` — memory the guest controls entirely.
+pub fn decode_call(mem: &GuestMemoryMmap, cr3: u64, pid: u64, nr: u64, args: [u64; 6], ret: Option<i64>) -> String {
+    format_call(pid, &pending(mem, cr3, nr, args, None), ret, mem, cr3)
+}
+
+/// The system call numbers strace decodes by name.
+pub fn known_calls() -> impl Iterator<Item = u64> {
+    (0..=600).filter(|&nr| signature(nr).is_some())
+}
+
+fn show_arg(mem: &GuestMemoryMmap, cr3: u64, kind: Arg, v: u64, args: &[u64; 6]) -> String {
+    // Only what ring 3 could read itself: a kernel pointer is shown as a number.
+    let read = |addr: u64, len: usize| -> Option<Vec<u8>> {
+        if addr.checked_add(len as u64)? > vmm_abi::layout::USER_END {
+            return None;
+        }
+        let mut b = vec![0u8; len];
+        read_virt(mem, cr3, addr, &mut b).ok().map(|_| b)
+    };
+    match kind {
+        Int => (v as i64).to_string(),
+        Hex => format!("{v:#x}"),
+        BufOut => format!("{v:#x}"),
+        Str => {
+            let mut s = Vec::new();
+            for i in 0..STRING_MAX as u64 + 1 {
+                match read(v + i, 1) {
+                    Some(b) if b[0] != 0 => s.push(b[0]),
+                    Some(_) => return quote(&s, STRING_MAX, false),
+                    None => {
+                        return if s.is_empty() {
+                            format!("{v:#x}")
+                        } else {
+                            quote(&s, STRING_MAX, true)
+                        }
+                    }
+                }
+            }
+            quote(&s, STRING_MAX, true)
+        }
+        BufIn(len_arg) => {
+            let len = args[len_arg] as usize;
+            match read(v, len.min(STRING_MAX)) {
+                Some(b) => quote(&b, STRING_MAX, len > STRING_MAX),
+                None => format!("{v:#x}"),
+            }
+        }
+        Iovec(cnt_arg) => {
+            let n = args[cnt_arg].min(4) as usize;
+            let mut parts = Vec::new();
+            for i in 0..n {
+                let Some(iov) = read(v + 16 * i as u64, 16) else {
+                    return format!("{v:#x}");
+                };
+                let base = u64::from_le_bytes(iov[..8].try_into().unwrap());
+                let len = u64::from_le_bytes(iov[8..].try_into().unwrap());
+                let data = read(base, (len as usize).min(STRING_MAX))
+                    .map(|b| quote(&b, STRING_MAX, len as usize > STRING_MAX));
+                parts.push(format!(
+                    "{{iov_base={}, iov_len={len}}}",
+                    data.unwrap_or_else(|| format!("{base:#x}"))
+                ));
+            }
+            format!("[{}]", parts.join(", "))
+        }
+        Argv => {
+            let mut items = Vec::new();
+            for i in 0..8u64 {
+                let Some(p) = read(v + 8 * i, 8) else { break };
+                let p = u64::from_le_bytes(p.try_into().unwrap());
+                if p == 0 {
+                    break;
+                }
+                items.push(show_arg(mem, cr3, Str, p, args));
+            }
+            format!("[{}]", items.join(", "))
+        }
+    }
+}
+
+fn format_call(pid: u64, p: &Pending, ret: Option<i64>, mem: &GuestMemoryMmap, cr3: u64) -> String {
+    let name = signature(p.nr)
+        .map(|s| s.0.to_string())
+        .unwrap_or_else(|| format!("syscall_{}", p.nr));
+    let mut shown = p.shown.clone();
+    // Buffers the kernel filled are shown once the call has returned.
+    if let (Some(r), Some((_, kinds))) = (ret, signature(p.nr)) {
+        for (i, k) in kinds.iter().enumerate() {
+            if *k == BufOut && r > 0 {
+                let mut b = vec![0u8; (r as usize).min(STRING_MAX)];
+                if p.args[i] < vmm_abi::layout::USER_END && read_virt(mem, cr3, p.args[i], &mut b).is_ok() {
+                    shown[i] = quote(&b, STRING_MAX, r as usize > STRING_MAX);
+                }
+            }
+        }
+    }
+    let result = match ret {
+        None => "?".to_string(),
+        Some(r) if (-4095..0).contains(&r) => format!("-1 {}", errno_name(-r)).trim_end().to_string(),
+        Some(r) if matches!(p.nr, 9 | 12) => format!("{r:#x}"),
+        Some(r) => r.to_string(),
+    };
+    format!("[pid {pid}] {name}({}) = {result}", shown.join(", "))
+}
+
 struct Pending {
     nr: u64,
     args: [u64; 6],
@@ -179,132 +299,30 @@ impl Strace {
             .unwrap_or(0)
     }
 
-    fn show_arg(&self, mem: &GuestMemoryMmap, cr3: u64, kind: Arg, v: u64, args: &[u64; 6]) -> String {
-        // Only what ring 3 could read itself: a kernel pointer is shown as a number.
-        let read = |addr: u64, len: usize| -> Option<Vec<u8>> {
-            if addr.checked_add(len as u64)? > vmm_abi::layout::USER_END {
-                return None;
-            }
-            let mut b = vec![0u8; len];
-            read_virt(mem, cr3, addr, &mut b).ok().map(|_| b)
-        };
-        match kind {
-            Int => (v as i64).to_string(),
-            Hex => format!("{v:#x}"),
-            BufOut => format!("{v:#x}"),
-            Str => {
-                let mut s = Vec::new();
-                for i in 0..STRING_MAX as u64 + 1 {
-                    match read(v + i, 1) {
-                        Some(b) if b[0] != 0 => s.push(b[0]),
-                        Some(_) => return quote(&s, STRING_MAX, false),
-                        None => {
-                            return if s.is_empty() {
-                                format!("{v:#x}")
-                            } else {
-                                quote(&s, STRING_MAX, true)
-                            }
-                        }
-                    }
-                }
-                quote(&s, STRING_MAX, true)
-            }
-            BufIn(len_arg) => {
-                let len = args[len_arg] as usize;
-                match read(v, len.min(STRING_MAX)) {
-                    Some(b) => quote(&b, STRING_MAX, len > STRING_MAX),
-                    None => format!("{v:#x}"),
-                }
-            }
-            Iovec(cnt_arg) => {
-                let n = args[cnt_arg].min(4) as usize;
-                let mut parts = Vec::new();
-                for i in 0..n {
-                    let Some(iov) = read(v + 16 * i as u64, 16) else {
-                        return format!("{v:#x}");
-                    };
-                    let base = u64::from_le_bytes(iov[..8].try_into().unwrap());
-                    let len = u64::from_le_bytes(iov[8..].try_into().unwrap());
-                    let data = read(base, (len as usize).min(STRING_MAX))
-                        .map(|b| quote(&b, STRING_MAX, len as usize > STRING_MAX));
-                    parts.push(format!(
-                        "{{iov_base={}, iov_len={len}}}",
-                        data.unwrap_or_else(|| format!("{base:#x}"))
-                    ));
-                }
-                format!("[{}]", parts.join(", "))
-            }
-            Argv => {
-                let mut items = Vec::new();
-                for i in 0..8u64 {
-                    let Some(p) = read(v + 8 * i, 8) else { break };
-                    let p = u64::from_le_bytes(p.try_into().unwrap());
-                    if p == 0 {
-                        break;
-                    }
-                    items.push(self.show_arg(mem, cr3, Str, p, args));
-                }
-                format!("[{}]", items.join(", "))
-            }
-        }
-    }
-
     fn enter(&mut self, mem: &GuestMemoryMmap, cr3: u64, nr: u64, args: [u64; 6], frame: Option<u64>) {
         let pid = self.pid(mem);
-        let shown = match signature(nr) {
-            Some((_, kinds)) => kinds
-                .iter()
-                .enumerate()
-                .map(|(i, k)| self.show_arg(mem, cr3, *k, args[i], &args))
-                .collect(),
-            None => args.iter().take(3).map(|a| format!("{a:#x}")).collect(),
-        };
+        let p = pending(mem, cr3, nr, args, frame);
         self.calls += 1;
-        let p = Pending { nr, args, shown, frame };
         if matches!(nr, 60 | 231) {
             // exit never returns: print now, as strace does.
-            let line = self.format(pid, &p, None, mem, cr3);
+            let line = format_call(pid, &p, None, mem, cr3);
             let _ = writeln!(self.out, "{line}");
             return;
         }
         self.pending.insert(pid, p);
     }
 
-    fn format(&self, pid: u64, p: &Pending, ret: Option<i64>, mem: &GuestMemoryMmap, cr3: u64) -> String {
-        let name = signature(p.nr)
-            .map(|s| s.0.to_string())
-            .unwrap_or_else(|| format!("syscall_{}", p.nr));
-        let mut shown = p.shown.clone();
-        // Buffers the kernel filled are shown once the call has returned.
-        if let (Some(r), Some((_, kinds))) = (ret, signature(p.nr)) {
-            for (i, k) in kinds.iter().enumerate() {
-                if *k == BufOut && r > 0 {
-                    let mut b = vec![0u8; (r as usize).min(STRING_MAX)];
-                    if p.args[i] < vmm_abi::layout::USER_END && read_virt(mem, cr3, p.args[i], &mut b).is_ok() {
-                        shown[i] = quote(&b, STRING_MAX, r as usize > STRING_MAX);
-                    }
-                }
-            }
-        }
-        let result = match ret {
-            None => "?".to_string(),
-            Some(r) if (-4095..0).contains(&r) => format!("-1 {}", errno_name(-r)).trim_end().to_string(),
-            Some(r) if matches!(p.nr, 9 | 12) => format!("{r:#x}"),
-            Some(r) => r.to_string(),
-        };
-        format!("[pid {pid}] {name}({}) = {result}", shown.join(", "))
-    }
-
     fn leave(&mut self, mem: &GuestMemoryMmap, cr3: u64, ret: i64, frame: Option<u64>) {
         let pid = self.pid(mem);
         if self.pending.get(&pid).is_some_and(|p| p.frame == frame) {
             let p = self.pending.remove(&pid).unwrap();
-            let line = self.format(pid, &p, Some(ret), mem, cr3);
+            let line = format_call(pid, &p, Some(ret), mem, cr3);
             let _ = writeln!(self.out, "{line}");
         }
     }
 
-    fn read_frame(mem: &GuestMemoryMmap, frame: u64) -> Option<[u64; 22]> {
+    /// The kernel's TrapFrame at direct-map address `frame`.
+    pub fn read_frame(mem: &GuestMemoryMmap, frame: u64) -> Option<[u64; 22]> {
         let mut f = [0u64; 22];
         for (i, w) in f.iter_mut().enumerate() {
             *w = mem

@@ -441,7 +441,7 @@ impl Vm {
 }
 
 /// The kernel's address space: direct map + kernel image (see paging.rs).
-fn build_page_tables(mem: &GuestMemoryMmap, mem_bytes: u64, kernel: &KernelImage) -> Result<u64> {
+pub(crate) fn build_page_tables(mem: &GuestMemoryMmap, mem_bytes: u64, kernel: &KernelImage) -> Result<u64> {
     let mut pt = PageTableBuilder::new(mem, phys::PAGE_TABLES, phys::PAGE_TABLES_END)?;
     pt.map_range(DIRECT_MAP_BASE, 0, mem_bytes, PTE_RW | PTE_NX | PTE_G | PTE_A | PTE_D)?;
     for s in &kernel.segments {

@@ -19,9 +19,9 @@ pub enum Flow {
 
 pub const HELP: &str = "\
 commands (gdb names):
-  stepi [N] | si [N]        execute N instructions, one stop line each
+  stepi [N] | si [N]        execute N instructions (at most 1000000), one stop line each
   nexti | ni                like stepi, but run a call to its return
-  continue | c              run to the next breakpoint or the end
+  continue [N] | c [N]      run to the next breakpoint or the end (the Nth stop with N)
   break SYM|ADDR | b        breakpoint (a debug register; --break-by step: by stepping)
   hbreak SYM|ADDR           the same (all breakpoints here are hardware ones)
   watch ADDR [LEN]          stop when LEN (1,2,4,8) bytes at ADDR are written
@@ -36,9 +36,9 @@ commands (gdb names):
   msr [NAME]                STAR decoded, LSTAR, SFMASK, FS/GS/KERNEL_GS base, TSC_AUX
   check SEL [for data|code|stack] [at cpl N]
                             the privilege check the CPU would make loading SEL now
-  x/[N][bxwg] ADDR          examine memory (virtual, through the guest's page tables)
+  x/[N][bxwg] ADDR          examine N units (at most 65536) of memory (virtual, through the guest's page tables)
   pt ADDR                   page walk: each level's entry, and the physical address
-  disas [N]                 disassemble N instructions at RIP
+  disas [N]                 disassemble N instructions (at most 4096) at RIP
   bt | where                backtrace through frame pointers
   help, quit
 any dump accepts --json";
@@ -430,31 +430,11 @@ impl Debugger {
         Ok(())
     }
 
-    fn cmd_check(&self, args: &[&str], json: bool) -> Result<(), String> {
-        let sel = args
-            .first()
-            .and_then(|a| parse_num(a))
-            .ok_or("usage: check SELECTOR [for data|code|stack] [at cpl N]")? as u16;
-        let mut usage = Use::Data;
-        let mut cpl = (self.sregs()?.cs.selector & 3) as u8;
-        let mut it = args[1..].iter();
-        while let Some(w) = it.next() {
-            match *w {
-                "for" => {
-                    usage = match it.next().copied() {
-                        Some("data") => Use::Data,
-                        Some("code") => Use::Code,
-                        Some("stack") => Use::Stack,
-                        other => return Err(format!("check: 'for {}'? use data, code or stack", other.unwrap_or(""))),
-                    }
-                }
-                "at" => {
-                    let _ = it.next(); // "cpl"
-                    cpl = it.next().and_then(|n| parse_num(n)).ok_or("check: at cpl N")? as u8;
-                }
-                other => return Err(format!("check: unexpected '{other}'")),
-            }
-        }
+    fn cmd_check(&self, sel: u16, usage: Use, at_cpl: Option<u8>, json: bool) -> Result<(), String> {
+        let cpl = match at_cpl {
+            Some(c) => c,
+            None => (self.sregs()?.cs.selector & 3) as u8,
+        };
         let d = self.gdt_entry(sel)?;
         let (ok, why) = decode::privilege_check(sel, d.as_ref(), cpl, usage);
         if json {
@@ -478,22 +458,14 @@ impl Debugger {
         Ok(())
     }
 
-    fn cmd_x(&self, spec: &str, addr: &str, json: bool) -> Result<(), String> {
-        // x/NFU: count, then a size letter among b h w g (x = hex, the only format).
-        let spec = spec.trim_start_matches('/');
-        let digits: String = spec.chars().take_while(|c| c.is_ascii_digit()).collect();
-        let count: usize = if digits.is_empty() {
-            1
-        } else {
-            digits.parse().map_err(|_| "bad count")?
-        };
-        let size = match spec.chars().find(|c| "bhwg".contains(*c)) {
-            Some('b') => 1,
-            Some('h') => 2,
-            Some('g') => 8,
-            _ => 4,
-        };
+    fn cmd_x(&self, count: usize, size: usize, addr: &str, json: bool) -> Result<(), String> {
         let va = self.resolve(addr)?;
+        let len = (count * size) as u64;
+        if va.checked_add(len - 1).is_none() {
+            return Err(format!(
+                "x: {count} units of {size} bytes at {va:#x} run past the end of the address space"
+            ));
+        }
         let mut buf = vec![0u8; count * size];
         self.read_virt(va, &mut buf)?;
         let vals: Vec<u64> = buf
@@ -510,7 +482,7 @@ impl Debugger {
         }
         let per_line = 16 / size;
         for (i, chunk) in vals.chunks(per_line).enumerate() {
-            let a = va + (i * 16) as u64;
+            let a = va.wrapping_add((i * 16) as u64);
             let w = size * 2;
             println!(
                 "{}:  {}",
@@ -617,29 +589,236 @@ pub fn vector_name(v: usize) -> &'static str {
     }
 }
 
-/// Run one command line.
-pub fn execute(dbg: &mut Debugger, line: &str) -> Result<Flow, String> {
+/// The most units one `x` prints (gdb has no limit; a typo there can
+/// print for hours).
+pub const MAX_X_UNITS: usize = 65536;
+/// The most instructions one `disas` decodes.
+pub const MAX_DISAS: usize = 4096;
+/// The most single steps one `stepi` takes (each prints a line); at ~55,000
+/// steps a second on PVM, about 20 seconds.
+pub const MAX_STEPI: u64 = 1_000_000;
+/// The most stops one `continue N` runs past.
+pub const MAX_CONTINUE: u64 = 1_000_000;
+
+/// One parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub cmd: Command,
+    /// `--json` at the end of the line.
+    pub json: bool,
+}
+
+/// A debugger command, its numbers checked and bounded. Addresses stay
+/// text: they are resolved (symbols, `$reg`) against the stopped guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Stepi(u64),
+    Nexti,
+    /// Run on until the Nth stop.
+    Continue(u64),
+    Break(String),
+    Watch(String, u8),
+    Delete(Option<u32>),
+    InfoBreakpoints,
+    Regs,
+    Sregs,
+    Gdt,
+    Idt(Option<u8>),
+    Tss,
+    Cr,
+    Msr(Option<String>),
+    Check {
+        sel: u16,
+        usage: Use,
+        cpl: Option<u8>,
+    },
+    X {
+        count: usize,
+        size: usize,
+        addr: String,
+    },
+    Pt(String),
+    Disas(usize),
+    Bt,
+    Help,
+    Quit,
+}
+
+/// `what`'s argument `arg` as a number no larger than `max`.
+fn bounded(what: &str, arg: &str, max: u64, hint: &str) -> Result<u64, String> {
+    let v = parse_num(arg).ok_or_else(|| format!("{what}: '{arg}' is not a number (decimal, or hex with 0x)"))?;
+    if v > max {
+        return Err(format!("{what}: {arg} is too large (at most {max}{hint})"));
+    }
+    Ok(v)
+}
+
+/// `x/NFU`: count, then letters: a size among b h w g, and x (hex, the only format).
+fn parse_x_spec(spec: &str) -> Result<(usize, usize), String> {
+    let digits_end = spec.find(|c: char| !c.is_ascii_digit()).unwrap_or(spec.len());
+    let (digits, letters) = spec.split_at(digits_end);
+    let count = if digits.is_empty() {
+        1
+    } else {
+        let n = bounded("x", digits, MAX_X_UNITS as u64, " units; use several x commands")
+            .map_err(|e| e.replacen("x: ", "x: count ", 1))?;
+        if n == 0 {
+            return Err("x: count 0: nothing to examine".into());
+        }
+        n as usize
+    };
+    let mut size = 4;
+    for c in letters.chars() {
+        size = match c {
+            'b' => 1,
+            'h' => 2,
+            'w' => 4,
+            'g' => 8,
+            'x' => size,
+            other => {
+                return Err(format!(
+                    "x: unknown letter '{other}' in x/{spec} (sizes b h w g; x, hex, is the only format)"
+                ))
+            }
+        };
+    }
+    Ok((count, size))
+}
+
+/// Parse one command line without touching the guest (None: an empty line).
+/// Every count is bounded here, so no command can allocate or loop without
+/// end on a typo.
+pub fn parse(line: &str) -> Result<Option<Parsed>, String> {
     let mut words: Vec<&str> = line.split_whitespace().collect();
     let json = words.last() == Some(&"--json");
     if json {
         words.pop();
     }
     let Some((&cmd, args)) = words.split_first() else {
-        return Ok(Flow::Next);
+        return Ok(None);
     };
     let (cmd, xspec) = match cmd.split_once('/') {
         Some(("x", spec)) => ("x", spec),
         _ => (cmd, ""),
     };
-    let num = |i: usize, default: u64| -> Result<u64, String> {
-        match args.get(i) {
-            Some(a) => parse_num(a).ok_or_else(|| format!("'{a}' is not a number")),
-            None => Ok(default),
+    let arg = |i: usize| args.get(i).copied();
+    let count = |what: &str, max: u64, hint: &str| -> Result<u64, String> {
+        arg(0).map_or(Ok(1), |a| bounded(what, a, max, hint))
+    };
+    let need = |usage: &str| arg(0).map(str::to_string).ok_or_else(|| format!("usage: {usage}"));
+    let cmd = match cmd {
+        "stepi" | "si" => Command::Stepi(count(
+            "stepi",
+            MAX_STEPI,
+            " steps; set a breakpoint and continue to go further",
+        )?),
+        "nexti" | "ni" => Command::Nexti,
+        "continue" | "c" => {
+            let n = count("continue", MAX_CONTINUE, " stops")?;
+            if n == 0 {
+                return Err("continue: 0 stops? use continue or continue N with N >= 1".into());
+            }
+            Command::Continue(n)
         }
+        "break" | "b" | "hbreak" => Command::Break(need("break SYMBOL|ADDR")?),
+        "watch" => {
+            let spec = need("watch ADDR [LEN]")?;
+            let len = match arg(1) {
+                None => 8,
+                Some(l) => match parse_num(l) {
+                    Some(n @ (1 | 2 | 4 | 8)) => n as u8,
+                    _ => return Err(format!("watch: length '{l}'? a watchpoint covers 1, 2, 4 or 8 bytes")),
+                },
+            };
+            Command::Watch(spec, len)
+        }
+        "delete" | "d" => Command::Delete(match arg(0) {
+            None => None,
+            Some(a) => Some(bounded("delete", a, u64::from(u32::MAX), "; see info breakpoints")? as u32),
+        }),
+        "info" if arg(0).is_some_and(|a| a.starts_with('b')) => Command::InfoBreakpoints,
+        "info" if arg(0) == Some("registers") => Command::Regs,
+        "info" => return Err("info breakpoints | info registers".into()),
+        "regs" => Command::Regs,
+        "sregs" => Command::Sregs,
+        "gdt" => Command::Gdt,
+        "idt" => Command::Idt(match arg(0) {
+            None => None,
+            Some(a) => Some(bounded("idt", a, 255, ": vectors are 0..255")? as u8),
+        }),
+        "tss" => Command::Tss,
+        "cr" => Command::Cr,
+        "msr" => Command::Msr(arg(0).map(str::to_string)),
+        "check" => {
+            let usage = "usage: check SELECTOR [for data|code|stack] [at cpl N]";
+            let sel = bounded("check", arg(0).ok_or(usage)?, 0xffff, ": selectors are 16 bits")? as u16;
+            let mut usage_kind = Use::Data;
+            let mut cpl = None;
+            let mut it = args[1..].iter();
+            while let Some(w) = it.next() {
+                match *w {
+                    "for" => {
+                        usage_kind = match it.next().copied() {
+                            Some("data") => Use::Data,
+                            Some("code") => Use::Code,
+                            Some("stack") => Use::Stack,
+                            other => {
+                                return Err(format!("check: 'for {}'? use data, code or stack", other.unwrap_or("")))
+                            }
+                        }
+                    }
+                    "at" => {
+                        if it.next().copied() != Some("cpl") {
+                            return Err("check: at cpl N".into());
+                        }
+                        let n = it.next().ok_or("check: at cpl N")?;
+                        cpl = Some(bounded("check: cpl", n, 3, ": privilege levels are 0..3")? as u8);
+                    }
+                    other => return Err(format!("check: unexpected '{other}'")),
+                }
+            }
+            Command::Check {
+                sel,
+                usage: usage_kind,
+                cpl,
+            }
+        }
+        "x" => {
+            let (count, size) = parse_x_spec(xspec)?;
+            Command::X {
+                count,
+                size,
+                addr: need("x/[N][bxwg] ADDR")?,
+            }
+        }
+        "pt" => Command::Pt(need("pt ADDR")?),
+        "disas" => {
+            let n = arg(0).map_or(Ok(8), |a| {
+                bounded(
+                    "disas",
+                    a,
+                    MAX_DISAS as u64,
+                    " instructions; use several disas commands",
+                )
+            })?;
+            Command::Disas(n as usize)
+        }
+        "bt" | "where" | "backtrace" => Command::Bt,
+        "help" | "h" => Command::Help,
+        "quit" | "q" => Command::Quit,
+        other => return Err(format!("unknown command '{other}' (try help)")),
+    };
+    Ok(Some(Parsed { cmd, json }))
+}
+
+/// Run one command line.
+pub fn execute(dbg: &mut Debugger, line: &str) -> Result<Flow, String> {
+    let Some(Parsed { cmd, json }) = parse(line)? else {
+        return Ok(Flow::Next);
     };
     match cmd {
-        "stepi" | "si" => {
-            for _ in 0..num(0, 1)? {
+        Command::Stepi(n) => {
+            for _ in 0..n {
                 let why = dbg.step()?;
                 dbg.report(why.clone())?;
                 if why == StopReason::Ended {
@@ -647,39 +826,42 @@ pub fn execute(dbg: &mut Debugger, line: &str) -> Result<Flow, String> {
                 }
             }
         }
-        "nexti" | "ni" => {
+        Command::Nexti => {
             let why = dbg.next_over_calls()?;
             dbg.report(why)?;
         }
-        "continue" | "c" => {
-            let why = dbg.cont()?;
+        Command::Continue(n) => {
+            // Run past n - 1 stops, reporting only the last, as gdb's `continue N`.
+            let mut why = dbg.cont()?;
+            for _ in 1..n {
+                if matches!(why, StopReason::Ended | StopReason::StepLimit(_)) {
+                    break;
+                }
+                why = dbg.cont()?;
+            }
             dbg.report(why)?;
         }
-        "break" | "b" | "hbreak" => {
-            let spec = args.first().ok_or("usage: break SYMBOL|ADDR")?;
-            let b = dbg.add_breakpoint(spec, None)?.clone();
+        Command::Break(spec) => {
+            let b = dbg.add_breakpoint(&spec, None)?.clone();
             println!("Breakpoint {} at {}", b.id, dbg.sym(b.addr));
         }
-        "watch" => {
-            let spec = args.first().ok_or("usage: watch ADDR [LEN]")?;
-            let len = num(1, 8)? as u8;
-            let b = dbg.add_breakpoint(spec, Some(len))?.clone();
+        Command::Watch(spec, len) => {
+            let b = dbg.add_breakpoint(&spec, Some(len))?.clone();
             println!("Watchpoint {} at {} ({len} bytes)", b.id, dbg.sym(b.addr));
         }
-        "delete" | "d" => dbg.delete(args.first().map(|a| parse_num(a).unwrap_or(0) as u32))?,
-        "info" if args.first().is_some_and(|a| a.starts_with('b')) => dbg.cmd_info_breakpoints(),
-        "info" if args.first() == Some(&"registers") => dbg.cmd_regs(json)?,
-        "regs" => dbg.cmd_regs(json)?,
-        "sregs" => dbg.cmd_sregs(json)?,
-        "gdt" => dbg.cmd_gdt(json)?,
-        "idt" => dbg.cmd_idt(args.first().and_then(|a| parse_num(a)), json)?,
-        "tss" => dbg.cmd_tss(json)?,
-        "cr" => dbg.cmd_cr(json)?,
-        "msr" => dbg.cmd_msr(args.first().copied(), json)?,
-        "check" => dbg.cmd_check(args, json)?,
-        "x" => dbg.cmd_x(xspec, args.first().ok_or("usage: x/[N][bxwg] ADDR")?, json)?,
-        "pt" => {
-            let va = dbg.resolve(args.first().ok_or("usage: pt ADDR")?)?;
+        Command::Delete(id) => dbg.delete(id)?,
+        Command::InfoBreakpoints => dbg.cmd_info_breakpoints(),
+        Command::Regs => dbg.cmd_regs(json)?,
+        Command::Sregs => dbg.cmd_sregs(json)?,
+        Command::Gdt => dbg.cmd_gdt(json)?,
+        Command::Idt(v) => dbg.cmd_idt(v.map(u64::from), json)?,
+        Command::Tss => dbg.cmd_tss(json)?,
+        Command::Cr => dbg.cmd_cr(json)?,
+        Command::Msr(name) => dbg.cmd_msr(name.as_deref(), json)?,
+        Command::Check { sel, usage, cpl } => dbg.cmd_check(sel, usage, cpl, json)?,
+        Command::X { count, size, addr } => dbg.cmd_x(count, size, &addr, json)?,
+        Command::Pt(addr) => {
+            let va = dbg.resolve(&addr)?;
             let (lines, v) = memory::describe_walk(&dbg.vm.mem, dbg.sregs()?.cr3, va);
             if json {
                 println!("{v}");
@@ -687,11 +869,106 @@ pub fn execute(dbg: &mut Debugger, line: &str) -> Result<Flow, String> {
                 lines.iter().for_each(|l| println!("{l}"));
             }
         }
-        "disas" => dbg.cmd_disas(num(0, 8)? as usize)?,
-        "bt" | "where" | "backtrace" => dbg.cmd_bt()?,
-        "help" | "h" => println!("{HELP}"),
-        "quit" | "q" => return Ok(Flow::Quit),
-        other => return Err(format!("unknown command '{other}' (try help)")),
+        Command::Disas(n) => dbg.cmd_disas(n)?,
+        Command::Bt => dbg.cmd_bt()?,
+        Command::Help => println!("{HELP}"),
+        Command::Quit => return Ok(Flow::Quit),
     }
     Ok(Flow::Next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(line: &str) -> Command {
+        parse(line).unwrap().unwrap().cmd
+    }
+
+    fn err(line: &str) -> String {
+        parse(line).unwrap_err()
+    }
+
+    #[test]
+    fn counts_are_parsed() {
+        assert_eq!(
+            cmd("x/2gx 0x10"),
+            Command::X {
+                count: 2,
+                size: 8,
+                addr: "0x10".into()
+            }
+        );
+        assert_eq!(
+            cmd("x $rsp"),
+            Command::X {
+                count: 1,
+                size: 4,
+                addr: "$rsp".into()
+            }
+        );
+        assert_eq!(
+            cmd("x/65536b 0"),
+            Command::X {
+                count: 65536,
+                size: 1,
+                addr: "0".into()
+            }
+        );
+        assert_eq!(cmd("si"), Command::Stepi(1));
+        assert_eq!(cmd("stepi 0x10"), Command::Stepi(16));
+        assert_eq!(cmd("disas"), Command::Disas(8));
+        assert_eq!(cmd("c 3"), Command::Continue(3));
+        assert_eq!(cmd("watch X 2"), Command::Watch("X".into(), 2));
+        assert_eq!(cmd("idt 0x80"), Command::Idt(Some(0x80)));
+        assert_eq!(
+            cmd("check 0x1b for stack at cpl 3"),
+            Command::Check {
+                sel: 0x1b,
+                usage: Use::Stack,
+                cpl: Some(3)
+            }
+        );
+        assert_eq!(parse("  ").unwrap(), None);
+        assert!(parse("regs --json").unwrap().unwrap().json);
+    }
+
+    #[test]
+    fn huge_counts_are_refused_with_the_limit() {
+        for (line, says) in [
+            (
+                "x/18446744073709551615b 0",
+                "x: count 18446744073709551615 is too large (at most 65536 units",
+            ),
+            ("x/99999999999g 0", "x: count 99999999999 is too large"),
+            (
+                "x/4611686018427387904g 0",
+                "at most 65536 units; use several x commands",
+            ),
+            ("x/99999999999999999999999g 0", "not a number"),
+            ("x/0g 0", "count 0"),
+            ("x/4q 0", "unknown letter 'q'"),
+            (
+                "disas 18446744073709551615",
+                "disas: 18446744073709551615 is too large (at most 4096",
+            ),
+            ("disas 99999999999", "too large"),
+            (
+                "stepi 99999999999",
+                "stepi: 99999999999 is too large (at most 1000000 steps",
+            ),
+            ("continue 18446744073709551615", "too large"),
+            ("continue 0", "0 stops"),
+            ("watch X 264", "1, 2, 4 or 8 bytes"),
+            ("delete 4294967297", "too large"),
+            ("delete one", "not a number"),
+            ("idt 256", "vectors are 0..255"),
+            ("check 0x10000", "selectors are 16 bits"),
+            ("check 0x10 at cpl 4", "privilege levels are 0..3"),
+            ("check 0x10 at 3", "at cpl N"),
+        ] {
+            let e = err(line);
+            assert!(e.contains(says), "{line}: {e}");
+        }
+    }
 }

@@ -7,9 +7,15 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Read `buf.len()` bytes at guest virtual `va` through the tables at `cr3`.
 pub fn read_virt(mem: &GuestMemoryMmap, cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), String> {
+    if buf.len() > 1 && va.checked_add(buf.len() as u64 - 1).is_none() {
+        return Err(format!(
+            "{va:#x}: {} bytes from there run past the end of the address space",
+            buf.len()
+        ));
+    }
     let mut done = 0;
     while done < buf.len() {
-        let addr = va.wrapping_add(done as u64);
+        let addr = va + done as u64;
         let phys = paging::walk(mem, cr3, addr)
             .1
             .ok_or_else(|| format!("{addr:#x} is not mapped"))?;
@@ -33,13 +39,18 @@ pub fn disassemble_one(mem: &GuestMemoryMmap, cr3: u64, rip: u64) -> Option<Stri
 
 /// Up to `n` instructions from `rip`: (address, text, length).
 pub fn decode(mem: &GuestMemoryMmap, cr3: u64, rip: u64, n: usize) -> Vec<(u64, String, u64)> {
-    let mut bytes = vec![0u8; 15 * n.max(1)];
+    // At most 15 bytes an instruction, and never past the top of the address space.
+    let want = 15u64
+        .saturating_mul(n.max(1) as u64)
+        .min((u64::MAX - rip).saturating_add(1));
+    let mut bytes = vec![0u8; want as usize];
     // Read as much as is mapped (a page boundary may end it).
     let mut len = 0;
     while len < bytes.len() {
-        let chunk = (0x1000 - ((rip + len as u64) & 0xfff)) as usize;
+        let at = rip + len as u64;
+        let chunk = (0x1000 - (at & 0xfff)) as usize;
         let chunk = chunk.min(bytes.len() - len);
-        if read_virt(mem, cr3, rip + len as u64, &mut bytes[len..len + chunk]).is_err() {
+        if read_virt(mem, cr3, at, &mut bytes[len..len + chunk]).is_err() {
             break;
         }
         len += chunk;

@@ -140,9 +140,10 @@ impl Debugger {
                 "r11" => r.r11,
                 _ => return Err(format!("unknown register ${reg}")),
             };
-            return Ok(v + off);
+            return add_offset(spec, v, off);
         }
-        resolve_symbol(name, &self.user_symbols, self.vm.kernel.symbols()).map(|a| a + off)
+        let a = resolve_symbol(name, &self.user_symbols, self.vm.kernel.symbols())?;
+        add_offset(spec, a, off)
     }
 
     fn refuse_ring3_on_pvm(&self, what: &str) -> Result<(), String> {
@@ -465,6 +466,12 @@ impl Debugger {
         }
         Ok(StopReason::StepLimit(self.step_limit))
     }
+}
+
+/// `base + off`, refused when it passes the end of the address space.
+fn add_offset(spec: &str, base: u64, off: u64) -> Result<u64, String> {
+    base.checked_add(off)
+        .ok_or_else(|| format!("{spec}: {base:#x} + {off:#x} is past the end of the 64-bit address space"))
 }
 
 /// A number, or a symbol of the program or the kernel — the program's
