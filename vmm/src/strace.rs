@@ -20,78 +20,22 @@ use kvm_ioctls::VcpuFd;
 use std::collections::HashMap;
 use std::io::Write;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_abi::frame::{TrapFrame, PERCPU_PID};
 use vmm_abi::layout::KERNEL_BASE;
 
-/// How an argument is shown.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Arg {
-    Int,
-    Hex,
-    Str,
-    /// A buffer written by the program, its length in argument N.
-    BufIn(usize),
-    /// A buffer filled by the kernel, shown after the call, length = result.
-    BufOut,
-    Iovec(usize),
-    Argv,
-}
+// Numbers, names and argument kinds: the boot contract's one list, which
+// the kernel's table is built from too (abi/src/syscalls.rs).
+use vmm_abi::syscalls::Arg::{self, *};
+use vmm_abi::syscalls::{lookup, SYSCALLS};
 
-use Arg::*;
-
+/// A system call's name and argument kinds.
 fn signature(nr: u64) -> Option<(&'static str, &'static [Arg])> {
-    Some(match nr {
-        0 => ("read", &[Int, BufOut, Int]),
-        1 => ("write", &[Int, BufIn(2), Int]),
-        2 => ("open", &[Str, Hex, Hex]),
-        3 => ("close", &[Int]),
-        9 => ("mmap", &[Hex, Int, Hex, Hex, Int, Int]),
-        10 => ("mprotect", &[Hex, Int, Hex]),
-        11 => ("munmap", &[Hex, Int]),
-        12 => ("brk", &[Hex]),
-        13 => ("rt_sigaction", &[Int, Hex, Hex, Int]),
-        14 => ("rt_sigprocmask", &[Int, Hex, Hex, Int]),
-        16 => ("ioctl", &[Int, Hex, Hex]),
-        20 => ("writev", &[Int, Iovec(2), Int]),
-        24 => ("sched_yield", &[]),
-        39 => ("getpid", &[]),
-        60 => ("exit", &[Int]),
-        61 => ("wait4", &[Int, Hex, Int, Hex]),
-        63 => ("uname", &[Hex]),
-        96 => ("gettimeofday", &[Hex, Hex]),
-        102 => ("getuid", &[]),
-        104 => ("getgid", &[]),
-        107 => ("geteuid", &[]),
-        108 => ("getegid", &[]),
-        110 => ("getppid", &[]),
-        158 => ("arch_prctl", &[Hex, Hex]),
-        186 => ("gettid", &[]),
-        218 => ("set_tid_address", &[Hex]),
-        228 => ("clock_gettime", &[Int, Hex]),
-        231 => ("exit_group", &[Int]),
-        257 => ("openat", &[Int, Str, Hex, Hex]),
-        500 => ("spawn", &[Str, Argv]),
-        501 => ("syscount", &[Int]),
-        502 => ("bench_null_entry", &[Int]),
-        503 => ("hypercall_null", &[]),
-        _ => return None,
-    })
+    lookup(nr).map(|s| (s.name, s.args))
 }
 
-fn errno_name(e: i64) -> &'static str {
-    match e {
-        2 => "ENOENT (No such file or directory)",
-        7 => "E2BIG (Argument list too long)",
-        8 => "ENOEXEC (Exec format error)",
-        9 => "EBADF (Bad file descriptor)",
-        10 => "ECHILD (No child processes)",
-        12 => "ENOMEM (Cannot allocate memory)",
-        14 => "EFAULT (Bad address)",
-        19 => "ENODEV (No such device)",
-        22 => "EINVAL (Invalid argument)",
-        25 => "ENOTTY (Inappropriate ioctl for device)",
-        38 => "ENOSYS (Function not implemented)",
-        _ => "",
-    }
+/// "ENOENT (No such file or directory)", as strace shows an error.
+fn errno_name(e: i64) -> String {
+    vmm_abi::errno::describe(e).map_or_else(String::new, |(name, text)| format!("{name} ({text})"))
 }
 
 /// A string as strace quotes it, at most `max` bytes.
@@ -139,7 +83,7 @@ pub fn decode_call(mem: &GuestMemoryMmap, cr3: u64, pid: u64, nr: u64, args: [u6
 
 /// The system call numbers strace decodes by name.
 pub fn known_calls() -> impl Iterator<Item = u64> {
-    (0..=600).filter(|&nr| signature(nr).is_some())
+    SYSCALLS.iter().map(|s| s.nr as u64)
 }
 
 fn show_arg(mem: &GuestMemoryMmap, cr3: u64, kind: Arg, v: u64, args: &[u64; 6]) -> String {
@@ -277,7 +221,7 @@ impl Strace {
             ret: need("syscall_return")?,
             trap: need("do_trap")?,
             trap_ret: need("exc_return")?,
-            pid_addr: kernel.address_of("PERCPU").map(|a| a + 24),
+            pid_addr: kernel.address_of("PERCPU").map(|a| a + PERCPU_PID as u64),
             pvm,
             by_step: false,
             pending: HashMap::new(),
@@ -321,47 +265,41 @@ impl Strace {
         }
     }
 
-    /// The kernel's TrapFrame at direct-map address `frame`.
-    pub fn read_frame(mem: &GuestMemoryMmap, frame: u64) -> Option<[u64; 22]> {
-        let mut f = [0u64; 22];
-        for (i, w) in f.iter_mut().enumerate() {
-            *w = mem
-                .read_obj::<u64>(GuestAddress(
-                    frame.checked_sub(vmm_abi::layout::DIRECT_MAP_BASE)? + 8 * i as u64,
-                ))
-                .ok()?;
+    /// The kernel's TrapFrame (abi/src/frame.rs) at direct-map address `frame`.
+    pub fn read_frame(mem: &GuestMemoryMmap, frame: u64) -> Option<TrapFrame> {
+        let mut w = [0u64; TrapFrame::WORDS];
+        let base = frame.checked_sub(vmm_abi::layout::DIRECT_MAP_BASE)?;
+        for (i, word) in w.iter_mut().enumerate() {
+            *word = mem.read_obj::<u64>(GuestAddress(base.checked_add(8 * i as u64)?)).ok()?;
         }
-        Some(f)
+        Some(TrapFrame::from_words(w))
     }
 
     fn at_point(&mut self, vcpu: &VcpuFd, mem: &GuestMemoryMmap) -> KvmResult<()> {
         let r = vcpu.get_regs()?;
         let cr3 = vcpu.get_sregs()?.cr3;
-        // TrapFrame: r15 r14 r13 r12 r11 r10 r9 r8 rbp rdi rsi rdx rcx rbx rax vector error rip cs rflags rsp ss
-        let trap_args = |f: &[u64; 22]| [f[9], f[10], f[11], f[5], f[7], f[6]];
         if r.rip == self.entry {
             self.enter(mem, cr3, r.rax, [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9], None);
         } else if r.rip == self.ret {
             self.leave(mem, cr3, r.rax as i64, None);
         } else if r.rip == self.trap {
             if let Some(f) = Self::read_frame(mem, r.rdi) {
-                let (vector, error, rip, cs) = (f[15], f[16], f[17], f[18]);
-                let user = cs & 3 == 3;
-                let pvm_syscall = self.pvm && vector == 14 && error == 0x15 && rip == self.entry;
+                let pvm_syscall = self.pvm && f.vector == 14 && f.error_code == 0x15 && f.rip == self.entry;
                 let mut insn = [0u8; 2];
                 let pvm_int80 =
-                    self.pvm && vector == 6 && read_virt(mem, cr3, rip, &mut insn).is_ok() && insn == [0xcd, 0x80];
-                if user && (vector == 0x80 || pvm_syscall || pvm_int80) {
-                    self.enter(mem, cr3, f[14], trap_args(&f), Some(r.rdi));
-                } else if user {
+                    self.pvm && f.vector == 6 && read_virt(mem, cr3, f.rip, &mut insn).is_ok() && insn == [0xcd, 0x80];
+                if f.from_user() && (f.vector == 0x80 || pvm_syscall || pvm_int80) {
+                    self.enter(mem, cr3, f.rax, f.syscall_args(), Some(r.rdi));
+                } else if f.from_user() {
                     let pid = self.pid(mem);
-                    let name = crate::debug::commands::vector_name(vector as usize);
+                    let name = crate::debug::commands::vector_name(f.vector as usize);
+                    let (rip, error) = (f.rip, f.error_code);
                     let _ = writeln!(self.out, "[pid {pid}] --- {name} at {rip:#x} (error {error:#x}) ---");
                 }
             }
         } else if r.rip == self.trap_ret {
             if let Some(f) = Self::read_frame(mem, r.rsp) {
-                self.leave(mem, cr3, f[14] as i64, Some(r.rsp));
+                self.leave(mem, cr3, f.rax as i64, Some(r.rsp));
             }
         }
         Ok(())

@@ -577,13 +577,8 @@ fn cache_descriptor(s: &kvm_segment) -> Descriptor {
 }
 
 pub fn vector_name(v: usize) -> &'static str {
-    const NAMES: [&str; 32] = [
-        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#CSO", "#TS", "#NP", "#SS", "#GP", "#PF",
-        "#15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "#22", "#23", "#24", "#25", "#26", "#27", "#HV", "#VC", "#SX",
-        "#31",
-    ];
     match v {
-        0..=31 => NAMES[v],
+        0..=31 => vmm_abi::errno::EXCEPTION_NAMES[v],
         0x80 => "int80",
         _ => "",
     }
