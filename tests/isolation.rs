@@ -144,6 +144,7 @@ fn status_and_max_rss(args: &[&str]) -> (i32, i64) {
     let mut status = 0;
     // SAFETY: a zeroed rusage for wait4 to fill; the pid is our child's.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
     assert_eq!(pid, child.id() as i32);
     (libc::WEXITSTATUS(status), ru.ru_maxrss)

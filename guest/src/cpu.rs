@@ -18,42 +18,49 @@ pub struct DescriptorTablePointer {
 
 pub fn read_cs() -> u16 {
     let cs: u16;
+    // SAFETY: reading CS has no side effects.
     unsafe { asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack, preserves_flags)) };
     cs
 }
 
 pub fn read_cr2() -> u64 {
     let v: u64;
+    // SAFETY: reading a control register has no side effects (ring 0).
     unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
     v
 }
 
 pub fn read_cr3() -> u64 {
     let v: u64;
+    // SAFETY: as above.
     unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
     v
 }
 
 pub fn read_cr4() -> u64 {
     let v: u64;
+    // SAFETY: as above.
     unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack, preserves_flags)) };
     v
 }
 
 pub fn rdmsr(msr: u32) -> u64 {
     let (lo, hi): (u32, u32);
+    // SAFETY: the kernel reads only MSRs that exist (EFER, LSTAR): no #GP.
     unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
     (u64::from(hi) << 32) | u64::from(lo)
 }
 
 pub fn sgdt() -> DescriptorTablePointer {
     let mut p = DescriptorTablePointer::default();
+    // SAFETY: sgdt writes 10 bytes into `p`, which is that size.
     unsafe { asm!("sgdt [{}]", in(reg) &mut p, options(nostack, preserves_flags)) };
     p
 }
 
 pub fn sidt() -> DescriptorTablePointer {
     let mut p = DescriptorTablePointer::default();
+    // SAFETY: as sgdt.
     unsafe { asm!("sidt [{}]", in(reg) &mut p, options(nostack, preserves_flags)) };
     p
 }

@@ -11,6 +11,7 @@ pub fn from_cmdline(cmdline: &str) {
     match what {
         // With an empty IDT no exception can be delivered: #UD becomes #DF,
         // the #DF becomes a triple fault, and the CPU shuts down.
+        // SAFETY: a deliberate crash; the VM ends with a triple fault.
         "triple-fault" => unsafe {
             let empty = crate::cpu::DescriptorTablePointer { limit: 0, base: 0 };
             core::arch::asm!("lidt [{}]", "ud2", in(reg) &empty, options(noreturn));
@@ -18,6 +19,7 @@ pub fn from_cmdline(cmdline: &str) {
         "spin" => loop {
             core::hint::spin_loop();
         },
+        // SAFETY: a deliberate fault; the VM ends with a kernel panic report.
         "page-fault" => unsafe {
             // Nothing is mapped in the user half of the kernel's page tables.
             core::ptr::read_volatile(0x1000 as *const u64);

@@ -6,6 +6,7 @@
 //! general registers, switches GS if we came from ring 3, and calls [`do_trap`].
 
 use crate::{cpu, power, println, process, syscall_table, usercopy};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use vmm_abi::layout::USER_END;
 
 /// The stack frame [`do_trap`] receives (the boot contract's layout: the
@@ -115,12 +116,12 @@ use vmm_abi::errno::EXCEPTION_NAMES;
 /// Times the PVM paths below completed a system call; they must stay 0 on
 /// hardware KVM, where `syscall` and `int 0x80` reach their own entries.
 #[no_mangle]
-pub static mut PVM_SYSCALLS: u64 = 0;
+pub static PVM_SYSCALLS: AtomicU64 = AtomicU64::new(0);
 #[no_mangle]
-pub static mut PVM_INT80S: u64 = 0;
+pub static PVM_INT80S: AtomicU64 = AtomicU64::new(0);
 /// System calls made through `int 0x80` (either path).
 #[no_mangle]
-pub static mut INT80_SYSCALLS: u64 = 0;
+pub static INT80_SYSCALLS: AtomicU64 = AtomicU64::new(0);
 
 const VEC_DB: u64 = 1;
 const VEC_BP: u64 = 3;
@@ -136,7 +137,7 @@ extern "C" fn do_trap(frame: &mut TrapFrame) {
     let from_user = frame.cs & 3 == 3;
     if from_user {
         if frame.vector == VEC_INT80 {
-            unsafe { INT80_SYSCALLS += 1 };
+            INT80_SYSCALLS.fetch_add(1, Relaxed);
             frame.rax = syscall_table::dispatch(frame.rax, frame.syscall_args()) as u64;
         } else if !(crate::boot::is_pvm() && pvm_syscall(frame)) {
             user_fault(frame);
@@ -187,7 +188,7 @@ fn pvm_syscall(frame: &mut TrapFrame) -> bool {
                 ),
             )
         }
-        unsafe { PVM_SYSCALLS += 1 };
+        PVM_SYSCALLS.fetch_add(1, Relaxed);
         // The benchmark's null entry returns at once, RAX untouched.
         if lstar != crate::bench::null_entry() {
             frame.rax = syscall_table::dispatch(frame.rax, frame.syscall_args()) as u64;
@@ -200,8 +201,8 @@ fn pvm_syscall(frame: &mut TrapFrame) -> bool {
     if frame.vector == VEC_UD {
         let mut insn = [0u8; 2];
         if usercopy::read_user_insn(&mut insn, frame.rip).is_ok() && insn == [0xcd, 0x80] {
-            unsafe { PVM_INT80S += 1 };
-            unsafe { INT80_SYSCALLS += 1 };
+            PVM_INT80S.fetch_add(1, Relaxed);
+            INT80_SYSCALLS.fetch_add(1, Relaxed);
             frame.rip += 2;
             frame.rax = syscall_table::dispatch(frame.rax, frame.syscall_args()) as u64;
             return true;

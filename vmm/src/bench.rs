@@ -724,10 +724,10 @@ fn measure_host(iters: usize) -> Result<Vec<HostRow>, String> {
     let mut rows = Vec::new();
     let mut row = |id, what, stats| rows.push(HostRow { id, what, stats });
     row("0", "empty timed region", time_n(iters, || {}));
-    // SAFETY (all below): plain system calls with valid arguments.
     row(
         "2",
         "syscall(SYS_getpid)",
+        // SAFETY: a plain system call with valid arguments (fd and buffers live here).
         time_n(iters, || unsafe {
             libc::syscall(libc::SYS_getpid);
         }),
@@ -737,6 +737,7 @@ fn measure_host(iters: usize) -> Result<Vec<HostRow>, String> {
     row(
         "4a",
         "syscall(SYS_clock_gettime, CLOCK_MONOTONIC)",
+        // SAFETY: a plain system call with valid arguments (fd and buffers live here).
         time_n(iters, || unsafe {
             libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, tsp);
         }),
@@ -746,6 +747,7 @@ fn measure_host(iters: usize) -> Result<Vec<HostRow>, String> {
     row(
         "4b",
         "syscall(SYS_gettimeofday)",
+        // SAFETY: a plain system call with valid arguments (fd and buffers live here).
         time_n(iters, || unsafe {
             libc::syscall(libc::SYS_gettimeofday, tvp, 0usize);
         }),
@@ -764,6 +766,7 @@ fn measure_host(iters: usize) -> Result<Vec<HostRow>, String> {
         row(
             id,
             what,
+            // SAFETY: a plain system call with valid arguments (fd and buffers live here).
             time_n(n.max(1), || unsafe {
                 libc::write(fd, buf.as_ptr().cast(), len);
             }),
@@ -777,6 +780,7 @@ fn measure_host(iters: usize) -> Result<Vec<HostRow>, String> {
     row(
         "8",
         "clock_gettime(CLOCK_MONOTONIC) via the vDSO",
+        // SAFETY: a plain system call with valid arguments (fd and buffers live here).
         time_n(iters, || unsafe {
             libc::clock_gettime(libc::CLOCK_MONOTONIC, tsp);
         }),
@@ -798,6 +802,7 @@ fn pipe_pingpong(n: usize) -> Result<Stats, String> {
     // Pin to one CPU (the child inherits it); restore afterwards.
     // SAFETY: cpu_set_t is plain data; the calls get valid pointers.
     let mut old: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     let pinned = unsafe {
         let cpu = libc::sched_getcpu();
         let got = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) == 0;
@@ -813,6 +818,7 @@ fn pipe_pingpong(n: usize) -> Result<Stats, String> {
     }
     if pid == 0 {
         let mut b = [0u8; 1];
+        // SAFETY: the forked child's own pipe ends and buffer.
         unsafe {
             for _ in 0..total {
                 if libc::read(to_child[0], b.as_mut_ptr().cast(), 1) != 1
@@ -826,6 +832,7 @@ fn pipe_pingpong(n: usize) -> Result<Stats, String> {
     }
     let mut b = [0u8; 1];
     let mut ok = true;
+    // SAFETY: our pipe ends and a one-byte buffer.
     let mut round = || unsafe {
         ok &= libc::write(to_child[1], b.as_ptr().cast(), 1) == 1;
         ok &= libc::read(to_parent[0], b.as_mut_ptr().cast(), 1) == 1;

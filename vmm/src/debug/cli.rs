@@ -71,7 +71,7 @@ pub fn main(args: DebugArgs) -> ExitCode {
 
 /// Interactive: rustyline at a terminal (editing, history); plain lines otherwise.
 fn prompt(dbg: &mut Debugger) -> ExitCode {
-    let is_tty = unsafe { libc::isatty(0) } == 1;
+    let is_tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
     if is_tty {
         crate::vm::catch_sigint();
         println!("type help for commands (Ctrl-C stops a running guest)");
