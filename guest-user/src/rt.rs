@@ -216,16 +216,19 @@ pub unsafe fn syscall6(nr: usize, a: usize, b: usize, c: usize, d: usize, e: usi
 
 /// `write(fd, buf)`: bytes written or -errno.
 pub fn write(fd: i32, buf: &[u8]) -> isize {
+    // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     unsafe { syscall3(SYS_WRITE, fd as usize, buf.as_ptr() as usize, buf.len()) }
 }
 
 /// `read(fd, buf)`: bytes read or -errno.
 pub fn read(fd: i32, buf: &mut [u8]) -> isize {
+    // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     unsafe { syscall3(SYS_READ, fd as usize, buf.as_mut_ptr() as usize, buf.len()) }
 }
 
 /// Ends this thread (`exit`, 60).
 pub fn exit(code: i32) -> ! {
+    // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     unsafe {
         syscall1(SYS_EXIT, code as usize);
         asm!("ud2", options(nomem, nostack, noreturn))
@@ -234,24 +237,29 @@ pub fn exit(code: i32) -> ! {
 
 /// Ends the process (`exit_group`, 231).
 pub fn exit_group(code: i32) -> ! {
+    // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     unsafe { syscall1(SYS_EXIT_GROUP, code as usize) };
     exit(code)
 }
 
 pub fn getpid() -> isize {
+    // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     unsafe { syscall0(SYS_GETPID) }
 }
 
 pub fn getppid() -> isize {
+    // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     unsafe { syscall0(SYS_GETPPID) }
 }
 
 pub fn sched_yield() -> isize {
+    // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     unsafe { syscall0(SYS_SCHED_YIELD) }
 }
 
 /// `wait4(pid, &status, options, NULL)`: the reaped pid or -errno.
 pub fn wait4(pid: isize, status: &mut i32, options: i32) -> isize {
+    // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     unsafe {
         syscall4(
             SYS_WAIT4,
@@ -318,11 +326,13 @@ pub fn spawn(path: &str, argv: &[&str]) -> isize {
         let Some(p) = put(a) else { return -EINVAL };
         *slot = p;
     }
+    // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     unsafe { spawn_raw(path, ptrs.as_ptr()) }
 }
 
 /// Guest kernel `syscount` (501): how many times syscall `nr` was made.
 pub fn syscount(nr: usize) -> isize {
+    // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     unsafe { syscall1(SYS_SYSCOUNT, nr) }
 }
 
@@ -424,6 +434,7 @@ impl<const N: usize> StrBuf<N> {
         // Only whole `str`s are appended, so a cut can only split a char at the end.
         match core::str::from_utf8(&self.buf[..self.len]) {
             Ok(s) => s,
+            // SAFETY: the bytes up to valid_up_to() are valid UTF-8.
             Err(e) => unsafe { core::str::from_utf8_unchecked(&self.buf[..e.valid_up_to()]) },
         }
     }

@@ -129,6 +129,7 @@ pub extern "C" fn sys_read(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64) 
             core::hint::spin_loop();
             continue;
         }
+        // SAFETY: the UART's data register; LSR said a byte is waiting.
         b[0] = unsafe { inb(COM1) };
         if let Err(e) = copy_to_user(buf + got, &b) {
             return if got > 0 { got as i64 } else { e };

@@ -7,7 +7,7 @@ use vmm_abi::header::{KernelHeader, HEADER_MAGIC, HEADER_SIZE, HEADER_VERSION};
 /// A linker-resolved address.
 #[repr(transparent)]
 pub struct Addr(*const ());
-// The header is read-only data consumed by the VMM.
+// SAFETY: the header is read-only data consumed by the VMM; no code writes through it.
 unsafe impl Sync for Addr {}
 
 macro_rules! entries {

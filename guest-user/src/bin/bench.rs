@@ -74,10 +74,12 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     // SAFETY: single-threaded; written before any timing.
     unsafe { HAVE_RDTSCP = has_rdtscp() };
     // syscount (501) exists only in the guest kernel: on Linux it is ENOSYS.
+    // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     let in_guest = unsafe { syscall1(501, 39) } >= 0;
     println!(
         "bench: iters={} rdtscp={} kernel={}",
         iters,
+        // SAFETY: written once at start; the program is single-threaded.
         unsafe { HAVE_RDTSCP } as u8,
         if in_guest { "vmm-guest" } else { "other" }
     );
@@ -90,7 +92,9 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     // once, so nothing may make a system call (print!) until it is off again.
     if in_guest {
         b.time("1", "null-syscall", || {
+            // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
             unsafe { syscall1(SYS_BENCH_NULL_ENTRY, 1) };
+            // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
             let null = || unsafe {
                 asm!("syscall", inlateout("rax") 0usize => _, lateout("rcx") _, lateout("r11") _,
                      options(nostack));
@@ -99,6 +103,7 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
                 null();
             }
             let n = measure(iters, null);
+            // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
             let off = unsafe { int80(SYS_BENCH_NULL_ENTRY, 0) };
             (n, off)
         });
@@ -106,10 +111,12 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
         b.skip("1", "null-syscall", "needs the guest kernel's syscall 502");
     }
 
+    // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     b.row("2", "getpid-syscall", iters, || unsafe {
         syscall0(39);
     });
     if in_guest {
+        // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
         b.row("3", "getpid-int80", iters, || unsafe {
             int80(39, 0);
         });
@@ -119,13 +126,16 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
 
     let mut ts = [0u64; 2];
     let tsp = ts.as_mut_ptr() as usize;
+    // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     b.row("4a", "clock_gettime-syscall", iters, || unsafe {
         syscall2(SYS_CLOCK_GETTIME, CLOCK_MONOTONIC, tsp);
     });
+    // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     b.row("4b", "gettimeofday-syscall", iters, || unsafe {
         syscall2(96, tsp, 0);
     });
 
+    // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     let fd = unsafe { syscall3(SYS_OPEN, c"/dev/null".as_ptr() as usize, O_WRONLY, 0) };
     if fd >= 0 {
         // SAFETY: single-threaded; touch every page so no row pays for a fault.
@@ -135,12 +145,15 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
         }
         let p = buf.as_ptr() as usize;
         let fd = fd as usize;
+        // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
         b.row("5a", "write-1B-devnull", iters, || unsafe {
             syscall3(1, fd, p, 1);
         });
+        // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
         b.row("5b", "write-4KiB-devnull", iters, || unsafe {
             syscall3(1, fd, p, 4096);
         });
+        // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
         b.row("5c", "write-64KiB-devnull", big, || unsafe {
             syscall3(1, fd, p, 65536);
         });
@@ -157,6 +170,7 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     yield_row(&b, iters, in_guest);
 
     if in_guest {
+        // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
         b.row("7", "hypercall-null", iters, || unsafe {
             syscall0(SYS_HYPERCALL_NULL);
         });

@@ -611,6 +611,7 @@ impl Fuzzer {
 
     fn run(&mut self) -> bool {
         let calls = self.calls;
+        // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
         self.brk0 = unsafe { syscall1(SYS_BRK as usize, 0) } as u64;
         while self.st.made < calls {
             if self.st.made.is_multiple_of(4096) {
