@@ -1,4 +1,6 @@
-//! The console: file descriptors 0, 1 and 2 are the serial port (COM1).
+//! The console: file descriptors 0, 1 and 2. Input comes from the serial
+//! port (COM1); output goes to the VMM's console write port (serial.rs),
+//! which takes a process's buffer where it lies: no copy in ring 0.
 
 use crate::io::inb;
 use crate::usercopy::{access_ok, copy_from_user, copy_to_user, get_user_u64, EFAULT};
@@ -41,9 +43,19 @@ fn write_from_user(buf: u64, len: u64, mut sink: impl FnMut(&[u8])) -> i64 {
     len as i64
 }
 
-/// To the serial port.
+/// To the console: the VMM reads the buffer through this process's page
+/// tables, with ring 3's rights (present, user-accessible pages), after the
+/// same range check as copy_from_user. As Linux's write(), a buffer that
+/// runs into a page the process may not read gives the bytes before it, or
+/// -EFAULT if there are none.
 fn write_user(buf: u64, len: u64) -> i64 {
-    write_from_user(buf, len, crate::serial::write_bytes)
+    if !access_ok(buf, len) {
+        return -EFAULT;
+    }
+    match crate::serial::console_write(buf, len, crate::cpu::read_cr3()) {
+        (0, true) => -EFAULT,
+        (done, _) => done as i64,
+    }
 }
 
 pub extern "C" fn sys_write(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64) -> i64 {
