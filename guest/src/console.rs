@@ -3,7 +3,7 @@
 //! which takes a process's buffer where it lies: no copy in ring 0.
 
 use crate::io::inb;
-use crate::usercopy::{access_ok, copy_from_user, copy_to_user, get_user_u64, EFAULT};
+use crate::usercopy::{access_ok, copy_from_user_partial, copy_to_user, get_user_u64, EFAULT};
 use vmm_abi::ports::{COM1, CONSOLE_EOF};
 
 const EBADF: i64 = 9;
@@ -25,7 +25,10 @@ fn bounce() -> &'static mut [u8; 4096] {
 }
 
 /// Copy `len` user bytes at `buf` into the kernel, a bounce-buffer chunk at
-/// a time, and hand each chunk to `sink`: the bytes taken, or -EFAULT.
+/// a time, and hand each chunk to `sink`. Returns the bytes taken: up to a
+/// fault, to the byte (the copy's fixup says how many it did not copy), as
+/// Linux's write() returns what it wrote before the fault; -EFAULT if that
+/// is none.
 fn write_from_user(buf: u64, len: u64, mut sink: impl FnMut(&[u8])) -> i64 {
     if !access_ok(buf, len) {
         return -EFAULT;
@@ -34,11 +37,12 @@ fn write_from_user(buf: u64, len: u64, mut sink: impl FnMut(&[u8])) -> i64 {
     let mut done = 0;
     while done < len {
         let n = (len - done).min(chunk.len() as u64) as usize;
-        if let Err(e) = copy_from_user(&mut chunk[..n], buf + done) {
-            return if done > 0 { done as i64 } else { e };
+        let copied = copy_from_user_partial(&mut chunk[..n], buf + done).unwrap_or(0);
+        sink(&chunk[..copied]);
+        done += copied as u64;
+        if copied < n {
+            return if done > 0 { done as i64 } else { -EFAULT };
         }
-        sink(&chunk[..n]);
-        done += n as u64;
     }
     len as i64
 }
@@ -67,8 +71,8 @@ pub extern "C" fn sys_write(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64)
 }
 
 /// The one file besides the console: /dev/null, always at this descriptor.
-/// Its writes still copy the data in (copy_from_user), so writing to it
-/// measures the copy without the serial port.
+/// Its writes still copy the data in (copy_from_user; Linux's /dev/null
+/// reads nothing), so writing to it measures the copy without the console.
 pub const DEV_NULL_FD: u64 = 3;
 const ENOENT: i64 = 2;
 
