@@ -28,7 +28,9 @@ static mut REQUEST: ConsoleWrite = ConsoleWrite {
 /// space whose PML4 is at `cr3`, or a physical address when `cr3` is 0.
 /// Returns the bytes taken and whether the VMM stopped at a byte it could
 /// not read (the caller's -EFAULT or short count). The caller checks that
-/// `addr + len` does not wrap (`access_ok`).
+/// `addr + len` does not wrap (`access_ok`). Never inlined: a function of
+/// its own in `vmm trace --funcgraph` and `bt`.
+#[inline(never)]
 pub fn console_write(addr: u64, len: u64, cr3: u64) -> (u64, bool) {
     let req = &raw mut REQUEST;
     let phys = req as u64 - KERNEL_BASE;
