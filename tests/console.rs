@@ -47,10 +47,23 @@ fn a_mebibyte_from_ring3_in_4_kib_writes_takes_at_most_300_exits() {
 #[test]
 fn a_mebibyte_in_one_write_arrives_intact() {
     let n = 1 << 20;
-    let r = vmm(&["run", "--stats", "--", path(&programs().conwrite), "big", &n.to_string()]);
+    let r = vmm(&[
+        "run",
+        "--stats",
+        "--",
+        path(&programs().conwrite),
+        "big",
+        &n.to_string(),
+    ]);
     r.assert_status(0);
     let want: String = (0..n)
-        .map(|i| if i % 64 == 63 { '\n' } else { (b'a' + (i % 26) as u8) as char })
+        .map(|i| {
+            if i % 64 == 63 {
+                '\n'
+            } else {
+                (b'a' + (i % 26) as u8) as char
+            }
+        })
         .collect();
     assert!(r.stdout.starts_with(&want), "the 1 MiB differs");
     assert_eq!(&r.stdout[n..], format!("\nbig: wrote {n}\n"));
