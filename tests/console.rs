@@ -1,7 +1,7 @@
 //! Console output through the write port (`vmm_abi::ports::CONSOLE_WRITE`):
 //! one VM exit per write() instead of one per byte, bytes intact, and the
 //! edges of a user buffer (unmapped pages, kernel pointers, huge lengths)
-//! answered as Linux answers them. Also the user copies' fault fixup, seen
+//! answered as Linux answers them for a regular file. Also the user copies' fault fixup, seen
 //! through writes to the kernel's /dev/null, which copies its input in.
 
 mod common;
@@ -88,6 +88,10 @@ fn buffers_at_the_edges_give_short_counts_or_efault_as_linux() {
         .stdout_has(
             "console-long<OPQRSTUVWXYZABCDEFGHIJKLMN\n\
              console with a length to the top of user space: got 26 want 26 ok",
+        )
+        .stdout_has(
+            "console-writev<EFGHIJKLMN\n\
+             console writev stopping at the hole: got 10 want 10 ok",
         )
         // copy_user_generic's fixup counts the bytes before the fault exactly,
         // in the qword loop's faulting qword too.

@@ -41,7 +41,7 @@ pub const CONSOLE_WRITE_OK: u64 = 0;
 /// page that is not present or not user-accessible, an address outside the
 /// user half or outside guest memory; the `done` bytes before it were
 /// taken. A system call then returns `done`, or -EFAULT if it is 0, as
-/// Linux's write() does when copy_from_user faults part way.
+/// Linux's write() to a regular file does when the copy faults part way.
 pub const CONSOLE_WRITE_FAULT: u64 = 1;
 /// `ConsoleWrite::status` as the guest leaves it before the `out`: still
 /// there afterwards, the VMM did not take the request (a bad descriptor).

@@ -49,9 +49,10 @@ fn write_from_user(buf: u64, len: u64, mut sink: impl FnMut(&[u8])) -> i64 {
 
 /// To the console: the VMM reads the buffer through this process's page
 /// tables, with ring 3's rights (present, user-accessible pages), after the
-/// same range check as copy_from_user. As Linux's write(), a buffer that
-/// runs into a page the process may not read gives the bytes before it, or
-/// -EFAULT if there are none.
+/// same range check as copy_from_user. As Linux's write() to a regular
+/// file, a buffer that runs into a page the process may not read gives the
+/// bytes before it, or -EFAULT if there are none (a Linux pipe or terminal
+/// answers -EFAULT for any chunk that faults).
 fn write_user(buf: u64, len: u64) -> i64 {
     if !access_ok(buf, len) {
         return -EFAULT;
@@ -121,6 +122,12 @@ pub extern "C" fn sys_writev(fd: u64, iov: u64, iovcnt: u64, _: u64, _: u64, _: 
             return if total > 0 { total } else { n };
         }
         total += n;
+        // A short write (a hole in this buffer) ends the call, as Linux's
+        // writev to a regular file does:
+        // later buffers must not appear after the gap.
+        if (n as u64) < len {
+            break;
+        }
     }
     total
 }
