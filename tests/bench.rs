@@ -44,7 +44,7 @@ fn quick_bench_has_every_row_and_the_environment() {
         assert!(!env[k].is_null(), "environment lacks {k}: {env}");
     }
     let rows = v["guest"]["rows"].as_array().expect("guest.rows");
-    for id in ["0", "1", "2", "3", "4a", "4b", "5a", "5b", "5c", "6", "7", "8"] {
+    for id in ["0", "1", "2", "3", "4a", "4b", "5a", "5b", "5c", "5d", "6", "7", "8"] {
         let r = rows
             .iter()
             .find(|r| r["id"] == id)

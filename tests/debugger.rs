@@ -181,7 +181,7 @@ fn funcgraph_draws_the_call_tree_of_a_kernel_function() {
     r.assert_status(0)
         .stderr_has("# CPU  INSNS        DURATION       FUNCTION CALLS")
         .stderr_has("|  kernel::console::sys_write() {")
-        .stderr_has("|    copy_user_generic();")
+        .stderr_has("|    kernel::serial::console_write();")
         .stderr_has("funcgraph: 1 calls traced");
 }
 

@@ -37,6 +37,7 @@ fn suite() -> &'static Batch {
             p.args.clone(),
             p.cat.clone(),
             sysfuzz.clone(),
+            p.conwrite.clone(),
         ];
         // Inside the box the files sit under /work; on a hardware host, where they are.
         let at = |f: &PathBuf| {
@@ -174,6 +175,12 @@ fn suite() -> &'static Batch {
             case("triple-fault", &["run", "--cmdline", "crash=triple-fault"]),
             case("page-fault", &["run", "--cmdline", "crash=page-fault"]),
             case("timeout", &["run", "--timeout", "2", "--cmdline", "crash=spin"]),
+            case("banner-exits", &["run", "--cmdline", "init=none", "--stats"]),
+            case("console-edges", &["run", "--stats", "--", &at(&p.conwrite), "edges"]),
+            case(
+                "console-64k",
+                &["run", "--stats", "--", &at(&p.conwrite), "big", "65536"],
+            ),
         ];
         (cases, files)
     })
@@ -443,4 +450,44 @@ fn sysfuzz_with_a_fixed_seed_on_hardware() {
 #[test]
 fn sysfuzz_with_a_seed_from_the_clock_on_hardware() {
     sysfuzz_verdict("sysfuzz-clock", sysfuzz_clock_seed());
+}
+
+/// The `exits=N` of a `--stats` line.
+fn exits(out: &str) -> u64 {
+    out.lines()
+        .find(|l| l.starts_with("vmm: stats "))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("exits=")))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no exits= in\n{out}"))
+}
+
+#[test]
+fn console_writes_take_one_exit_each_and_stop_at_the_hole_on_hardware() {
+    // The console write port: a VM exit per write(), not per byte; the VMM
+    // reads the user buffer through the page tables with ring 3's rights.
+    let r = suite().get("banner-exits");
+    assert_eq!(r.status, 0, "{}", r.output);
+    has(&r.output, "kernel: no init program");
+    assert!(exits(&r.output) <= 5, "{}", r.output);
+    let r = suite().get("console-edges");
+    assert_eq!(r.status, 0, "{}", r.output);
+    assert!(!r.output.contains("FAILED"), "{}", r.output);
+    has(
+        &r.output,
+        "console straddling into an unmapped page: got 100 want 100 ok",
+    );
+    has(&r.output, "console from a kernel pointer: got -14 want -14 ok");
+    // copy_user_generic's qword loop and its fixup on a real CPU's faults.
+    has(
+        &r.output,
+        "/dev/null straddling, 3 bytes before the hole: got 3 want 3 ok",
+    );
+    has(
+        &r.output,
+        "/dev/null from 8 bytes in, asked for two pages: got 4088 want 4088 ok",
+    );
+    let r = suite().get("console-64k");
+    assert_eq!(r.status, 0, "{}", r.output);
+    has(&r.output, "big: wrote 65536");
+    assert!(exits(&r.output) <= 40, "{}", r.output);
 }

@@ -1,7 +1,9 @@
-//! The console: file descriptors 0, 1 and 2 are the serial port (COM1).
+//! The console: file descriptors 0, 1 and 2. Input comes from the serial
+//! port (COM1); output goes to the VMM's console write port (serial.rs),
+//! which takes a process's buffer where it lies: no copy in ring 0.
 
 use crate::io::inb;
-use crate::usercopy::{access_ok, copy_from_user, copy_to_user, get_user_u64, EFAULT};
+use crate::usercopy::{access_ok, copy_from_user_partial, copy_to_user, get_user_u64, EFAULT};
 use vmm_abi::errno::{EBADF, EINVAL, ENOENT, ENOTTY};
 use vmm_abi::ports::{COM1, CONSOLE_EOF};
 
@@ -21,7 +23,10 @@ fn bounce() -> &'static mut [u8; 4096] {
 }
 
 /// Copy `len` user bytes at `buf` into the kernel, a bounce-buffer chunk at
-/// a time, and hand each chunk to `sink`: the bytes taken, or -EFAULT.
+/// a time, and hand each chunk to `sink`. Returns the bytes taken: up to a
+/// fault, to the byte (the copy's fixup says how many it did not copy), as
+/// Linux's write() returns what it wrote before the fault; -EFAULT if that
+/// is none.
 fn write_from_user(buf: u64, len: u64, mut sink: impl FnMut(&[u8])) -> i64 {
     if !access_ok(buf, len) {
         return -EFAULT;
@@ -30,18 +35,30 @@ fn write_from_user(buf: u64, len: u64, mut sink: impl FnMut(&[u8])) -> i64 {
     let mut done = 0;
     while done < len {
         let n = (len - done).min(chunk.len() as u64) as usize;
-        if let Err(e) = copy_from_user(&mut chunk[..n], buf + done) {
-            return if done > 0 { done as i64 } else { e };
+        let copied = copy_from_user_partial(&mut chunk[..n], buf + done).unwrap_or(0);
+        sink(&chunk[..copied]);
+        done += copied as u64;
+        if copied < n {
+            return if done > 0 { done as i64 } else { -EFAULT };
         }
-        sink(&chunk[..n]);
-        done += n as u64;
     }
     len as i64
 }
 
-/// To the serial port.
+/// To the console: the VMM reads the buffer through this process's page
+/// tables, with ring 3's rights (present, user-accessible pages), after the
+/// same range check as copy_from_user. As Linux's write() to a regular
+/// file, a buffer that runs into a page the process may not read gives the
+/// bytes before it, or -EFAULT if there are none (a Linux pipe or terminal
+/// answers -EFAULT for any chunk that faults).
 fn write_user(buf: u64, len: u64) -> i64 {
-    write_from_user(buf, len, crate::serial::write_bytes)
+    if !access_ok(buf, len) {
+        return -EFAULT;
+    }
+    match crate::serial::console_write(buf, len, crate::cpu::read_cr3()) {
+        (0, true) => -EFAULT,
+        (done, _) => done as i64,
+    }
 }
 
 pub extern "C" fn sys_write(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64) -> i64 {
@@ -53,8 +70,8 @@ pub extern "C" fn sys_write(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64)
 }
 
 /// The one file besides the console: /dev/null, always at this descriptor.
-/// Its writes still copy the data in (copy_from_user), so writing to it
-/// measures the copy without the serial port.
+/// Its writes still copy the data in (copy_from_user; Linux's /dev/null
+/// reads nothing), so writing to it measures the copy without the console.
 pub const DEV_NULL_FD: u64 = 3;
 
 /// To /dev/null: copied in, then dropped.
@@ -102,6 +119,12 @@ pub extern "C" fn sys_writev(fd: u64, iov: u64, iovcnt: u64, _: u64, _: u64, _: 
             return if total > 0 { total } else { n };
         }
         total += n;
+        // A short write (a hole in this buffer) ends the call, as Linux's
+        // writev to a regular file does:
+        // later buffers must not appear after the gap.
+        if (n as u64) < len {
+            break;
+        }
     }
     total
 }

@@ -15,3 +15,10 @@ pub unsafe fn inb(port: u16) -> u8 {
     asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack, preserves_flags));
     value
 }
+
+/// # Safety
+/// Port writes have device side effects. Not `nomem`: a write to the
+/// console port makes the VMM read and write guest memory.
+pub unsafe fn outl(port: u16, value: u32) {
+    asm!("out dx, eax", in("dx") port, in("eax") value, options(nostack, preserves_flags));
+}

@@ -1,13 +1,18 @@
 //! The memory primitives the compiler calls (Linux: arch/x86/lib/memcpy_64.S).
 //! `compiler_builtins` does not export them for this freestanding build, and
 //! a plain Rust loop here could be turned back into a call to itself, so the
-//! copies are `rep movsb`/`rep stosb`.
+//! copies are `rep movsq`/`rep movsb`/`rep stosb`.
 
 use core::arch::asm;
 
+/// Eight bytes per iteration (`rep movsq`), then the last 0-7 bytes one at a
+/// time: in the kernel on PVM every iteration is emulated (~1.1 µs), so
+/// the qword copy is about 8x faster than a byte copy.
 #[no_mangle]
 pub unsafe extern "C" fn memcpy(dest: *mut u8, src: *const u8, n: usize) -> *mut u8 {
-    asm!("rep movsb", inout("rcx") n => _, inout("rdi") dest => _, inout("rsi") src => _,
+    asm!("rep movsq", "mov ecx, {tail:e}", "rep movsb",
+         tail = in(reg) n & 7,
+         inout("rcx") n >> 3 => _, inout("rdi") dest => _, inout("rsi") src => _,
          options(nostack, preserves_flags));
     dest
 }

@@ -24,18 +24,33 @@ pub use vmm_abi::layout::user::access_ok;
 
 core::arch::global_asm!(
     // copy_user_generic(dst [rdi], src [rsi], len [rdx]) -> bytes NOT copied [rax]
+    // Eight bytes per iteration (`rep movsq`), then the last 0-7 one at a
+    // time (`rep movsb`), as Linux's copy_user_generic_string does on CPUs
+    // without ERMS. A fault in the qword part leaves RCX = qwords not
+    // copied, the faulting one included, which may still hold bytes before
+    // the bad page: the fixup redoes the rest, RCX * 8 + the tail, a byte at
+    // a time, so the count that comes back is exact to the byte.
     ".global copy_user_generic",
     "copy_user_generic:",
     "    cmp byte ptr [rip + SMAP_ON], 0",
     "    je 1f",
     "    stac",
     "1:  mov rcx, rdx",
+    "    cmp rdx, 8",
+    "    jb 2f",
+    "    shr rcx, 3",
+    "    and edx, 7",
+    "10: rep movsq",
+    "    mov ecx, edx",
     "2:  rep movsb",
     "3:  mov rax, rcx",
     "    cmp byte ptr [rip + SMAP_ON], 0",
     "    je 4f",
     "    clac",
     "4:  ret",
+    // The qword copy faulted: bytes left = RCX * 8 + RDX (the tail).
+    "11: lea rcx, [rdx + rcx * 8]",
+    "    jmp 2b",
     // strncpy_user(dst [rdi], src [rsi], max [rdx]) -> length, max if unterminated, -EFAULT
     ".global strncpy_user",
     "strncpy_user:",
@@ -58,6 +73,7 @@ core::arch::global_asm!(
     "9:  ret",
     // Exception table: (faulting instruction, where to resume).
     ".pushsection __ex_table, \"a\"",
+    "    .quad 10b, 11b",
     "    .quad 2b, 3b",
     "    .quad 6b, 8b",
     ".popsection",
@@ -91,6 +107,18 @@ pub fn copy_from_user(dst: &mut [u8], src: u64) -> Result<(), i64> {
         0 => Ok(()),
         _ => Err(-EFAULT),
     }
+}
+
+/// Copy up to `dst.len()` bytes from user address `src`, stopping at the
+/// first byte that faults: how many were copied (Linux's copy_from_user
+/// returns the complement, the bytes not copied).
+pub fn copy_from_user_partial(dst: &mut [u8], src: u64) -> Result<usize, i64> {
+    if !access_ok(src, dst.len() as u64) {
+        return Err(-EFAULT);
+    }
+    // SAFETY: the range is in the user half; faults are fixed up.
+    let left = unsafe { copy_user_generic(dst.as_mut_ptr(), src as *const u8, dst.len()) };
+    Ok(dst.len() - left.min(dst.len()))
 }
 
 /// Read the bytes of a user instruction at `src` (trap handlers explaining

@@ -18,6 +18,8 @@ pub struct Programs {
     pub cat: PathBuf,
     /// Writes N bytes without a newline.
     pub spew: PathBuf,
+    /// Console writes and user copies at their edges; one big write.
+    pub conwrite: PathBuf,
     /// Prints argc and each argument in brackets.
     pub args: PathBuf,
     /// Stresses spawn: loops, a memory hog, argument limits.
@@ -85,7 +87,7 @@ pub fn programs() -> &'static Programs {
             "gcc",
             "gcc",
         );
-        for prog in ["echo", "clock", "cat", "spew", "args", "spawner"] {
+        for prog in ["echo", "clock", "cat", "spew", "args", "spawner", "conwrite"] {
             run(
                 Command::new("musl-gcc")
                     .args(["-static", "-O2", "-o"])
@@ -137,6 +139,7 @@ pub fn programs() -> &'static Programs {
         Programs {
             cat: p("cat"),
             spew: p("spew"),
+            conwrite: p("conwrite"),
             args: p("args"),
             spawner: p("spawner"),
             top_syscall: p("top_syscall"),

@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod boot_info;
+pub mod console;
 pub mod cpuid;
 pub mod debug;
 pub mod error;

@@ -63,17 +63,23 @@ impl Output {
 impl Write for Output {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.bytes += buf.len() as u64;
-        for &b in buf {
-            if self.tail.len() == TAIL_BYTES {
-                self.tail.pop_front();
-            }
-            self.tail.push_back(b);
-        }
-        self.line.extend_from_slice(buf);
+        // Only the last TAIL_BYTES of a large write can stay in the tail.
+        let keep = &buf[buf.len().saturating_sub(TAIL_BYTES)..];
+        let excess = (self.tail.len() + keep.len()).saturating_sub(TAIL_BYTES);
+        self.tail.drain(..excess);
+        self.tail.extend(keep);
         // At a newline, or once a line without one grows long: the guest
-        // decides how much it writes, the VMM's memory must not.
-        if buf.contains(&b'\n') || self.line.len() >= LINE_MAX {
-            self.write_out();
+        // decides how much it writes, the VMM's memory must not. A large
+        // write (the console port takes up to 64 KiB at once) goes out as it
+        // is, after what was held back, without being copied.
+        if buf.contains(&b'\n') || self.line.len() + buf.len() >= LINE_MAX {
+            // A closed stdout (e.g. `vmm run | head`) must not stop the guest.
+            let _ = self.sink.write_all(&self.line);
+            let _ = self.sink.write_all(buf);
+            let _ = self.sink.flush();
+            self.line.clear();
+        } else {
+            self.line.extend_from_slice(buf);
         }
         Ok(buf.len())
     }
@@ -110,10 +116,12 @@ impl Write for Capture {
     }
 }
 
-/// The UART and its input queue.
+/// The UART and its input queue, and the console's write port beside it.
 pub struct Com1 {
     uart: Serial<NoIrq, vm_superio::serial::NoEvents, Output>,
     input: Arc<Input>,
+    /// The bytes of one `CONSOLE_WRITE` request (reused: at most 64 KiB).
+    write_buf: Vec<u8>,
 }
 
 /// Host stdin on its way to the guest: bytes read but not yet in the UART's
@@ -136,6 +144,7 @@ impl Com1 {
         Com1 {
             uart: Serial::new(NoIrq, out),
             input,
+            write_buf: Vec::new(),
         }
     }
 
@@ -207,6 +216,17 @@ impl Com1 {
         self.uart.read((port - COM1) as u8)
     }
 
+    /// An `out` to `vmm_abi::ports::CONSOLE_WRITE`: the buffer its
+    /// descriptor (at guest-physical `desc`) names joins the same output as
+    /// the UART's. False if there was no descriptor there.
+    pub fn console_write(&mut self, mem: &vm_memory::GuestMemoryMmap, desc: u64) -> bool {
+        let taken = crate::console::handle(mem, desc, &mut self.write_buf);
+        if !self.write_buf.is_empty() {
+            let _ = self.uart.writer_mut().write_all(&self.write_buf);
+        }
+        taken
+    }
+
     pub fn output(&mut self) -> &mut Output {
         self.uart.writer_mut()
     }
@@ -265,6 +285,21 @@ mod tests {
             out.write_all(&[b'y'; 100]).unwrap();
             assert!(out.line.len() < LINE_MAX);
         }
+    }
+
+    #[test]
+    fn a_large_write_goes_out_whole_and_only_its_end_stays_in_the_tail() {
+        let buf = Capture::default();
+        let mut out = Output::new(Box::new(buf.clone()));
+        out.write_all(b"held").unwrap();
+        let big: Vec<u8> = (0..65536u32).map(|i| b'a' + (i % 26) as u8).collect();
+        out.write_all(&big).unwrap();
+        let got = buf.0.lock().unwrap().clone();
+        assert_eq!(&got[..4], b"held");
+        assert_eq!(&got[4..], &big[..]);
+        assert!(out.line.is_empty());
+        assert_eq!(out.tail().as_bytes(), &big[big.len() - TAIL_BYTES..]);
+        assert_eq!(out.bytes, 4 + 65536);
     }
 
     #[test]

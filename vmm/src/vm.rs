@@ -338,6 +338,15 @@ impl Vm {
                         ports::EXIT => Some(Outcome::Exited(value)),
                         ports::PANIC => Some(Outcome::KernelPanic),
                         ports::NULL_HYPERCALL => None,
+                        ports::CONSOLE_WRITE => {
+                            // The descriptor's address, zero-extended from
+                            // however wide the `out` was.
+                            let mut a = [0u8; 4];
+                            let n = data.len().min(4);
+                            a[..n].copy_from_slice(&data[..n]);
+                            self.com1.console_write(&self.mem, u32::from_le_bytes(a).into());
+                            None
+                        }
                         p => Some(Outcome::Unhandled(format!("out to port {p:#x} (value {value:#x})"))),
                     }
                 }
