@@ -87,11 +87,10 @@ impl Placement {
 /// Write the boot info (and command line) into guest memory.
 pub fn write(mem: &GuestMemoryMmap, p: &Placement, flags: u32, tsc_khz: u64, pml4: u64, cmdline: &str) -> Result<()> {
     if cmdline.len() as u64 > phys::CMDLINE_MAX {
-        return Err(Error::Unsupported(format!(
-            "--cmdline is {} bytes; at most {} fit",
-            cmdline.len(),
-            phys::CMDLINE_MAX
-        )));
+        return Err(Error::CmdlineTooLong {
+            len: cmdline.len(),
+            max: phys::CMDLINE_MAX,
+        });
     }
     mem.write_slice(cmdline.as_bytes(), GuestAddress(phys::CMDLINE))?;
     let map = p.mem_map();

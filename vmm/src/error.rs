@@ -146,6 +146,18 @@ pub enum Error {
     #[error(transparent)]
     Seccomp(#[from] crate::seccomp::SeccompError),
 
+    #[error(transparent)]
+    Archive(#[from] crate::initrd::ArchiveError),
+
+    #[error("--cmdline is {len} bytes; at most {max} fit (a page of the boot contract)")]
+    CmdlineTooLong { len: usize, max: u64 },
+
+    #[error("cannot build the MSR list for KVM_SET_MSRS: {0:?}")]
+    MsrList(vmm_sys_util::fam::Error),
+
+    #[error("KVM did not accept MSR {index:#x} ({set} of {total} set)")]
+    MsrRefused { index: u32, set: usize, total: usize },
+
     #[error("{0}")]
     Unsupported(String),
 }

@@ -5,19 +5,31 @@
 
 use vmm_abi::cpio::{header, pad4, MODE_EXECUTABLE, TRAILER};
 
+/// Why a boot archive cannot be built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ArchiveError {
+    #[error("boot archive: the name {0:?} contains a NUL byte")]
+    NulInName(String),
+    #[error("boot archive: the name {0:.40}... is too long")]
+    NameTooLong(String),
+    #[error("boot archive: {name} is {len} bytes; a cpio newc archive holds files under 4 GiB")]
+    FileTooBig { name: String, len: usize },
+    #[error("boot archive: a program cannot be named {0}: that name ends a cpio archive; rename the file")]
+    TrailerName(String),
+    #[error("boot archive: too many files")]
+    TooManyFiles,
+}
+
 /// Append one entry to a newc archive.
-fn push_entry(out: &mut Vec<u8>, ino: u32, name: &[u8], mode: u32, data: &[u8]) -> Result<(), String> {
-    let shown = String::from_utf8_lossy(name);
+fn push_entry(out: &mut Vec<u8>, ino: u32, name: &[u8], mode: u32, data: &[u8]) -> Result<(), ArchiveError> {
+    let shown = || String::from_utf8_lossy(name).into_owned();
     if name.contains(&0) {
-        return Err(format!("boot archive: the name {shown:?} contains a NUL byte"));
+        return Err(ArchiveError::NulInName(shown()));
     }
-    let namesize =
-        u32::try_from(name.len() + 1).map_err(|_| format!("boot archive: the name {shown:.40}... is too long"))?;
-    let filesize = u32::try_from(data.len()).map_err(|_| {
-        format!(
-            "boot archive: {shown} is {} bytes; a cpio newc archive holds files under 4 GiB",
-            data.len()
-        )
+    let namesize = u32::try_from(name.len() + 1).map_err(|_| ArchiveError::NameTooLong(shown()))?;
+    let filesize = u32::try_from(data.len()).map_err(|_| ArchiveError::FileTooBig {
+        name: shown(),
+        len: data.len(),
     })?;
     out.extend_from_slice(&header(ino, mode, filesize, namesize));
     out.extend_from_slice(name);
@@ -30,15 +42,13 @@ fn push_entry(out: &mut Vec<u8>, ino: u32, name: &[u8], mode: u32, data: &[u8]) 
 
 /// An archive of `(name, contents)` executables. A name the format cannot
 /// hold (a NUL, or TRAILER!!!, which would end the archive early) is refused.
-pub fn build(files: &[(&str, &[u8])]) -> Result<Vec<u8>, String> {
+pub fn build(files: &[(&str, &[u8])]) -> Result<Vec<u8>, ArchiveError> {
     let mut out = Vec::with_capacity(files.iter().map(|(n, d)| 128 + n.len() + d.len()).sum::<usize>() + 128);
     for (i, (name, data)) in files.iter().enumerate() {
         if name.as_bytes() == TRAILER {
-            return Err(format!(
-                "boot archive: a program cannot be named {name}: that name ends a cpio archive; rename the file"
-            ));
+            return Err(ArchiveError::TrailerName(name.to_string()));
         }
-        let ino = u32::try_from(i + 1).map_err(|_| "boot archive: too many files".to_string())?;
+        let ino = u32::try_from(i + 1).map_err(|_| ArchiveError::TooManyFiles)?;
         push_entry(&mut out, ino, name.as_bytes(), MODE_EXECUTABLE, data)?;
     }
     push_entry(&mut out, 0, TRAILER, 0, &[])?;
@@ -80,8 +90,9 @@ mod tests {
     #[test]
     fn names_the_format_cannot_hold_are_refused() {
         let e = build(&[("TRAILER!!!", b"x")]).unwrap_err();
-        assert!(e.contains("ends a cpio archive"), "{e}");
+        assert_eq!(e, ArchiveError::TrailerName("TRAILER!!!".into()));
+        assert!(e.to_string().contains("ends a cpio archive"), "{e}");
         let e = build(&[("a\0b", b"x")]).unwrap_err();
-        assert!(e.contains("NUL"), "{e}");
+        assert!(e.to_string().contains("NUL"), "{e}");
     }
 }

@@ -15,21 +15,25 @@ use std::time::Duration;
 /// "never" (0), and a few orders of magnitude more overflow `Duration`.
 pub const MAX_TIMEOUT_SECS: f64 = 365.0 * 24.0 * 3600.0;
 
+/// A `--timeout` clap refuses, with what to give instead.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TimeoutError {
+    #[error("'{0}' is not a number of seconds (e.g. 60, 0.5; 0 means never)")]
+    NotANumber(String),
+    #[error("{0} seconds: the timeout must be 0 (never) or a positive number")]
+    Negative(String),
+    #[error("{0} seconds is too long: at most {MAX_TIMEOUT_SECS} (one year); use 0 for no timeout")]
+    TooLong(String),
+}
+
 /// `--timeout SECS`: a number of seconds, 0 (never) up to [`MAX_TIMEOUT_SECS`].
-pub fn parse_timeout(s: &str) -> Result<f64, String> {
-    let t: f64 = s
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds (e.g. 60, 0.5; 0 means never)"))?;
+pub fn parse_timeout(s: &str) -> Result<f64, TimeoutError> {
+    let t: f64 = s.trim().parse().map_err(|_| TimeoutError::NotANumber(s.into()))?;
     if !(t >= 0.0 && t.is_finite()) {
-        return Err(format!(
-            "{s} seconds: the timeout must be 0 (never) or a positive number"
-        ));
+        return Err(TimeoutError::Negative(s.into()));
     }
     if t > MAX_TIMEOUT_SECS {
-        return Err(format!(
-            "{s} seconds is too long: at most {MAX_TIMEOUT_SECS} (one year); use 0 for no timeout"
-        ));
+        return Err(TimeoutError::TooLong(s.into()));
     }
     Ok(t)
 }
@@ -206,7 +210,7 @@ pub fn boot_archive(program: &[String], max_bytes: u64) -> Result<(InitProgram, 
     let refs: Vec<(&str, &[u8])> = files.iter().map(|(n, b)| (n.as_str(), b.as_ref())).collect();
     Ok((
         InitProgram {
-            image: initrd::build(&refs).map_err(Error::Unsupported)?,
+            image: initrd::build(&refs)?,
             argv,
         },
         symbols,

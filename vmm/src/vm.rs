@@ -226,14 +226,14 @@ impl Vm {
                 ..Default::default()
             })
             .collect();
-        let msrs = Msrs::from_entries(&entries).map_err(|e| Error::Unsupported(format!("MSR list: {e:?}")))?;
+        let msrs = Msrs::from_entries(&entries).map_err(Error::MsrList)?;
         let n = vcpu.set_msrs(&msrs).map_err(Error::kvm("KVM_SET_MSRS"))?;
         if n != entries.len() {
-            let idx = entries[n].index;
-            return Err(Error::Unsupported(format!(
-                "KVM did not accept MSR {idx:#x} ({n} of {} set)",
-                entries.len()
-            )));
+            return Err(Error::MsrRefused {
+                index: entries[n].index,
+                set: n,
+                total: entries.len(),
+            });
         }
         vcpu.set_regs(&regs::setup_regs(kernel.entry, phys_to_virt(phys::BOOT_INFO)))
             .map_err(Error::kvm("KVM_SET_REGS"))?;
