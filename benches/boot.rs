@@ -7,10 +7,12 @@
 //! of spawning `/bin/true`. It prints a table and writes target/bench/boot.json.
 //! No timing threshold fails it: it exits non-zero only when something breaks.
 
+mod common;
+use common::{count_from_env, vmm_binary};
 use kvm_bindings::{kvm_regs, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuExit};
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress};
@@ -38,15 +40,7 @@ fn main() -> ExitCode {
 }
 
 fn bench() -> Res<()> {
-    let runs = match std::env::var("BOOT_BENCH_RUNS") {
-        Ok(s) => s
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or(format!("BOOT_BENCH_RUNS={s:?} is not a positive integer"))?,
-        Err(_) => DEFAULT_RUNS,
-    };
+    let runs = count_from_env("BOOT_BENCH_RUNS", DEFAULT_RUNS)?;
     let bin = vmm_binary()?;
     // Fail early with a clear message rather than from inside a vmm run.
     Kvm::new().map_err(|e| format!("cannot open /dev/kvm ({e}): this benchmark needs KVM"))?;
@@ -74,23 +68,6 @@ fn bench() -> Res<()> {
     std::fs::write(&json_path, report.json()).map_err(|e| format!("write {}: {e}", json_path.display()))?;
     println!("wrote {}", json_path.display());
     Ok(())
-}
-
-/// Cargo builds the `vmm` binary before the bench and says where; the fallback
-/// covers a toolchain that does not.
-fn vmm_binary() -> Res<PathBuf> {
-    let path = match option_env!("CARGO_BIN_EXE_vmm") {
-        Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/x86_64-unknown-linux-gnu/release/vmm"),
-    };
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{} not found: run `cargo build --release -p vmm` first",
-            path.display()
-        ))
-    }
 }
 
 /// One `vmm run --stats`, as the process's parent sees it.

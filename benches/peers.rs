@@ -13,6 +13,8 @@
 //! BENCH_QUICK=1). No timing threshold fails it; a missing QEMU is reported
 //! as a skipped row, not an error.
 
+mod common;
+use common::{count_from_env, target_dir, vmm_binary};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -77,21 +79,6 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn target_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")
-}
-
-fn vmm_binary() -> Res<PathBuf> {
-    let path = match option_env!("CARGO_BIN_EXE_vmm") {
-        Some(p) => PathBuf::from(p),
-        None => target_dir().join("x86_64-unknown-linux-gnu/release/vmm"),
-    };
-    path.is_file().then_some(path.clone()).ok_or(format!(
-        "{} not found: run `cargo build --release -p vmm` first",
-        path.display()
-    ))
-}
-
 /// Assemble and link the PVH guest (binutils, as the test programs are).
 fn build_pvh() -> Res<PathBuf> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benches/peers/pvh.S");
@@ -143,16 +130,7 @@ fn qemu_cmd(pvh: &Path) -> Command {
 
 fn bench() -> Res<()> {
     let quick = std::env::var_os("BENCH_QUICK").is_some();
-    let pairs = match std::env::var("PEER_BENCH_PAIRS") {
-        Ok(s) => s
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or(format!("PEER_BENCH_PAIRS={s:?} is not a positive integer"))?,
-        Err(_) if quick => 3,
-        Err(_) => 20,
-    };
+    let pairs = count_from_env("PEER_BENCH_PAIRS", if quick { 3 } else { 20 })?;
     let vmm = vmm_binary()?;
     let vmm_cmd = || {
         let mut c = Command::new(&vmm);
