@@ -73,6 +73,8 @@ fn suite() -> &'static Batch {
             case("vdso", &["run", "--", &at(&p.clock)]),
             case("fake-syscall", &["run", "--", &attack, "fake-syscall", &entry]),
             case("nt-flag", &["run", "--", &attack, "nt-flag"]),
+            case("int3", &["run", "--", &attack, "int3"]),
+            case("tf-int80", &["run", "--", &attack, "tf-int80"]),
             case(
                 "sysfuzz-fixed",
                 &[
@@ -490,4 +492,15 @@ fn console_writes_take_one_exit_each_and_stop_at_the_hole_on_hardware() {
     assert_eq!(r.status, 0, "{}", r.output);
     has(&r.output, "big: wrote 65536");
     assert!(exits(&r.output) <= 40, "{}", r.output);
+}
+
+#[test]
+fn ring3_breakpoint_and_single_step_are_sigtrap_on_hardware() {
+    let r = suite().get("int3");
+    assert_eq!(r.status, 128 + 5, "{}", r.output);
+    has(&r.output, "(int3) — breakpoint");
+    let r = suite().get("tf-int80");
+    assert_eq!(r.status, 128 + 5, "{}", r.output);
+    has(&r.output, "killed: #DB at 0x");
+    assert!(!r.output.contains("DPL"), "{}", r.output);
 }

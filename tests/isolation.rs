@@ -169,3 +169,24 @@ fn output_without_a_newline_is_not_held_in_vmm_memory() {
     assert_eq!(r.stdout.len(), 65536);
     assert!(r.stdout.bytes().all(|b| b == b'x'));
 }
+
+#[test]
+fn breakpoints_and_single_steps_in_ring_3_are_sigtrap_with_the_right_story() {
+    // #BP: reported at the int3 (not the byte after it, whose bytes would
+    // explain nothing), SIGTRAP as on Linux.
+    let attack = vmm::guest_image::USER_PROGRAM_PATHS
+        .iter()
+        .find(|(n, _)| *n == "attack")
+        .unwrap()
+        .1;
+    vmm(&["run", "--", attack, "int3"])
+        .assert_status(128 + 5)
+        .stdout_has("killed: #BP at 0x")
+        .stdout_has("(int3) — breakpoint");
+    // TF set across `int 0x80`: a debug trap, not a gate's DPL.
+    let r = vmm(&["run", "--", attack, "tf-int80"]);
+    r.assert_status(128 + 5)
+        .stdout_has("killed: #DB at 0x")
+        .stdout_has("debug exception");
+    assert!(!r.stdout.contains("DPL"), "{}", r.stdout);
+}

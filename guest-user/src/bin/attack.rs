@@ -32,7 +32,7 @@ const SECRET_MASKED: u64 = u64::from_le_bytes(*b"SECRET!!") ^ MASK;
 const NAMES: &str = "cli hlt in out mov-cr3 wrmsr lgdt mov-ds mov-ss far-call int-gate \
 read-kernel write-kernel efault-write efault-read efault-unmapped efault-gettimeofday \
 efault-straddle sibling-read fake-syscall vdso-write vdso-check bench-hook mmap-zero \
-mmap-exhaust tf-syscall nt-flag";
+mmap-exhaust tf-syscall nt-flag int3 tf-int80";
 
 #[no_mangle]
 pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
@@ -129,6 +129,18 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
                 return 1;
             }
             "nt-flag" => return nt_flag(),
+            // A breakpoint trap: SIGTRAP, reported at the int3 itself (the
+            // CPU's RIP is already past it).
+            "int3" => asm!("int3", options(nomem, nostack)),
+            // Single-stepping `int 0x80`: the trap is a #DB after the call
+            // returns — a debug trap, not a gate's DPL (SIGTRAP).
+            "tf-int80" => {
+                asm!("pushfq", "or qword ptr [rsp], 0x100", "popfq", "int 0x80", "nop",
+                     "pushfq", "and qword ptr [rsp], ~0x100", "popfq",
+                     inlateout("rax") 39usize => _);
+                println!("attack tf-int80: NOT contained (no #DB after int 0x80)");
+                return 1;
+            }
             _ => return usage(),
         }
     }
