@@ -111,6 +111,10 @@ fn suite() -> &'static Batch {
                     "debug",
                     "--break-by",
                     "step",
+                    // Every instruction from boot is single-stepped in the
+                    // emulated box: 60 s is too little on a loaded host.
+                    "--timeout",
+                    "600",
                     "--batch",
                     "-x",
                     "break entry_SYSCALL_64",
@@ -144,7 +148,18 @@ fn suite() -> &'static Batch {
             ),
             case(
                 "strace-musl",
-                &["run", "--strace", "--break-by", "step", "--", &musl, "x"],
+                // Single-stepped throughout, like debug-session: room for a loaded host.
+                &[
+                    "run",
+                    "--strace",
+                    "--break-by",
+                    "step",
+                    "--timeout",
+                    "600",
+                    "--",
+                    &musl,
+                    "x",
+                ],
             ),
             case(
                 "step-syscall",
