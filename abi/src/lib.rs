@@ -11,6 +11,7 @@ pub mod boot_info;
 pub mod errno;
 pub mod frame;
 pub mod header;
+pub mod irq;
 pub mod layout;
 pub mod ports;
 pub mod syscalls;

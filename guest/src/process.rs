@@ -1,8 +1,9 @@
 //! Processes (Linux: kernel/fork.c, kernel/exit.c; xv6: proc.c).
 //!
-//! A process is an address space, a kernel stack, and saved state. There is
-//! no preemption: a process runs until it makes a blocking system call,
-//! yields, exits, or is killed by a fault.
+//! A process is an address space, a kernel stack, and saved state. It runs
+//! until it makes a blocking system call, yields, exits, is killed by a
+//! fault, or — when the VMM presents a LAPIC — its time slice ends at a
+//! timer tick taken in ring 3 (irq.rs).
 
 use crate::exec::{self, ExecError};
 use crate::{mm, paging, println, sched};
@@ -29,6 +30,10 @@ pub enum State {
     Runnable,
     /// Blocked in wait4 for a child.
     Waiting,
+    /// In nanosleep until `wake_at` (monotonic ns); a timer tick wakes it.
+    Sleeping,
+    /// In read(0) with no input yet; the serial interrupt wakes it.
+    ConsoleWait,
     /// Exited with this wait status; the parent has not reaped it yet.
     Zombie(i32),
 }
@@ -65,6 +70,12 @@ pub struct Process {
     pub mmap_next: u64,
     /// `vmm bench`'s null syscall entry is on for this process (see bench.rs).
     pub null_entry: bool,
+    /// When a `Sleeping` process is due (monotonic ns).
+    pub wake_at: u64,
+    /// Timer ticks taken while it ran in ring 3: its CPU time (RLIMIT_CPU).
+    pub cpu_ticks: u64,
+    /// Ticks of the current time slice used.
+    pub slice_used: u64,
     pub name: [u8; 16],
     pub fx: FxArea,
 }
@@ -82,6 +93,9 @@ impl Process {
         brk: 0,
         mmap_next: 0,
         null_entry: false,
+        wake_at: 0,
+        cpu_ticks: 0,
+        slice_used: 0,
         name: [0; 16],
         fx: FxArea::initial(),
     };
@@ -102,7 +116,8 @@ static mut TABLE: Table = Table {
 
 #[allow(static_mut_refs)]
 pub fn table() -> &'static mut Table {
-    // SAFETY: one CPU, no interrupts: only one kernel path runs at a time.
+    // SAFETY: one CPU, and the kernel runs with interrupts off (they arrive
+    // only in ring 3 or the idle loop): one kernel path at a time.
     unsafe { &mut TABLE }
 }
 

@@ -36,6 +36,7 @@ const HANDLERS: &[(usize, SysFn)] = &[
     (nr::IOCTL, console::sys_ioctl),
     (nr::WRITEV, console::sys_writev),
     (nr::SCHED_YIELD, sys::sys_sched_yield),
+    (nr::NANOSLEEP, time::sys_nanosleep),
     (nr::GETPID, sys::sys_getpid),
     (nr::EXIT, sys::sys_exit),
     (nr::WAIT4, sys::sys_wait4),
@@ -50,6 +51,7 @@ const HANDLERS: &[(usize, SysFn)] = &[
     (nr::GETTID, sys::sys_gettid),
     (nr::SET_TID_ADDRESS, sys::sys_set_tid_address),
     (nr::CLOCK_GETTIME, time::sys_clock_gettime),
+    (nr::CLOCK_NANOSLEEP, time::sys_clock_nanosleep),
     (nr::EXIT_GROUP, sys::sys_exit), // one thread per process
     (nr::OPENAT, console::sys_openat),
     (nr::SPAWN, sys::sys_spawn),

@@ -2,7 +2,11 @@
 
 use crate::error::{Error, Result};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
-use vmm_abi::boot_info::{BootInfo, MemRegion, RegionKind, BOOT_MAGIC, BOOT_VERSION, MEM_MAP_MAX};
+use vmm_abi::boot_info::{BootInfo, MemRegion, RegionKind, BOOT_MAGIC, BOOT_VERSION, FLAG_LAPIC, MEM_MAP_MAX};
+use vmm_abi::irq;
+
+/// KVM's in-kernel LAPIC timer counts at 1 GHz (APIC_BUS_CYCLE_NS = 1).
+pub const LAPIC_TIMER_HZ: u64 = 1_000_000_000;
 use vmm_abi::layout::{phys, KERNEL_PHYS_LOAD};
 
 /// `BootInfo` as plain bytes for vm-memory (a newtype: the orphan rule keeps
@@ -118,6 +122,8 @@ pub fn write(mem: &GuestMemoryMmap, p: &Placement, flags: u32, tsc_khz: u64, pml
         init_argv_len,
         mem_map_len: map.len() as u64,
         mem_map,
+        lapic_phys: if flags & FLAG_LAPIC != 0 { irq::LAPIC_PHYS } else { 0 },
+        lapic_timer_hz: if flags & FLAG_LAPIC != 0 { LAPIC_TIMER_HZ } else { 0 },
     };
     mem.write_obj(BootInfoBytes(info), GuestAddress(phys::BOOT_INFO))?;
     Ok(())

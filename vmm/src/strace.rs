@@ -335,7 +335,10 @@ impl Strace {
                     self.pvm && vector == 6 && read_virt(mem, cr3, rip, &mut insn).is_ok() && insn == [0xcd, 0x80];
                 if user && (vector == 0x80 || pvm_syscall || pvm_int80) {
                     self.enter(mem, cr3, f[14], trap_args(&f), Some(r.rdi));
-                } else if user {
+                } else if user && vector < 32 {
+                    // An exception the program caused; device interrupts
+                    // (the timer, IRQ 4) are not its doing, and strace
+                    // does not show them.
                     let pid = self.pid(mem);
                     let name = crate::debug::commands::vector_name(vector as usize);
                     let _ = writeln!(self.out, "[pid {pid}] --- {name} at {rip:#x} (error {error:#x}) ---");

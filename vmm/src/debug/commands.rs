@@ -613,6 +613,9 @@ pub fn vector_name(v: usize) -> &'static str {
     match v {
         0..=31 => NAMES[v],
         0x80 => "int80",
+        0x20 => "timer",
+        0x24 => "IRQ 4",
+        0xff => "spurious",
         _ => "",
     }
 }
