@@ -204,7 +204,7 @@ fn tour_contains_every_attack_on_hardware() {
     assert_eq!(r.status, 0, "{}", r.output);
     has(&r.output, "Hello from ring 3 via syscall (CPL 3)");
     has(&r.output, "Hello from ring 3 via int 0x80");
-    has(&r.output, "25/25 contained");
+    has(&r.output, "26/26 contained");
     // A single-stepped `syscall`: no #DB in ring 0, SIGTRAP back in ring 3.
     has(
         &r.output,

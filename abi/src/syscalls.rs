@@ -59,6 +59,7 @@ pub mod nr {
     pub const UNAME: usize = 63;
     pub const GETTIMEOFDAY: usize = 96;
     pub const GETUID: usize = 102;
+    pub const SETRLIMIT: usize = 160;
     pub const GETGID: usize = 104;
     pub const GETEUID: usize = 107;
     pub const GETEGID: usize = 108;
@@ -109,6 +110,7 @@ pub const SYSCALLS: &[Syscall] = &[
     sc(nr::GETEGID, "getegid", &[]),
     sc(nr::GETPPID, "getppid", &[]),
     sc(nr::ARCH_PRCTL, "arch_prctl", &[Hex, Hex]),
+    sc(nr::SETRLIMIT, "setrlimit", &[Int, Hex]),
     sc(nr::GETTID, "gettid", &[]),
     sc(nr::SET_TID_ADDRESS, "set_tid_address", &[Hex]),
     sc(nr::CLOCK_GETTIME, "clock_gettime", &[Int, Hex]),

@@ -25,9 +25,7 @@ const SIGXCPU: i32 = 24;
 pub static mut HZ: u64 = 100;
 /// Ticks a process runs before another runnable one gets the CPU (`timeslice=` ms).
 pub static mut SLICE_TICKS: u64 = 1;
-/// CPU time a process may use, in ticks (`cpulimit=` seconds; 0 = none).
-pub static mut CPU_LIMIT_TICKS: u64 = 0;
-/// The `cpulimit=` value, for the kill report.
+/// init's RLIMIT_CPU in seconds (`cpulimit=`; 0 = none, Linux's default).
 static mut CPU_LIMIT_S: u64 = 0;
 /// Serial interrupts taken (the VMM reads it by symbol).
 #[no_mangle]
@@ -35,10 +33,6 @@ pub static mut SERIAL_IRQS: u64 = 0;
 /// Timer ticks taken (the VMM reads it by symbol).
 #[no_mangle]
 pub static mut TIMER_TICKS: u64 = 0;
-
-/// Default CPU-time limit: long enough for any program of the tests and the
-/// benchmark, short enough for the tour's spinner to die quickly.
-const DEFAULT_CPU_LIMIT_S: u64 = 1;
 
 /// Parse `hz=`, `timeslice=` and `cpulimit=`, then start the LAPIC timer.
 /// Returns false when the VMM presents no LAPIC (no interrupts at all).
@@ -50,12 +44,11 @@ pub fn init(info: &vmm_abi::boot_info::BootInfo, cmdline: &str) -> bool {
     };
     let hz = word("hz").unwrap_or(100).clamp(10, 5000);
     let slice_ms = word("timeslice").unwrap_or(10).max(1);
-    let limit_s = word("cpulimit").unwrap_or(DEFAULT_CPU_LIMIT_S);
+    let limit_s = word("cpulimit").unwrap_or(0);
     // SAFETY: boot, one CPU, before interrupts.
     unsafe {
         HZ = hz;
         SLICE_TICKS = (slice_ms * hz).div_ceil(1000).max(1);
-        CPU_LIMIT_TICKS = limit_s * hz;
         CPU_LIMIT_S = limit_s;
     }
     lapic::init(info, hz)
@@ -92,11 +85,11 @@ fn tick(frame: &TrapFrame) {
     let p = process::current();
     p.cpu_ticks += 1;
     // SAFETY: read-only after boot.
-    let (limit, limit_s, slice) = unsafe { (CPU_LIMIT_TICKS, CPU_LIMIT_S, SLICE_TICKS) };
-    if limit != 0 && p.cpu_ticks >= limit {
+    let (hz, slice) = unsafe { (HZ, SLICE_TICKS) };
+    if p.cpu_limit_s != 0 && p.cpu_ticks >= p.cpu_limit_s.saturating_mul(hz) {
         process::kill_current(
             SIGXCPU,
-            format_args!("SIGXCPU — used its {} s of CPU time (cpulimit={})", limit_s, limit_s),
+            format_args!("SIGXCPU — used its {} s of CPU time (RLIMIT_CPU)", p.cpu_limit_s),
         )
     }
     p.slice_used += 1;
@@ -108,4 +101,34 @@ fn tick(frame: &TrapFrame) {
             sched::schedule();
         }
     }
+}
+
+/// init's CPU-time limit, from the kernel command line.
+pub fn default_cpu_limit_s() -> u64 {
+    // SAFETY: read-only after boot.
+    unsafe { CPU_LIMIT_S }
+}
+
+const RLIMIT_CPU: u64 = 0;
+const RLIM_INFINITY: u64 = u64::MAX;
+
+/// setrlimit(resource, &{cur, max}): only RLIMIT_CPU, whose soft limit (in
+/// seconds of CPU time) ends the process with SIGXCPU; children inherit it.
+/// The CPU time is sampled: a tick that finds the process in ring 3 (or
+/// returning to it) charges it one tick. Without a LAPIC nothing is counted.
+pub extern "C" fn sys_setrlimit(resource: u64, rlim: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
+    if resource != RLIMIT_CPU {
+        return -vmm_abi::errno::EINVAL;
+    }
+    let mut b = [0u8; 16];
+    if let Err(e) = crate::usercopy::copy_from_user(&mut b, rlim) {
+        return e;
+    }
+    let cur = u64::from_le_bytes(b[..8].try_into().unwrap());
+    let max = u64::from_le_bytes(b[8..].try_into().unwrap());
+    if cur > max {
+        return -vmm_abi::errno::EINVAL;
+    }
+    process::current().cpu_limit_s = if cur == RLIM_INFINITY { 0 } else { cur.max(1) };
+    0
 }

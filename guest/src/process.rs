@@ -76,6 +76,9 @@ pub struct Process {
     pub cpu_ticks: u64,
     /// Ticks of the current time slice used.
     pub slice_used: u64,
+    /// RLIMIT_CPU's soft limit in seconds (0 = none): inherited from the
+    /// parent, init's from the kernel command line (`cpulimit=`).
+    pub cpu_limit_s: u64,
     pub name: [u8; 16],
     pub fx: FxArea,
 }
@@ -96,6 +99,7 @@ impl Process {
         wake_at: 0,
         cpu_ticks: 0,
         slice_used: 0,
+        cpu_limit_s: 0,
         name: [0; 16],
         fx: FxArea::initial(),
     };
@@ -150,6 +154,11 @@ pub fn spawn(name: &[u8], argv: exec::Argv, ppid: u32) -> Result<u32, ExecError>
     let img = exec::build(name, argv)?;
     let pid = t.next_pid;
     t.next_pid += 1;
+    let cpu_limit_s = if ppid == 0 {
+        crate::irq::default_cpu_limit_s()
+    } else {
+        t.procs[t.current].cpu_limit_s
+    };
     let p = &mut t.procs[slot];
     // The slot's kernel stack outlives the process: reused, never freed.
     let kstack_top = p.kstack_top;
@@ -162,6 +171,7 @@ pub fn spawn(name: &[u8], argv: exec::Argv, ppid: u32) -> Result<u32, ExecError>
     p.brk_start = img.brk;
     p.brk = img.brk;
     p.mmap_next = MMAP_BASE;
+    p.cpu_limit_s = cpu_limit_s;
     let base = argv.first().unwrap_or(name);
     let base = base.rsplit(|&c| c == b'/').next().unwrap_or(base);
     let n = base.len().min(15);

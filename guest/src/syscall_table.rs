@@ -14,7 +14,7 @@
 //! arguments, unused ones named `_`), list it in `vmm_abi::syscalls`, then
 //! add one line `(nr::NAME, module::sys_NAME),` to [`HANDLERS`].
 
-use crate::{bench, console, mman, sys, time};
+use crate::{bench, console, irq, mman, sys, time};
 use vmm_abi::errno::ENOSYS;
 pub use vmm_abi::syscalls::NR_SYSCALLS;
 use vmm_abi::syscalls::{is_listed, nr, SYSCALLS};
@@ -48,6 +48,7 @@ const HANDLERS: &[(usize, SysFn)] = &[
     (nr::GETEGID, sys::sys_getuid),
     (nr::GETPPID, sys::sys_getppid),
     (nr::ARCH_PRCTL, sys::sys_arch_prctl),
+    (nr::SETRLIMIT, irq::sys_setrlimit),
     (nr::GETTID, sys::sys_gettid),
     (nr::SET_TID_ADDRESS, sys::sys_set_tid_address),
     (nr::CLOCK_GETTIME, time::sys_clock_gettime),

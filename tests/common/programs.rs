@@ -22,6 +22,8 @@ pub struct Programs {
     pub args: PathBuf,
     /// Stresses spawn: loops, a memory hog, argument limits.
     pub spawner: PathBuf,
+    /// Preemption, SIGXCPU and nanosleep, seen from ring 3.
+    pub timer: PathBuf,
     /// `syscall` / `int 0x80` in the last two bytes of user space.
     pub top_syscall: PathBuf,
     pub top_int80: PathBuf,
@@ -85,7 +87,7 @@ pub fn programs() -> &'static Programs {
             "gcc",
             "gcc",
         );
-        for prog in ["echo", "clock", "cat", "spew", "args", "spawner"] {
+        for prog in ["echo", "clock", "cat", "spew", "args", "spawner", "timer"] {
             run(
                 Command::new("musl-gcc")
                     .args(["-static", "-O2", "-o"])
@@ -139,6 +141,7 @@ pub fn programs() -> &'static Programs {
             spew: p("spew"),
             args: p("args"),
             spawner: p("spawner"),
+            timer: p("timer"),
             top_syscall: p("top_syscall"),
             top_int80: p("top_int80"),
             hello_asm: p("hello_asm"),

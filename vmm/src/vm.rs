@@ -433,6 +433,10 @@ impl Vm {
             ("int80", "INT80_SYSCALLS"),
             ("pvm_syscalls", "PVM_SYSCALLS"),
             ("pvm_int80", "PVM_INT80S"),
+            ("timer_ticks", "TIMER_TICKS"),
+            ("preemptions", "PREEMPTIONS"),
+            ("idle_halts", "IDLE_HALTS"),
+            ("serial_irqs", "SERIAL_IRQS"),
         ] {
             if let Some(n) = read(sym) {
                 v.push((name, n));
