@@ -152,7 +152,7 @@ impl GuestArgs {
             timeout: (self.timeout > 0.0).then(|| Duration::from_secs_f64(self.timeout)),
             cmdline,
             init: Some(init),
-            lapic: true,
+            lapic: std::env::var_os("VMM_NO_LAPIC").is_none(),
             forward_stdin,
             output: Box::new(std::io::stdout()),
         };
