@@ -132,6 +132,8 @@ fn read_returns_0_when_stdin_is_closed() {
 }
 
 /// Run vmm with stdout to /dev/null; its exit status and peak RSS in KiB.
+// The child is reaped, by libc::wait4 (for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn status_and_max_rss(args: &[&str]) -> (i32, i64) {
     let child = Command::new(common::vmm_bin())
         .args(args)
