@@ -179,4 +179,17 @@ mod tests {
         mem.read_slice(&mut buf, GuestAddress(phys::CMDLINE)).unwrap();
         assert_eq!(&buf, b"console=ttyS0");
     }
+
+    #[test]
+    fn the_lapic_is_announced_only_with_its_flag() {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 8 << 20)]).unwrap();
+        let p = Placement::new(8 << 20, 0x10_4000, None, 0).unwrap();
+        write(&mem, &p, FLAG_LAPIC, 0, 0x8000, "").unwrap();
+        let info: BootInfoBytes = mem.read_obj(GuestAddress(phys::BOOT_INFO)).unwrap();
+        assert_eq!((info.0.version, info.0.lapic_phys), (3, 0xfee0_0000));
+        assert_eq!(info.0.lapic_timer_hz, 1_000_000_000);
+        write(&mem, &p, 0, 0, 0x8000, "").unwrap();
+        let info: BootInfoBytes = mem.read_obj(GuestAddress(phys::BOOT_INFO)).unwrap();
+        assert_eq!((info.0.lapic_phys, info.0.lapic_timer_hz), (0, 0));
+    }
 }
