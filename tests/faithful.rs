@@ -269,6 +269,10 @@ fn the_timer_preempts_a_spinning_child_on_hardware() {
 fn nanosleep_takes_its_time_and_the_cpu_halts_on_hardware() {
     let r = suite().get("timer-sleep");
     assert_eq!(r.status, 0, "{}", r.output);
+    // The measured times, for the README's table.
+    for line in r.output.lines().filter(|l| l.starts_with("timer: ")) {
+        eprintln!("box: {line}");
+    }
     has(&r.output, "timer: nanosleep(200 ms) took");
     has(&r.output, "timer: clock_nanosleep(200 ms) took");
     assert!(!r.output.contains("idle_halts=0"), "{}", r.output);
