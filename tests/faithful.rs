@@ -36,6 +36,7 @@ fn suite() -> &'static Batch {
             p.spawner.clone(),
             p.args.clone(),
             p.cat.clone(),
+            p.timer.clone(),
             sysfuzz.clone(),
             p.conwrite.clone(),
         ];
@@ -187,6 +188,12 @@ fn suite() -> &'static Batch {
             case("spawn-args", &["run", "--", &at(&p.spawner), "args"]),
             case("args", &["run", "--", &at(&p.args), "", "", "x", ""]),
             case("cat-eof", &["run", "--", &at(&p.cat)]),
+            case("timer-yield", &["run", "--timeout", "60", "--", &at(&p.timer), "yield"]),
+            case("timer-reap", &["run", "--timeout", "60", "--", &at(&p.timer), "reap"]),
+            case(
+                "timer-sleep",
+                &["run", "--stats", "--timeout", "60", "--", &at(&p.timer), "sleep", "200"],
+            ),
             case("kvm-info", &["kvm-info", "--json"]),
             case("boot", &["run"]),
             case("triple-fault", &["run", "--cmdline", "crash=triple-fault"]),
@@ -228,7 +235,7 @@ fn tour_contains_every_attack_on_hardware() {
     assert_eq!(r.status, 0, "{}", r.output);
     has(&r.output, "Hello from ring 3 via syscall (CPL 3)");
     has(&r.output, "Hello from ring 3 via int 0x80");
-    has(&r.output, "25/25 contained");
+    has(&r.output, "26/26 contained");
     // A single-stepped `syscall`: no #DB in ring 0, SIGTRAP back in ring 3.
     has(
         &r.output,
@@ -270,6 +277,29 @@ fn killed_init_on_hardware() {
     let r = suite().get("killed-init");
     assert_eq!(r.status, 128 + 11, "{}", r.output);
     has(&r.output, "pid 1 killed: #GP at 0x");
+}
+
+#[test]
+fn the_timer_preempts_a_spinning_child_on_hardware() {
+    let r = suite().get("timer-yield");
+    assert_eq!(r.status, 0, "{}", r.output);
+    has(&r.output, "timer: back from sched_yield with a spinning child");
+    let r = suite().get("timer-reap");
+    assert_eq!(r.status, 0, "{}", r.output);
+    has(&r.output, "SIGXCPU — used its 1 s of CPU time (RLIMIT_CPU)");
+}
+
+#[test]
+fn nanosleep_takes_its_time_and_the_cpu_halts_on_hardware() {
+    let r = suite().get("timer-sleep");
+    assert_eq!(r.status, 0, "{}", r.output);
+    // The measured times, for the README's table.
+    for line in r.output.lines().filter(|l| l.starts_with("timer: ")) {
+        eprintln!("box: {line}");
+    }
+    has(&r.output, "timer: nanosleep(200 ms) took");
+    has(&r.output, "timer: clock_nanosleep(200 ms) took");
+    assert!(!r.output.contains("idle_halts=0"), "{}", r.output);
 }
 
 fn has(out: &str, s: &str) {

@@ -21,7 +21,7 @@ fn the_tour_contains_the_new_attacks() {
         .stdout_has("attack mmap-zero: contained (-EPERM below mmap_min_addr)")
         .stdout_has("attack mmap-exhaust: contained")
         .stdout_has("tf-syscall          killed (SIGTRAP)   killed (SIGTRAP)     contained")
-        .stdout_has("25/25 contained");
+        .stdout_has("26/26 contained");
 }
 
 #[test]

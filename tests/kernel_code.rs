@@ -55,3 +55,43 @@ fn no_instruction_the_pvm_emulator_rejects_in_ring0() {
         bad.join("\n")
     );
 }
+
+/// Every `hlt` in the kernel follows `sti` (the idle loop: the interrupt
+/// shadow of `sti` covers the `hlt`, so a wake-up cannot slip in between and
+/// leave the CPU asleep with a runnable process) or `cli` (halt for good,
+/// after the VMM was told to stop). On PVM both run in the ring-0 emulator:
+/// anything else before a `hlt` is a bug to look at.
+#[test]
+fn every_hlt_follows_sti_or_cli() {
+    let elf = object::File::parse(KERNEL).unwrap();
+    let text = elf.section_by_name(".text").unwrap();
+    let (base, data) = (text.address(), text.data().unwrap());
+    let (mut idle, mut stop, mut bad) = (0, 0, Vec::new());
+    for sym in elf.symbols().filter(|s| s.kind() == SymbolKind::Text && s.size() > 0) {
+        let (start, size) = (sym.address(), sym.size());
+        if start < base || start + size > base + data.len() as u64 {
+            continue;
+        }
+        let body = &data[(start - base) as usize..(start - base + size) as usize];
+        let mut dec = Decoder::with_ip(64, body, start, DecoderOptions::NONE);
+        let mut prev = Mnemonic::INVALID;
+        while dec.can_decode() {
+            let insn = dec.decode();
+            if insn.mnemonic() == Mnemonic::Hlt {
+                match prev {
+                    Mnemonic::Sti => idle += 1,
+                    Mnemonic::Cli => stop += 1,
+                    _ => bad.push(format!(
+                        "{:#x} in {}: hlt after {prev:?}",
+                        insn.ip(),
+                        sym.name().unwrap_or("?")
+                    )),
+                }
+            }
+            prev = insn.mnemonic();
+        }
+    }
+    assert!(bad.is_empty(), "{}", bad.join("\n"));
+    assert!(idle >= 1, "no `sti; hlt` idle loop found");
+    assert!(stop >= 1, "no `cli; hlt` found");
+}

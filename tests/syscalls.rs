@@ -23,7 +23,7 @@ fn the_builtin_tour_contains_every_attack() {
         .stdout_has("Hello from ring 3 via int 0x80")
         .stdout_has("killed: #GP at 0x")
         .stdout_has("(cli) — privileged instruction in ring 3")
-        .stdout_has("25/25 contained");
+        .stdout_has("26/26 contained");
 }
 
 #[test]

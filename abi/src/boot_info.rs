@@ -4,7 +4,7 @@
 /// `BootInfo::magic`: "VMMBOOT\0".
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMMBOOT\0");
 /// Bumped whenever the layout of [`BootInfo`] changes.
-pub const BOOT_VERSION: u32 = 2;
+pub const BOOT_VERSION: u32 = 3;
 
 /// `BootInfo::flags`: `/dev/kvm` is PVM (`kvm_pvm`), not hardware KVM.
 pub const FLAG_KVM_PVM: u32 = 1 << 0;
@@ -12,6 +12,11 @@ pub const FLAG_KVM_PVM: u32 = 1 << 0;
 pub const FLAG_SMEP: u32 = 1 << 1;
 /// `BootInfo::flags`: the VMM set CR4.SMAP.
 pub const FLAG_SMAP: u32 = 1 << 2;
+/// `BootInfo::flags`: a local APIC is at `lapic_phys`, its timer counts at
+/// `lapic_timer_hz`, and the VMM raises [`crate::irq::SERIAL_VECTOR`] when
+/// console input arrives. Without it the kernel has no interrupts: it runs
+/// processes until they block or yield and polls the console.
+pub const FLAG_LAPIC: u32 = 1 << 3;
 
 /// Maximum entries in [`BootInfo::mem_map`].
 pub const MEM_MAP_MAX: usize = 8;
@@ -89,4 +94,9 @@ pub struct BootInfo {
     pub mem_map_len: u64,
     /// Physical memory map.
     pub mem_map: [MemRegion; MEM_MAP_MAX],
+    /// Physical address of the local APIC's registers (with [`FLAG_LAPIC`]).
+    pub lapic_phys: u64,
+    /// The LAPIC timer's input clock in Hz, before its divider (KVM's
+    /// in-kernel LAPIC: 1 GHz). Hardware would make the kernel calibrate it.
+    pub lapic_timer_hz: u64,
 }

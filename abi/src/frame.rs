@@ -118,6 +118,8 @@ pub struct PerCpu {
     pub pid: u64,
     /// The LSTAR this CPU runs with (a cache: wrmsr is emulated on PVM).
     pub lstar: u64,
+    /// Timer ticks this CPU's LAPIC delivered.
+    pub ticks: u64,
 }
 
 /// `gs:[PERCPU_USER_RSP]` and friends, for the assembly.

@@ -6,7 +6,7 @@ pub const HEADER_SECTION: &str = ".vmm_header";
 /// `KernelHeader::magic`: "VMMKHDR\0".
 pub const HEADER_MAGIC: u64 = u64::from_le_bytes(*b"VMMKHDR\0");
 /// Bumped whenever the layout of [`KernelHeader`] changes.
-pub const HEADER_VERSION: u32 = 1;
+pub const HEADER_VERSION: u32 = 2;
 
 /// Kernel entry points, published by the kernel and read by the VMM.
 ///
@@ -29,6 +29,12 @@ pub struct KernelHeader<A> {
     pub syscall: A,
     /// Per-CPU block, written to MSR_GS_BASE (and swapped by `swapgs`).
     pub percpu: A,
+    /// Interrupt handlers, installed as interrupt gates at
+    /// [`crate::irq::TIMER_VECTOR`], [`crate::irq::SERIAL_VECTOR`] and
+    /// [`crate::irq::SPURIOUS_VECTOR`].
+    pub timer: A,
+    pub serial: A,
+    pub spurious: A,
 }
 
 /// Size of the header in bytes.

@@ -13,6 +13,7 @@ pub mod elf;
 pub mod errno;
 pub mod frame;
 pub mod header;
+pub mod irq;
 pub mod layout;
 pub mod ports;
 pub mod syscalls;

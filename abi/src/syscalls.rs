@@ -52,12 +52,14 @@ pub mod nr {
     pub const IOCTL: usize = 16;
     pub const WRITEV: usize = 20;
     pub const SCHED_YIELD: usize = 24;
+    pub const NANOSLEEP: usize = 35;
     pub const GETPID: usize = 39;
     pub const EXIT: usize = 60;
     pub const WAIT4: usize = 61;
     pub const UNAME: usize = 63;
     pub const GETTIMEOFDAY: usize = 96;
     pub const GETUID: usize = 102;
+    pub const SETRLIMIT: usize = 160;
     pub const GETGID: usize = 104;
     pub const GETEUID: usize = 107;
     pub const GETEGID: usize = 108;
@@ -66,6 +68,7 @@ pub mod nr {
     pub const GETTID: usize = 186;
     pub const SET_TID_ADDRESS: usize = 218;
     pub const CLOCK_GETTIME: usize = 228;
+    pub const CLOCK_NANOSLEEP: usize = 230;
     pub const EXIT_GROUP: usize = 231;
     pub const OPENAT: usize = 257;
     /// `spawn(path, argv)`: run a program of the boot archive as a child.
@@ -95,6 +98,7 @@ pub const SYSCALLS: &[Syscall] = &[
     sc(nr::IOCTL, "ioctl", &[Int, Hex, Hex]),
     sc(nr::WRITEV, "writev", &[Int, Iovec(2), Int]),
     sc(nr::SCHED_YIELD, "sched_yield", &[]),
+    sc(nr::NANOSLEEP, "nanosleep", &[Hex, Hex]),
     sc(nr::GETPID, "getpid", &[]),
     sc(nr::EXIT, "exit", &[Int]),
     sc(nr::WAIT4, "wait4", &[Int, Hex, Int, Hex]),
@@ -106,9 +110,11 @@ pub const SYSCALLS: &[Syscall] = &[
     sc(nr::GETEGID, "getegid", &[]),
     sc(nr::GETPPID, "getppid", &[]),
     sc(nr::ARCH_PRCTL, "arch_prctl", &[Hex, Hex]),
+    sc(nr::SETRLIMIT, "setrlimit", &[Int, Hex]),
     sc(nr::GETTID, "gettid", &[]),
     sc(nr::SET_TID_ADDRESS, "set_tid_address", &[Hex]),
     sc(nr::CLOCK_GETTIME, "clock_gettime", &[Int, Hex]),
+    sc(nr::CLOCK_NANOSLEEP, "clock_nanosleep", &[Int, Hex, Hex, Hex]),
     sc(nr::EXIT_GROUP, "exit_group", &[Int]),
     sc(nr::OPENAT, "openat", &[Int, Str, Hex, Hex]),
     sc(nr::SPAWN, "spawn", &[Str, Argv]),

@@ -359,6 +359,7 @@ pub const SIGBUS: i32 = 7;
 pub const SIGFPE: i32 = 8;
 pub const SIGKILL: i32 = 9;
 pub const SIGSEGV: i32 = 11;
+pub const SIGXCPU: i32 = 24;
 
 /// "SIGSEGV" and friends, "" for a number we don't name.
 pub fn signal_name(sig: i32) -> &'static str {
@@ -370,6 +371,7 @@ pub fn signal_name(sig: i32) -> &'static str {
         SIGFPE => "SIGFPE",
         SIGKILL => "SIGKILL",
         SIGSEGV => "SIGSEGV",
+        SIGXCPU => "SIGXCPU",
         _ => "",
     }
 }

@@ -132,6 +132,8 @@ pub extern "C" fn sys_writev(fd: u64, iov: u64, iovcnt: u64, _: u64, _: u64, _: 
 /// Read from the serial port: waits for the first byte, then takes what is
 /// already there. Returns 0 at end of file: once the VMM says the host's
 /// stdin has ended and every byte before it was read (a terminal's ^D).
+/// With a LAPIC the wait sleeps until the VMM raises IRQ 4 (input arrived
+/// or ended); without one it polls the line status register.
 pub extern "C" fn sys_read(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64) -> i64 {
     if fd != 0 {
         return -EBADF;
@@ -149,7 +151,14 @@ pub extern "C" fn sys_read(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64) 
             if got > 0 || unsafe { inb(CONSOLE_EOF) } == 1 {
                 break;
             }
-            core::hint::spin_loop();
+            if crate::lapic::present() {
+                // Interrupts are off until the scheduler halts: an IRQ 4
+                // raised since the LSR read waits in the LAPIC, not lost.
+                crate::process::current().state = crate::process::State::ConsoleWait;
+                crate::sched::schedule();
+            } else {
+                core::hint::spin_loop();
+            }
             continue;
         }
         // SAFETY: the UART's data register; LSR said a byte is waiting.

@@ -51,6 +51,9 @@ entries!(
     asm_exc_reserved_31,
     entry_SYSCALL_64,
     entry_INT80,
+    asm_irq_timer,
+    asm_irq_serial,
+    asm_irq_spurious,
 );
 
 macro_rules! addr {
@@ -102,4 +105,7 @@ static HEADER: KernelHeader<Addr> = KernelHeader {
     int80: addr!(entry_INT80),
     syscall: addr!(entry_SYSCALL_64),
     percpu: Addr(&raw const PERCPU as *const ()),
+    timer: addr!(asm_irq_timer),
+    serial: addr!(asm_irq_serial),
+    spurious: addr!(asm_irq_spurious),
 };

@@ -18,6 +18,8 @@ mod exec;
 mod header;
 mod initrd;
 mod io;
+mod irq;
+mod lapic;
 mod mm;
 mod mman;
 mod paging;
@@ -49,6 +51,21 @@ extern "C" fn kmain(info: &'static BootInfo) -> ! {
     mm::init(info);
     paging::init(info.kernel_pml4);
     time::init(info.tsc_khz, info.wall_clock_ns);
+    let interrupts = irq::init(info, boot.cmdline());
+    if !boot.cmdline().split_whitespace().any(|w| w == "quiet") {
+        if interrupts {
+            // SAFETY: read-only after irq::init.
+            let (hz, slice) = unsafe { (irq::HZ, irq::SLICE_TICKS) };
+            println!(
+                "kernel: LAPIC version {:#x}, timer {} Hz, time slice {} tick(s)",
+                lapic::version(),
+                hz,
+                slice
+            );
+        } else {
+            println!("kernel: no LAPIC: no timer, no preemption, console polled");
+        }
+    }
     initrd::init(boot.initrd());
     vdso::init();
 

@@ -12,6 +12,7 @@ pub static mut PERCPU: PerCpu = PerCpu {
     kernel_rsp: 0,
     pid: 0,
     lstar: 0,
+    ticks: 0,
 };
 
 #[allow(static_mut_refs)]

@@ -1,8 +1,9 @@
 //! Processes (Linux: kernel/fork.c, kernel/exit.c; xv6: proc.c).
 //!
-//! A process is an address space, a kernel stack, and saved state. There is
-//! no preemption: a process runs until it makes a blocking system call,
-//! yields, exits, or is killed by a fault.
+//! A process is an address space, a kernel stack, and saved state. It runs
+//! until it makes a blocking system call, yields, exits, is killed by a
+//! fault, or — when the VMM presents a LAPIC — its time slice ends at a
+//! timer tick taken in ring 3 (irq.rs).
 
 use crate::exec::{self, ExecError};
 use crate::{mm, paging, println, sched};
@@ -24,6 +25,10 @@ pub enum State {
     Runnable,
     /// Blocked in wait4 for a child.
     Waiting,
+    /// In nanosleep until `wake_at` (monotonic ns); a timer tick wakes it.
+    Sleeping,
+    /// In read(0) with no input yet; the serial interrupt wakes it.
+    ConsoleWait,
     /// Exited with this wait status; the parent has not reaped it yet.
     Zombie(i32),
 }
@@ -60,6 +65,15 @@ pub struct Process {
     pub mmap_next: u64,
     /// `vmm bench`'s null syscall entry is on for this process (see bench.rs).
     pub null_entry: bool,
+    /// When a `Sleeping` process is due (monotonic ns).
+    pub wake_at: u64,
+    /// Timer ticks taken while it ran in ring 3: its CPU time (RLIMIT_CPU).
+    pub cpu_ticks: u64,
+    /// Ticks of the current time slice used.
+    pub slice_used: u64,
+    /// RLIMIT_CPU's soft limit in seconds (0 = none): inherited from the
+    /// parent, init's from the kernel command line (`cpulimit=`).
+    pub cpu_limit_s: u64,
     pub name: [u8; 16],
     pub fx: FxArea,
 }
@@ -77,6 +91,10 @@ impl Process {
         brk: 0,
         mmap_next: 0,
         null_entry: false,
+        wake_at: 0,
+        cpu_ticks: 0,
+        slice_used: 0,
+        cpu_limit_s: 0,
         name: [0; 16],
         fx: FxArea::initial(),
     };
@@ -97,7 +115,8 @@ static mut TABLE: Table = Table {
 
 #[allow(static_mut_refs)]
 pub fn table() -> &'static mut Table {
-    // SAFETY: one CPU, no interrupts: only one kernel path runs at a time.
+    // SAFETY: one CPU, and the kernel runs with interrupts off (they arrive
+    // only in ring 3 or the idle loop): one kernel path at a time.
     unsafe { &mut TABLE }
 }
 
@@ -130,6 +149,11 @@ pub fn spawn(name: &[u8], argv: exec::Argv, ppid: u32) -> Result<u32, ExecError>
     let img = exec::build(name, argv)?;
     let pid = t.next_pid;
     t.next_pid += 1;
+    let cpu_limit_s = if ppid == 0 {
+        crate::irq::default_cpu_limit_s()
+    } else {
+        t.procs[t.current].cpu_limit_s
+    };
     let p = &mut t.procs[slot];
     // The slot's kernel stack outlives the process: reused, never freed.
     let kstack_top = p.kstack_top;
@@ -142,6 +166,7 @@ pub fn spawn(name: &[u8], argv: exec::Argv, ppid: u32) -> Result<u32, ExecError>
     p.brk_start = img.brk;
     p.brk = img.brk;
     p.mmap_next = MMAP_BASE;
+    p.cpu_limit_s = cpu_limit_s;
     let base = argv.first().unwrap_or(name);
     let base = base.rsplit(|&c| c == b'/').next().unwrap_or(base);
     let n = base.len().min(15);

@@ -3,7 +3,9 @@
 //! The scheduler loop runs on the boot stack. Switching into a process loads
 //! its CR3, points TSS.RSP0 and the syscall entry at its kernel stack,
 //! restores its FS base and SSE state, and `swtch`es stacks; the process comes
-//! back here when it blocks, yields or exits.
+//! back here when it blocks, yields, exits or is preempted by the timer.
+//! With nothing to run, the CPU halts (`sti; hlt`) until an interrupt wakes
+//! a sleeper or a reader.
 
 use crate::percpu::percpu;
 use crate::process::{self, State};
@@ -60,6 +62,63 @@ extern "C" {
 
 /// Kernel RSP of the scheduler loop while a process runs.
 static mut SCHED_RSP: u64 = 0;
+/// Times a timer tick took the CPU from a process (the VMM reads it by symbol).
+#[no_mangle]
+pub static mut PREEMPTIONS: u64 = 0;
+/// Times the idle loop halted the CPU.
+#[no_mangle]
+pub static mut IDLE_HALTS: u64 = 0;
+
+/// Make every process in a state `pick` selects runnable.
+pub fn wake(pick: impl Fn(State) -> bool) {
+    for p in process::table().procs.iter_mut() {
+        if pick(p.state) {
+            p.state = State::Runnable;
+        }
+    }
+}
+
+/// Wake the sleepers that are due at `now` (monotonic ns).
+pub fn wake_sleepers(now: u64) {
+    for p in process::table().procs.iter_mut() {
+        if p.state == State::Sleeping && p.wake_at <= now {
+            p.state = State::Runnable;
+        }
+    }
+}
+
+/// Is a process other than the current one waiting for the CPU?
+pub fn others_runnable() -> bool {
+    let t = process::table();
+    t.procs
+        .iter()
+        .enumerate()
+        .any(|(i, p)| i != t.current && p.state == State::Runnable)
+}
+
+/// Block the current process until `deadline` (monotonic ns). Without
+/// interrupts nothing would wake it: it yields until the time has come.
+pub fn sleep_until(deadline: u64) {
+    while crate::time::monotonic_ns() < deadline {
+        let p = process::current();
+        if crate::lapic::present() {
+            p.wake_at = deadline;
+            p.state = State::Sleeping;
+        }
+        schedule();
+    }
+}
+
+/// Halt until the next interrupt. `sti` takes effect after the next
+/// instruction, so no interrupt can slip in between and leave the CPU
+/// halted with a wake-up already handled.
+fn idle() {
+    // SAFETY: one CPU, IF clear; the handlers run on this stack and return here.
+    unsafe {
+        IDLE_HALTS += 1;
+        core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack));
+    }
+}
 
 /// Lay out a new kernel stack so that `swtch` to it "returns" into ring 3 at
 /// `entry` with `user_rsp`. Returns the RSP to hand to `swtch`.
@@ -111,6 +170,7 @@ fn switch_to(slot: usize) {
     unsafe { *(phys_to_virt(phys::TSS + TSS_RSP0 as u64) as *mut u64) = p.kstack_top };
     percpu().kernel_rsp = p.kstack_top;
     percpu().pid = u64::from(p.pid);
+    p.slice_used = 0;
     cpu::wrmsr(cpu::MSR_FS_BASE, p.fs_base);
     // LSTAR is per process only for `vmm bench`'s null entry; skip the
     // (emulated, on PVM) wrmsr when it would not change.
@@ -142,6 +202,14 @@ pub fn run() -> ! {
             Some(s) => {
                 last = s;
                 switch_to(s);
+            }
+            // Someone sleeps or waits for input: an interrupt will wake them.
+            None if crate::lapic::present()
+                && t.procs
+                    .iter()
+                    .any(|p| matches!(p.state, State::Sleeping | State::ConsoleWait)) =>
+            {
+                idle()
             }
             None => {
                 println!("kernel: deadlock: no process can run");

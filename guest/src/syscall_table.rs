@@ -14,7 +14,7 @@
 //! arguments, unused ones named `_`), list it in `vmm_abi::syscalls`, then
 //! add one line `(nr::NAME, module::sys_NAME),` to [`HANDLERS`].
 
-use crate::{bench, console, mman, sys, time};
+use crate::{bench, console, irq, mman, sys, time};
 use vmm_abi::errno::ENOSYS;
 pub use vmm_abi::syscalls::NR_SYSCALLS;
 use vmm_abi::syscalls::{is_listed, nr, SYSCALLS};
@@ -36,6 +36,7 @@ const HANDLERS: &[(usize, SysFn)] = &[
     (nr::IOCTL, console::sys_ioctl),
     (nr::WRITEV, console::sys_writev),
     (nr::SCHED_YIELD, sys::sys_sched_yield),
+    (nr::NANOSLEEP, time::sys_nanosleep),
     (nr::GETPID, sys::sys_getpid),
     (nr::EXIT, sys::sys_exit),
     (nr::WAIT4, sys::sys_wait4),
@@ -47,9 +48,11 @@ const HANDLERS: &[(usize, SysFn)] = &[
     (nr::GETEGID, sys::sys_getuid),
     (nr::GETPPID, sys::sys_getppid),
     (nr::ARCH_PRCTL, sys::sys_arch_prctl),
+    (nr::SETRLIMIT, irq::sys_setrlimit),
     (nr::GETTID, sys::sys_gettid),
     (nr::SET_TID_ADDRESS, sys::sys_set_tid_address),
     (nr::CLOCK_GETTIME, time::sys_clock_gettime),
+    (nr::CLOCK_NANOSLEEP, time::sys_clock_nanosleep),
     (nr::EXIT_GROUP, sys::sys_exit), // one thread per process
     (nr::OPENAT, console::sys_openat),
     (nr::SPAWN, sys::sys_spawn),

@@ -1,9 +1,10 @@
-//! Time from the TSC (no RTC, no timer interrupt): nanoseconds since boot
-//! from `rdtsc` and the TSC frequency KVM reported, plus the host's wall
-//! clock at boot for CLOCK_REALTIME.
+//! Time from the TSC (no RTC): nanoseconds since boot from `rdtsc` and the
+//! TSC frequency KVM reported, plus the host's wall clock at boot for
+//! CLOCK_REALTIME. Sleeping (nanosleep) blocks the process until a timer
+//! tick (irq.rs) finds it due.
 
 use crate::cpu::rdtsc;
-use crate::usercopy::copy_to_user;
+use crate::usercopy::{copy_from_user, copy_to_user};
 use vmm_abi::errno::EINVAL;
 
 /// The clock's parameters. The same layout is the vvar page that every
@@ -91,4 +92,55 @@ pub extern "C" fn sys_clock_gettime(clock: u64, ts: u64, _: u64, _: u64, _: u64,
         Ok(()) => 0,
         Err(e) => e,
     }
+}
+
+/// TIMER_ABSTIME: the request is a point in time on the clock, not a duration.
+const TIMER_ABSTIME: u64 = 1;
+
+/// A user `struct timespec` as nanoseconds; -EINVAL if out of range.
+fn read_timespec(ts: u64) -> Result<u64, i64> {
+    let mut b = [0u8; 16];
+    copy_from_user(&mut b, ts)?;
+    let sec = i64::from_le_bytes(b[..8].try_into().unwrap());
+    let nsec = i64::from_le_bytes(b[8..].try_into().unwrap());
+    if sec < 0 || !(0..1_000_000_000).contains(&nsec) {
+        return Err(-EINVAL);
+    }
+    Ok((sec as u64).saturating_mul(1_000_000_000).saturating_add(nsec as u64))
+}
+
+/// nanosleep(req, rem): blocks for `req`; never interrupted (no signals),
+/// so `rem` is left alone.
+pub extern "C" fn sys_nanosleep(req: u64, _rem: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
+    match read_timespec(req) {
+        Ok(ns) => {
+            crate::sched::sleep_until(monotonic_ns().saturating_add(ns));
+            0
+        }
+        Err(e) => e,
+    }
+}
+
+/// clock_nanosleep(clock, flags, req, rem): relative, or until an absolute
+/// time on CLOCK_MONOTONIC/CLOCK_BOOTTIME or CLOCK_REALTIME.
+pub extern "C" fn sys_clock_nanosleep(clock: u64, flags: u64, req: u64, _rem: u64, _: u64, _: u64) -> i64 {
+    let realtime = match clock {
+        CLOCK_REALTIME => true,
+        CLOCK_MONOTONIC | CLOCK_BOOTTIME => false,
+        _ => return -EINVAL,
+    };
+    let ns = match read_timespec(req) {
+        Ok(ns) => ns,
+        Err(e) => return e,
+    };
+    let deadline = if flags & TIMER_ABSTIME == 0 {
+        monotonic_ns().saturating_add(ns)
+    } else if realtime {
+        // SAFETY: read-only after boot.
+        ns.saturating_sub(unsafe { CLOCK.boot_wall_ns })
+    } else {
+        ns
+    };
+    crate::sched::sleep_until(deadline);
+    0
 }

@@ -57,6 +57,22 @@ core::arch::global_asm!(
     "EXC vmm_communication, 29, 1",
     "EXC security_exception, 30, 1",
     "EXC reserved_31, 31, 0",
+    // Device interrupts (irq.rs): the same frame, the vector tells them apart.
+    ".global asm_irq_timer",
+    "asm_irq_timer:",
+    "    push 0",
+    "    push {timer}",
+    "    jmp exc_common",
+    ".global asm_irq_serial",
+    "asm_irq_serial:",
+    "    push 0",
+    "    push {serial}",
+    "    jmp exc_common",
+    ".global asm_irq_spurious",
+    "asm_irq_spurious:",
+    "    push 0",
+    "    push {spurious}",
+    "    jmp exc_common",
     "",
     "exc_common:",
     // Came from ring 3 (CS.RPL at [rsp+24])? Then GS still holds the user's base.
@@ -109,6 +125,9 @@ core::arch::global_asm!(
     "2:",
     "    add rsp, 16", // vector and error code
     "    iretq",
+    timer = const vmm_abi::irq::TIMER_VECTOR as u64,
+    serial = const vmm_abi::irq::SERIAL_VECTOR as u64,
+    spurious = const vmm_abi::irq::SPURIOUS_VECTOR as u64,
 );
 
 use vmm_abi::errno::EXCEPTION_NAMES;
@@ -134,6 +153,11 @@ const PF_USER_FETCH: u64 = 0x15;
 /// Every exception (and `int 0x80`) lands here.
 #[no_mangle]
 extern "C" fn do_trap(frame: &mut TrapFrame) {
+    // Device interrupts: vectors 32 and up, other than the int 0x80 gate.
+    if frame.vector >= 32 && frame.vector != VEC_INT80 {
+        crate::irq::handle(frame);
+        return;
+    }
     let from_user = frame.cs & 3 == 3;
     if from_user {
         if frame.vector == VEC_INT80 {

@@ -24,6 +24,8 @@ pub struct Programs {
     pub args: PathBuf,
     /// Stresses spawn: loops, a memory hog, argument limits.
     pub spawner: PathBuf,
+    /// Preemption, SIGXCPU and nanosleep, seen from ring 3.
+    pub timer: PathBuf,
     /// `syscall` / `int 0x80` in the last two bytes of user space.
     pub top_syscall: PathBuf,
     pub top_int80: PathBuf,
@@ -87,7 +89,7 @@ pub fn programs() -> &'static Programs {
             "gcc",
             "gcc",
         );
-        for prog in ["echo", "clock", "cat", "spew", "args", "spawner", "conwrite"] {
+        for prog in ["echo", "clock", "cat", "spew", "args", "spawner", "conwrite", "timer"] {
             run(
                 Command::new("musl-gcc")
                     .args(["-static", "-O2", "-o"])
@@ -142,6 +144,7 @@ pub fn programs() -> &'static Programs {
             conwrite: p("conwrite"),
             args: p("args"),
             spawner: p("spawner"),
+            timer: p("timer"),
             top_syscall: p("top_syscall"),
             top_int80: p("top_int80"),
             hello_asm: p("hello_asm"),

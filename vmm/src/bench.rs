@@ -634,6 +634,7 @@ fn run_guest(args: &BenchArgs, iters: u32, raw: bool) -> Res<(GuestOutput, u64)>
         // `bench` enables the kernel's benchmark hooks (syscalls 502 and 503).
         cmdline: "quiet bench".into(),
         init: Some(bench_init(argv)?),
+        lapic: true,
         forward_stdin: false,
         output: Box::new(capture.clone()),
         // Host system calls are timed in this process: no filter (seccomp.rs).

@@ -2,7 +2,11 @@
 
 use crate::error::{Error, Result};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
-use vmm_abi::boot_info::{BootInfo, MemRegion, RegionKind, BOOT_MAGIC, BOOT_VERSION, MEM_MAP_MAX};
+use vmm_abi::boot_info::{BootInfo, MemRegion, RegionKind, BOOT_MAGIC, BOOT_VERSION, FLAG_LAPIC, MEM_MAP_MAX};
+use vmm_abi::irq;
+
+/// KVM's in-kernel LAPIC timer counts at 1 GHz (APIC_BUS_CYCLE_NS = 1).
+pub const LAPIC_TIMER_HZ: u64 = 1_000_000_000;
 use vmm_abi::layout::{phys, KERNEL_PHYS_LOAD};
 
 /// `BootInfo` as plain bytes for vm-memory (a newtype: the orphan rule keeps
@@ -117,6 +121,8 @@ pub fn write(mem: &GuestMemoryMmap, p: &Placement, flags: u32, tsc_khz: u64, pml
         init_argv_len,
         mem_map_len: map.len() as u64,
         mem_map,
+        lapic_phys: if flags & FLAG_LAPIC != 0 { irq::LAPIC_PHYS } else { 0 },
+        lapic_timer_hz: if flags & FLAG_LAPIC != 0 { LAPIC_TIMER_HZ } else { 0 },
     };
     mem.write_obj(BootInfoBytes(info), GuestAddress(phys::BOOT_INFO))?;
     Ok(())
@@ -171,5 +177,18 @@ mod tests {
         let mut buf = [0u8; 13];
         mem.read_slice(&mut buf, GuestAddress(phys::CMDLINE)).unwrap();
         assert_eq!(&buf, b"console=ttyS0");
+    }
+
+    #[test]
+    fn the_lapic_is_announced_only_with_its_flag() {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 8 << 20)]).unwrap();
+        let p = Placement::new(8 << 20, 0x10_4000, None, 0).unwrap();
+        write(&mem, &p, FLAG_LAPIC, 0, 0x8000, "").unwrap();
+        let info: BootInfoBytes = mem.read_obj(GuestAddress(phys::BOOT_INFO)).unwrap();
+        assert_eq!((info.0.version, info.0.lapic_phys), (3, 0xfee0_0000));
+        assert_eq!(info.0.lapic_timer_hz, 1_000_000_000);
+        write(&mem, &p, 0, 0, 0x8000, "").unwrap();
+        let info: BootInfoBytes = mem.read_obj(GuestAddress(phys::BOOT_INFO)).unwrap();
+        assert_eq!((info.0.lapic_phys, info.0.lapic_timer_hz), (0, 0));
     }
 }

@@ -73,7 +73,7 @@ pub fn elf_check(data: &[u8]) {
             if k.check_fits(LOAD_MEM).is_ok() {
                 LOAD.with(|mem| {
                     let _ = k.load(mem);
-                    let _ = crate::vm::build_page_tables(mem, LOAD_MEM, &k);
+                    let _ = crate::vm::build_page_tables(mem, LOAD_MEM, &k, false);
                 });
             }
         }

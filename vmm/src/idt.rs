@@ -1,6 +1,7 @@
 //! The Interrupt Descriptor Table (Intel SDM Vol. 3A §6.14.1).
 
 use vmm_abi::header::KernelHeader;
+use vmm_abi::irq;
 use vmm_abi::layout::selector;
 
 /// Gate types.
@@ -81,6 +82,11 @@ pub fn build(header: &KernelHeader<u64>) -> Vec<u8> {
         set(vector, Gate::interrupt(handler, dpl, ist));
     }
     set(INT80_VECTOR, Gate::interrupt(header.int80, 3, 0));
+    // Device interrupts: interrupt gates (IF cleared on entry), DPL 0 so
+    // that `int 0x20` from ring 3 is a #GP, not a fake timer tick.
+    set(irq::TIMER_VECTOR.into(), Gate::interrupt(header.timer, 0, 0));
+    set(irq::SERIAL_VECTOR.into(), Gate::interrupt(header.serial, 0, 0));
+    set(irq::SPURIOUS_VECTOR.into(), Gate::interrupt(header.spurious, 0, 0));
     idt
 }
 
@@ -101,6 +107,9 @@ mod tests {
             int80: 0xffff_ffff_8010_1234,
             syscall: 0,
             percpu: 0,
+            timer: 0xffff_ffff_8010_2000,
+            serial: 0xffff_ffff_8010_2010,
+            spurious: 0xffff_ffff_8010_2020,
         }
     }
 
@@ -147,7 +156,16 @@ mod tests {
     #[test]
     fn unused_vectors_are_not_present() {
         let idt = build(&header());
-        assert!(!gate_at(&idt, 0x20).present);
+        assert!(!gate_at(&idt, 0x21).present);
         assert!(!gate_at(&idt, 0x81).present);
+    }
+
+    #[test]
+    fn interrupt_gates_are_kernel_only() {
+        let idt = build(&header());
+        let t = gate_at(&idt, 0x20);
+        assert_eq!((t.offset, t.dpl, t.typ), (0xffff_ffff_8010_2000, 0, GATE_INTERRUPT));
+        assert_eq!(gate_at(&idt, 0x24).offset, 0xffff_ffff_8010_2010);
+        assert!(gate_at(&idt, 0xff).present);
     }
 }

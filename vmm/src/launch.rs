@@ -283,6 +283,7 @@ impl GuestArgs {
             timeout: timeout_duration(self.timeout),
             cmdline,
             init: Some(init),
+            lapic: std::env::var_os("VMM_NO_LAPIC").is_none(),
             forward_stdin,
             output: Box::new(std::io::stdout()),
             seccomp: !self.no_seccomp,

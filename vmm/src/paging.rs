@@ -13,6 +13,9 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 pub const PTE_P: u64 = 1 << 0;
 pub const PTE_RW: u64 = 1 << 1;
 pub const PTE_US: u64 = 1 << 2;
+/// Write-through and cache-disable: for device registers.
+pub const PTE_PWT: u64 = 1 << 3;
+pub const PTE_PCD: u64 = 1 << 4;
 pub const PTE_A: u64 = 1 << 5;
 pub const PTE_D: u64 = 1 << 6;
 /// PS: this PD (PDPT) entry maps a 2 MiB (1 GiB) page.

@@ -28,7 +28,7 @@
 //! forbidden call stops vmm with the message.
 
 use crate::status;
-use kvm_bindings::{kvm_guest_debug, kvm_msrs, kvm_regs, kvm_sregs, KVMIO};
+use kvm_bindings::{kvm_guest_debug, kvm_msi, kvm_msrs, kvm_regs, kvm_sregs, KVMIO};
 use seccompiler::{
     sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
@@ -70,6 +70,8 @@ ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_sregs);
 ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
 ioctl_iow_nr!(KVM_SET_MSRS, KVMIO, 0x89, kvm_msrs);
 ioctl_iow_nr!(KVM_SET_GUEST_DEBUG, KVMIO, 0x9b, kvm_guest_debug);
+// The stdin thread raises IRQ 4 as an MSI straight to the LAPIC (vm.rs).
+ioctl_iow_nr!(KVM_SIGNAL_MSI, KVMIO, 0xa5, kvm_msi);
 
 /// `(ioctl request, why)`: the requests the vCPU thread may make.
 fn vcpu_ioctls(profile: Profile) -> Vec<(u64, &'static str)> {
@@ -353,6 +355,8 @@ impl StdinFilter {
             // Waiting while the guest is INPUT_MAX bytes behind (serial.rs).
             (libc::SYS_clock_nanosleep, any()),
             (libc::SYS_nanosleep, any()),
+            // IRQ 4 when input arrives or ends: that one KVM request only.
+            (libc::SYS_ioctl, vec![arg_eq32(1, KVM_SIGNAL_MSI(), T)?]),
         ]);
         compile(T, rules, SeccompAction::Trap, SeccompAction::Allow).map(StdinFilter)
     }
@@ -601,6 +605,7 @@ mod tests {
         assert_eq!(KVM_GET_MSRS(), 0xc008_ae88);
         assert_eq!(KVM_SET_MSRS(), 0x4008_ae89);
         assert_eq!(KVM_SET_GUEST_DEBUG(), 0x4048_ae9b);
+        assert_eq!(KVM_SIGNAL_MSI(), 0x4020_aea5);
     }
 
     #[test]

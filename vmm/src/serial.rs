@@ -1,8 +1,9 @@
 //! COM1: a 16550 UART from vm-superio. Output goes to stdout, line by line
 //! (or in pieces of at most `LINE_MAX` bytes), and the tail is kept for crash
-//! reports; host stdin feeds the receive FIFO (the guest polls LSR: there is
-//! no interrupt controller in this VM), and its end is reported on the
-//! `CONSOLE_EOF` port.
+//! reports; host stdin feeds the receive FIFO, and its end is reported on
+//! the `CONSOLE_EOF` port. When the VM has a LAPIC, the stdin thread raises
+//! IRQ 4 (an MSI with `vmm_abi::irq::SERIAL_VECTOR`) each time input arrives
+//! or ends, and a guest waiting in read() wakes up; without one it polls LSR.
 
 use crate::seccomp::{SeccompError, StdinFilter};
 use std::collections::VecDeque;
@@ -23,7 +24,9 @@ const TAIL_BYTES: usize = 2048;
 /// anyway, so a guest that never prints '\n' cannot grow the VMM's memory.
 const LINE_MAX: usize = 4096;
 
-/// This VM has no interrupt controller, so the UART's interrupt goes nowhere.
+/// vm-superio's own interrupt output is not wired: IRQ 4 is raised by the
+/// stdin thread (see [`Com1::set_irq`]), when bytes wait in the input queue
+/// and not only once they sit in the 64-byte FIFO.
 pub struct NoIrq;
 
 impl Trigger for NoIrq {
@@ -130,6 +133,19 @@ pub struct Com1 {
 struct Input {
     queue: Mutex<VecDeque<u8>>,
     ended: AtomicBool,
+    /// Raises the guest's IRQ 4, if the VM has an interrupt controller.
+    irq: Mutex<Option<RaiseIrq>>,
+}
+
+/// A function that raises the serial interrupt in the guest.
+pub type RaiseIrq = Box<dyn Fn() + Send>;
+
+impl Input {
+    fn raise(&self) {
+        if let Some(f) = self.irq.lock().unwrap().as_ref() {
+            f()
+        }
+    }
 }
 
 /// Bytes of stdin queued ahead of the guest at most; the reader thread
@@ -155,6 +171,7 @@ impl Com1 {
     pub fn forward_stdin(&mut self, seccomp: bool) -> Result<(), SeccompError> {
         let filter = if seccomp { Some(StdinFilter::compile()?) } else { None };
         let input = Arc::new(Input::default());
+        *input.irq.lock().unwrap() = self.input.irq.lock().unwrap().take();
         let feed = input.clone();
         let spawned = std::thread::Builder::new().name("stdin".into()).spawn(move || {
             if let Some(f) = filter {
@@ -172,18 +189,32 @@ impl Com1 {
                 }
                 match stdin.read(&mut buf) {
                     Ok(0) => break,
-                    Ok(n) => feed.queue.lock().unwrap().extend(&buf[..n]),
+                    Ok(n) => {
+                        feed.queue.lock().unwrap().extend(&buf[..n]);
+                        feed.raise();
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     // A closed or unreadable stdin ends the input like EOF.
                     Err(_) => break,
                 }
             }
             feed.ended.store(true, Ordering::SeqCst);
+            feed.raise();
         });
         if spawned.is_ok() {
             self.input = input;
         }
         Ok(())
+    }
+
+    /// How to raise the guest's IRQ 4 when input arrives or ends.
+    pub fn set_irq(&mut self, raise: RaiseIrq) {
+        *self.input.irq.lock().unwrap() = Some(raise);
+    }
+
+    /// Stop raising IRQ 4 (the VM is going away; the stdin thread may not).
+    pub fn clear_irq(&mut self) {
+        self.input.irq.lock().unwrap().take();
     }
 
     /// Move queued input into the UART's FIFO before the guest reads it.

@@ -292,7 +292,10 @@ impl Strace {
                     self.pvm && f.vector == 6 && read_virt(mem, cr3, f.rip, &mut insn).is_ok() && insn == [0xcd, 0x80];
                 if f.from_user() && (f.vector == 0x80 || pvm_syscall || pvm_int80) {
                     self.enter(mem, cr3, f.rax, f.syscall_args(), Some(r.rdi));
-                } else if f.from_user() {
+                } else if f.from_user() && f.vector < 32 {
+                    // An exception the program caused; device interrupts
+                    // (the timer, IRQ 4) are not its doing, and strace
+                    // does not show them.
                     let pid = self.pid(mem);
                     let name = crate::debug::commands::vector_name(f.vector as usize);
                     let (rip, error) = (f.rip, f.error_code);

@@ -4,8 +4,9 @@
 
 use crate::msr;
 use crate::symbols::Symbols;
-use kvm_bindings::{kvm_guest_debug, kvm_guest_debug_arch, Msrs};
+use kvm_bindings::{kvm_guest_debug, kvm_guest_debug_arch, Msrs, KVM_GUESTDBG_SINGLESTEP};
 use kvm_ioctls::VcpuFd;
+use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};
 use vm_memory::GuestMemoryMmap;
 
 pub type KvmResult<T> = Result<T, kvm_ioctls::Error>;
@@ -21,8 +22,19 @@ pub trait Tracer {
     }
 }
 
-/// A KVM_SET_GUEST_DEBUG request.
-pub fn guest_debug(control: u32, dr: [u64; 4], dr7: u64) -> kvm_guest_debug {
+/// KVM_GUESTDBG_BLOCKIRQ if this KVM offers it (KVM_CAP_SET_GUEST_DEBUG2),
+/// set by `Vm::new`.
+pub static BLOCK_IRQ: AtomicU32 = AtomicU32::new(0);
+
+/// A KVM_SET_GUEST_DEBUG request. Single steps hold interrupts off
+/// (KVM_GUESTDBG_BLOCKIRQ, as QEMU's gdbstub does): the LAPIC timer runs in
+/// host time, and stepping the tick handler one exit per instruction takes
+/// longer than a tick, so without it a stepped guest never gets past the
+/// next interrupt — and each step would land in the handler.
+pub fn guest_debug(mut control: u32, dr: [u64; 4], dr7: u64) -> kvm_guest_debug {
+    if control & KVM_GUESTDBG_SINGLESTEP != 0 {
+        control |= BLOCK_IRQ.load(AtomicOrdering::Relaxed);
+    }
     let mut arch = kvm_guest_debug_arch::default();
     arch.debugreg[..4].copy_from_slice(&dr);
     arch.debugreg[7] = dr7;

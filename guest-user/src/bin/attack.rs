@@ -32,7 +32,7 @@ const SECRET_MASKED: u64 = u64::from_le_bytes(*b"SECRET!!") ^ MASK;
 const NAMES: &str = "cli hlt in out mov-cr3 wrmsr lgdt mov-ds mov-ss far-call int-gate \
 read-kernel write-kernel efault-write efault-read efault-unmapped efault-gettimeofday \
 efault-straddle sibling-read fake-syscall vdso-write vdso-check bench-hook mmap-zero \
-mmap-exhaust tf-syscall nt-flag int3 tf-int80";
+mmap-exhaust tf-syscall nt-flag int3 tf-int80 spin spin-loop";
 
 #[no_mangle]
 pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
@@ -141,6 +141,11 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
                 println!("attack tf-int80: NOT contained (no #DB after int 0x80)");
                 return 1;
             }
+            "spin" => return spin(),
+            // Ring 3 never gives the CPU back: only the timer takes it.
+            "spin-loop" => loop {
+                core::hint::spin_loop()
+            },
             _ => return usage(),
         }
     }
@@ -320,6 +325,41 @@ fn nt_flag() -> i32 {
     } else {
         println!(
             "attack nt-flag: NOT contained (wait4 returned {}, status {:#x})",
+            ret, status
+        );
+        1
+    }
+}
+
+/// `spin`: a child spins in ring 3 forever, never making a system call.
+/// Contained if we still get the CPU back after sched_yield (the timer
+/// preempts the spinner at the end of its slice) and the kernel's CPU-time
+/// limit (`cpulimit=`, like RLIMIT_CPU) kills the spinner with SIGXCPU.
+/// Uncontained, this process never runs again and the VM hits --timeout.
+fn spin() -> i32 {
+    // setrlimit(RLIMIT_CPU, {1 s, 1 s}), inherited by the child (`ulimit -t 1`).
+    let limit = [1u64, 1u64];
+    // SAFETY: a valid pointer to two u64s.
+    let r = unsafe { syscall2(guest_user::nr::SETRLIMIT, 0, limit.as_ptr() as usize) };
+    if r != 0 {
+        println!("attack spin: setrlimit(RLIMIT_CPU) failed: {}", r);
+        return 1;
+    }
+    let pid = spawn("attack", &["attack", "spin-loop"]);
+    if pid < 0 {
+        println!("attack spin: spawn failed: {}", pid);
+        return 1;
+    }
+    // The child is runnable: yielding hands it the CPU, which it never yields.
+    guest_user::sched_yield();
+    let mut status = 0i32;
+    let ret = wait4(pid, &mut status, 0);
+    if ret == pid && guest_user::wifsignaled(status) && guest_user::wtermsig(status) == guest_user::SIGXCPU {
+        println!("attack spin: contained (the timer preempted the spinner; SIGXCPU at its CPU-time limit)");
+        0
+    } else {
+        println!(
+            "attack spin: NOT contained (wait4 returned {}, status {:#x})",
             ret, status
         );
         1

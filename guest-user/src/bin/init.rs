@@ -23,7 +23,7 @@ enum Expect {
 }
 use Expect::*;
 
-const ATTACKS: [(&str, Expect); 25] = [
+const ATTACKS: [(&str, Expect); 26] = [
     ("cli", Killed),
     ("hlt", Killed),
     ("in", Killed),
@@ -49,6 +49,7 @@ const ATTACKS: [(&str, Expect); 25] = [
     ("mmap-exhaust", Refused("-ENOMEM")),
     ("tf-syscall", Trapped),
     ("nt-flag", Refused("child ran")),
+    ("spin", Refused("SIGXCPU; preempted")),
 ];
 
 /// What `attack sibling-read` tries to read out of our address space.

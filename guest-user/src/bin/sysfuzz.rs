@@ -42,6 +42,9 @@
 //!   call could take all of guest memory and seconds of emulated ring 0;
 //!   non-MAP_FIXED mmaps stop after 256 GiB of address space (the kernel
 //!   puts no upper bound on them, a known bug).
+//! - nanosleep (35) and clock_nanosleep (230) get a bad pointer or 1 µs,
+//!   setrlimit(RLIMIT_CPU) (160) a bad pointer or no limit: a random
+//!   timespec could sleep for years, a random limit end it with SIGXCPU.
 //!
 //! Nothing else is acceptable: the fuzzer must exit 0. Killed by a signal
 //! means the kernel broke its memory or registers (it never faults on
@@ -293,6 +296,10 @@ fn fuzz_syscall(nr: u64, a: [u64; 6], flags: u64, int80: bool) -> (i64, bool) {
 
 // ---------------------------------------------------------------- the fuzzer
 
+/// What the fuzzer's nanosleep calls ask for: 1 µs.
+static TAME_SLEEP: [u64; 2] = [0, 1000];
+/// What its setrlimit(RLIMIT_CPU) calls set: RLIM_INFINITY.
+static NO_CPU_LIMIT: [u64; 2] = [u64::MAX, u64::MAX];
 const SYS_MMAP: u64 = guest_user::nr::MMAP as u64;
 const SYS_MUNMAP: u64 = guest_user::nr::MUNMAP as u64;
 const SYS_BRK: u64 = guest_user::nr::BRK as u64;
@@ -480,6 +487,27 @@ impl Fuzzer {
             60 | 231 => return None,
             // read from fd 0 waits for input unless stdin has ended.
             0 if a[0] == 0 && !self.read_stdin => return None,
+            // nanosleep, clock_nanosleep: a random timespec could sleep for
+            // years. A bad pointer, or a microsecond (absolute: long past).
+            35 | 230 => {
+                let i = if nr == 35 { 0 } else { 2 };
+                a[i] = if self.rng.chance(2) {
+                    self.bad_ptr()
+                } else {
+                    core::ptr::addr_of!(TAME_SLEEP) as u64
+                };
+                self.st.adjusted += 1;
+            }
+            // setrlimit(RLIMIT_CPU): a random limit would kill the fuzzer
+            // with SIGXCPU. A bad pointer, or no limit.
+            160 if a[0] == 0 => {
+                a[1] = if self.rng.chance(2) {
+                    self.bad_ptr()
+                } else {
+                    core::ptr::addr_of!(NO_CPU_LIMIT) as u64
+                };
+                self.st.adjusted += 1;
+            }
             // write to the console: to /dev/null instead, same copy-in path.
             1 if a[0] == 1 || a[0] == 2 => {
                 a[0] = 3;

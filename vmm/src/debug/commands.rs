@@ -580,6 +580,9 @@ pub fn vector_name(v: usize) -> &'static str {
     match v {
         0..=31 => vmm_abi::errno::EXCEPTION_NAMES[v],
         0x80 => "int80",
+        0x20 => "timer",
+        0x24 => "IRQ 4",
+        0xff => "spurious",
         _ => "",
     }
 }
