@@ -74,6 +74,11 @@ fn suite() -> &'static Batch {
             case("vdso", &["run", "--", &at(&p.clock)]),
             case("fake-syscall", &["run", "--", &attack, "fake-syscall", &entry]),
             case("nt-flag", &["run", "--", &attack, "nt-flag"]),
+            case(
+                "lstar-leak",
+                &["run", "--cmdline", "quiet bench", "--", &attack, "lstar-leak"],
+            ),
+            case("vdso-kwrite", &["run", "--", &attack, "vdso-kwrite"]),
             case("int3", &["run", "--", &attack, "int3"]),
             case("tf-int80", &["run", "--", &attack, "tf-int80"]),
             case(
@@ -454,6 +459,24 @@ fn entering_the_kernel_with_nt_set_then_starting_a_process_on_hardware() {
     let r = suite().get("nt-flag");
     assert_eq!(r.status, 0, "{}", r.output);
     has(&r.output, "attack nt-flag: contained");
+}
+
+#[test]
+fn a_childs_bench_null_entry_does_not_outlive_it_on_hardware() {
+    // On hardware the null entry really runs (`bt rcx, 47; sysretq`): a
+    // stale LSTAR cache left it to the next process, whose getpid came back
+    // untouched.
+    let r = suite().get("lstar-leak");
+    assert_eq!(r.status, 0, "{}", r.output);
+    has(&r.output, "attack lstar-leak: contained");
+}
+
+#[test]
+fn the_kernel_does_not_write_the_shared_vdso_pages_on_hardware() {
+    // CR0.WP: ring 0 may not write a read-only user page for a process.
+    let r = suite().get("vdso-kwrite");
+    assert_eq!(r.status, 0, "{}", r.output);
+    has(&r.output, "attack vdso-kwrite: contained");
 }
 
 /// Calls per sysfuzz run in the box: two runs (fixed seed, clock seed). The

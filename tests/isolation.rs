@@ -190,3 +190,32 @@ fn breakpoints_and_single_steps_in_ring_3_are_sigtrap_with_the_right_story() {
         .stdout_has("debug exception");
     assert!(!r.stdout.contains("DPL"), "{}", r.stdout);
 }
+
+#[test]
+fn a_childs_bench_null_entry_does_not_outlive_it() {
+    // Booted for `vmm bench`, a process may point LSTAR at the null entry
+    // for itself. A child that does and exits must not leave it to us: the
+    // switch back used to skip the wrmsr (its cache of LSTAR was stale), and
+    // every later `syscall` of every process returned untouched — exit too.
+    vmm(&["run", "--cmdline", "quiet bench", "--", attack_path(), "lstar-leak"])
+        .assert_status(0)
+        .stdout_has("attack lstar-leak: contained");
+}
+
+fn attack_path() -> &'static str {
+    vmm::guest_image::USER_PROGRAM_PATHS
+        .iter()
+        .find(|(n, _)| *n == "attack")
+        .unwrap()
+        .1
+}
+
+#[test]
+fn the_kernel_does_not_write_the_shared_vdso_pages_for_a_process() {
+    // uname, gettimeofday, clock_gettime, rt_sigaction and arch_prctl given
+    // pointers into the read-only vvar/vDSO pages: -EFAULT (CR0.WP), and
+    // the pages every process shares stay as they were.
+    vmm(&["run", "--", attack_path(), "vdso-kwrite"])
+        .assert_status(0)
+        .stdout_has("attack vdso-kwrite: contained");
+}

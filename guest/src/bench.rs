@@ -1,7 +1,6 @@
 //! Support for `vmm bench`: the physical floor of a system call, and the
 //! cheapest exit to the VMM.
 
-use crate::cpu;
 use crate::process::current;
 use core::sync::atomic::{AtomicBool, Ordering};
 use vmm_abi::errno::EPERM;
@@ -65,7 +64,11 @@ pub extern "C" fn sys_bench_null_entry(on: u64, _: u64, _: u64, _: u64, _: u64, 
     }
     let p = current();
     p.null_entry = on != 0;
-    cpu::wrmsr(cpu::MSR_LSTAR, lstar_for(p.null_entry));
+    // Through the scheduler's cache, which the next switch consults: a
+    // bare wrmsr here left it stale, and the switch to the next process
+    // kept this one's null entry (every `syscall` of every process then
+    // returned untouched, exit included).
+    crate::sched::set_lstar(lstar_for(p.null_entry));
     0
 }
 

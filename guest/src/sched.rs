@@ -144,6 +144,17 @@ pub fn initial_kernel_stack(top: u64, entry: u64, user_rsp: u64) -> u64 {
 }
 
 /// Give the CPU back to the scheduler loop (the caller has set its state).
+/// Point LSTAR at `lstar`, skipping the (emulated, on PVM) wrmsr when it
+/// already is. Every write of LSTAR goes through here: the cache in the
+/// per-CPU block must never be stale, or a switch would skip the write and
+/// leave one process's entry (the bench null entry) to the next.
+pub fn set_lstar(lstar: u64) {
+    if percpu().lstar != lstar {
+        cpu::wrmsr(cpu::MSR_LSTAR, lstar);
+        percpu().lstar = lstar;
+    }
+}
+
 pub fn schedule() {
     let p = process::current();
     // SAFETY: fxsave64 into the process's 16-byte-aligned FXSAVE area.
@@ -174,11 +185,7 @@ fn switch_to(slot: usize) {
     cpu::wrmsr(cpu::MSR_FS_BASE, p.fs_base);
     // LSTAR is per process only for `vmm bench`'s null entry; skip the
     // (emulated, on PVM) wrmsr when it would not change.
-    let lstar = crate::bench::lstar_for(p.null_entry);
-    if percpu().lstar != lstar {
-        cpu::wrmsr(cpu::MSR_LSTAR, lstar);
-        percpu().lstar = lstar;
-    }
+    set_lstar(crate::bench::lstar_for(p.null_entry));
     // SAFETY: the FXSAVE area was filled by fxsave64 or FxArea::initial.
     unsafe {
         core::arch::asm!("fxrstor64 [{}]", in(reg) p.fx.0.as_ptr(), options(nostack));

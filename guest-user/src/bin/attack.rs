@@ -32,7 +32,7 @@ const SECRET_MASKED: u64 = u64::from_le_bytes(*b"SECRET!!") ^ MASK;
 const NAMES: &str = "cli hlt in out mov-cr3 wrmsr lgdt mov-ds mov-ss far-call int-gate \
 read-kernel write-kernel efault-write efault-read efault-unmapped efault-gettimeofday \
 efault-straddle sibling-read fake-syscall vdso-write vdso-check bench-hook mmap-zero \
-mmap-exhaust tf-syscall nt-flag int3 tf-int80 spin spin-loop";
+mmap-exhaust tf-syscall nt-flag int3 tf-int80 spin spin-loop lstar-leak bench-null-on vdso-kwrite";
 
 #[no_mangle]
 pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
@@ -115,6 +115,15 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
             "vdso-write" => return vdso_write(),
             "vdso-check" => return vdso_check(),
             "bench-hook" => return bench_hook(),
+            "lstar-leak" => return lstar_leak(),
+            "vdso-kwrite" => return vdso_kwrite(),
+            "bench-null-on" => {
+                // lstar-leak's child: the null entry on, then exit through
+                // int 0x80 (a `syscall` would now return at once) without
+                // switching it back.
+                asm!("int 0x80", inlateout("rax") SYS_BENCH_NULL_ENTRY => _, in("rdi") 1usize);
+                asm!("int 0x80", in("rax") 60usize, in("rdi") 0usize, options(noreturn));
+            }
             "mmap-zero" => return mmap_zero(),
             "mmap-exhaust" => return mmap_exhaust(),
             "tf-syscall" => {
@@ -252,6 +261,97 @@ fn bench_hook() -> i32 {
     unsafe { asm!("int 0x80", inlateout("rax") SYS_BENCH_NULL_ENTRY => _, in("rdi") 0usize) };
     println!("attack bench-hook: NOT contained (returned {})", r);
     1
+}
+
+/// Have the kernel write into the shared, read-only vvar and vDSO pages:
+/// system calls that store a result (uname, gettimeofday, clock_gettime,
+/// rt_sigaction's old action, read) given pointers into them. Ring 3 may not
+/// write there, and neither may ring 0 on its behalf (CR0.WP): each must be
+/// -EFAULT, and the pages, ours and a sibling's, unchanged.
+fn vdso_kwrite() -> i32 {
+    use vmm_abi::layout::{VDSO_USER, VVAR_USER};
+    let page = |va: u64| {
+        let mut b = [0u8; 512];
+        // SAFETY: the vvar and vDSO pages are mapped readable in every process.
+        unsafe { core::ptr::copy_nonoverlapping(va as *const u8, b.as_mut_ptr(), b.len()) };
+        b
+    };
+    let (vvar, vdso) = (page(VVAR_USER), page(VDSO_USER));
+    let (vv, vd) = (VVAR_USER as usize, VDSO_USER as usize);
+    // SAFETY: system calls with pointers the kernel must check.
+    let tries: [(&str, isize); 6] = unsafe {
+        [
+            ("uname(vDSO)", syscall1(guest_user::nr::UNAME, vd)),
+            ("gettimeofday(vvar)", syscall2(guest_user::SYS_GETTIMEOFDAY, vv, 0)),
+            ("clock_gettime(vvar)", syscall2(SYS_CLOCK_GETTIME, 0, vv + 8)),
+            ("clock_gettime(vDSO)", syscall2(SYS_CLOCK_GETTIME, 1, vd + 64)),
+            (
+                "rt_sigaction(old=vDSO)",
+                syscall3(guest_user::nr::RT_SIGACTION, 2, 0, vd + 128),
+            ),
+            (
+                "arch_prctl(GET_FS, vvar)",
+                syscall2(guest_user::nr::ARCH_PRCTL, 0x1003, vv),
+            ),
+        ]
+    };
+    let mut ok = true;
+    for (what, r) in tries {
+        if r != -EFAULT {
+            println!("attack vdso-kwrite: {} returned {}, not -EFAULT", what, r);
+            ok = false;
+        }
+    }
+    if page(VVAR_USER) != vvar || page(VDSO_USER) != vdso {
+        println!("attack vdso-kwrite: NOT contained (the kernel wrote into the shared pages)");
+        return 1;
+    }
+    let pid = spawn("attack", &["attack", "vdso-check"]);
+    let mut status = 0;
+    if pid < 0 || wait4(pid, &mut status, 0) != pid || !wifexited(status) || wexitstatus(status) != 0 {
+        println!(
+            "attack vdso-kwrite: NOT contained (a sibling's vDSO clock fails: {:#x})",
+            status
+        );
+        return 1;
+    }
+    if !ok {
+        println!("attack vdso-kwrite: NOT contained (a write into a read-only page succeeded)");
+        return 1;
+    }
+    println!("attack vdso-kwrite: contained (-EFAULT; the shared pages unchanged)");
+    0
+}
+
+/// Booted with `bench`: a child points LSTAR at the null entry (its own,
+/// per process) and exits without switching it back. The kernel restores
+/// LSTAR per process on each switch, so our next `syscall` must still reach
+/// the kernel: getpid returns 1 (we are init), not the 39 in RAX that the
+/// null entry hands back untouched.
+fn lstar_leak() -> i32 {
+    let pid = spawn("attack", &["attack", "bench-null-on"]);
+    let mut status = 0;
+    if pid < 0 || wait4(pid, &mut status, 0) != pid || !wifexited(status) {
+        println!("attack lstar-leak: the child failed ({}, status {:#x})", pid, status);
+        return 1;
+    }
+    let r: isize;
+    // SAFETY: getpid through `syscall`.
+    unsafe {
+        asm!("syscall", inlateout("rax") 39isize => r, lateout("rcx") _, lateout("r11") _);
+    }
+    if r == 39 {
+        // The child's null entry is ours now: undo it through int 0x80.
+        // SAFETY: int 0x80 is the kernel's DPL-3 gate.
+        unsafe { asm!("int 0x80", inlateout("rax") SYS_BENCH_NULL_ENTRY => _, in("rdi") 0usize) };
+        println!("attack lstar-leak: NOT contained (a child's null entry swallowed our getpid)");
+        return 1;
+    }
+    println!(
+        "attack lstar-leak: contained (our syscall reached the kernel: getpid {})",
+        r
+    );
+    0
 }
 
 /// Map page 0 (and its neighbours below 64 KiB), where a NULL pointer lands.
