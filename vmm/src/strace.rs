@@ -270,7 +270,9 @@ impl Strace {
         let mut w = [0u64; TrapFrame::WORDS];
         let base = frame.checked_sub(vmm_abi::layout::DIRECT_MAP_BASE)?;
         for (i, word) in w.iter_mut().enumerate() {
-            *word = mem.read_obj::<u64>(GuestAddress(base.checked_add(8 * i as u64)?)).ok()?;
+            *word = mem
+                .read_obj::<u64>(GuestAddress(base.checked_add(8 * i as u64)?))
+                .ok()?;
         }
         Some(TrapFrame::from_words(w))
     }
