@@ -449,7 +449,11 @@ impl Debugger {
         let cpl = (sregs.cs.selector & 3) as u8;
         // KVM hides TF only at the address it armed the step at: a step that
         // moved on with TF clear lost it (iretq, sysretq, popf, an event).
-        self.rearm_step = !stepped || regs.rflags & msr::RFLAGS_TF == 0;
+        // PVM never shows TF: there, what the instruction was decides.
+        let tf_lost = regs.rflags & msr::RFLAGS_TF == 0
+            && (!self.vm.flavor.is_pvm()
+                || StopControl::step_needs_rearm(&self.last_insn, self.step_cpl.is_some_and(|c| c != cpl)));
+        self.rearm_step = !stepped || tf_lost;
         if let Some(prev) = self.step_cpl {
             if prev != cpl {
                 let via = self.last_insn.split_whitespace().next().unwrap_or("").to_string();
