@@ -146,6 +146,7 @@ fn run(args: RunArgs) -> ExitCode {
         match stepper_for(&vm, at, args.stepi, user_symbols.get()) {
             Ok(mut st) => {
                 st.by_stepping = method == BreakMethod::Step;
+                st.regs = engine::ExitRegs::enable(vm.vcpu_mut(), &args.guest.kvm_device);
                 vm.tracer = Some(Box::new(st))
             }
             Err(e) => return setup_error(e),
@@ -162,6 +163,7 @@ fn run(args: RunArgs) -> ExitCode {
         match vmm::strace::Strace::new(vm.kernel.symbols(), vm.flavor.is_pvm(), out) {
             Ok(mut t) => {
                 t.by_step = method == BreakMethod::Step;
+                t.regs = engine::ExitRegs::enable(vm.vcpu_mut(), &args.guest.kvm_device);
                 vm.tracer = Some(Box::new(t));
             }
             Err(e) => return setup_error(Error::Unsupported(e)),
@@ -229,6 +231,7 @@ fn trace(args: TraceArgs) -> ExitCode {
     };
     let mut fg = vmm::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
     fg.by_step = method == BreakMethod::Step;
+    fg.regs = engine::ExitRegs::enable(vm.vcpu_mut(), &args.guest.kvm_device);
     vm.tracer = Some(Box::new(fg));
     if let Err(e) = vm.lock_down(vmm::seccomp::Profile::Run) {
         return setup_error(e);

@@ -1,10 +1,12 @@
 //! Tracing a guest from outside: a `Tracer` arms KVM_SET_GUEST_DEBUG before
 //! the run and handles each debug exit (breakpoint or single step) while the
-//! VM runs to its end. The step tracer, strace and funcgraph are tracers.
+//! VM runs to its end. The step tracer, strace and funcgraph are tracers;
+//! the stop requests, DR7 and register reads they share are in
+//! debug/engine.rs, with the debugger's.
 
 use crate::msr;
 use crate::symbols::Symbols;
-use kvm_bindings::{kvm_guest_debug, kvm_guest_debug_arch, Msrs};
+use kvm_bindings::Msrs;
 use kvm_ioctls::VcpuFd;
 use vm_memory::GuestMemoryMmap;
 
@@ -21,20 +23,6 @@ pub trait Tracer {
     }
 }
 
-/// A KVM_SET_GUEST_DEBUG request.
-pub fn guest_debug(control: u32, dr: [u64; 4], dr7: u64) -> kvm_guest_debug {
-    let mut arch = kvm_guest_debug_arch::default();
-    arch.debugreg[..4].copy_from_slice(&dr);
-    arch.debugreg[7] = dr7;
-    kvm_guest_debug { control, pad: 0, arch }
-}
-
-/// DR7 enabling execute breakpoints in the first `n` debug registers: G bits,
-/// R/W = 00, LEN = 00, plus GE and the always-set bit 10 (as QEMU's gdbstub).
-pub fn dr7_exec(n: usize) -> u64 {
-    (0..n.min(4)).fold(0x600, |dr7, i| dr7 | (2 << (2 * i)))
-}
-
 /// KVM single-steps with RFLAGS.TF, and `syscall` clears the SFMASK bits:
 /// with TF in SFMASK, a step over `syscall` would run the whole kernel path
 /// untraced. Tracers leave TF out of SFMASK so steps follow the CPU inside.
@@ -47,15 +35,4 @@ pub fn let_tf_through_syscall(vcpu: &VcpuFd) -> KvmResult<()> {
     }];
     vcpu.set_msrs(&Msrs::from_entries(&entries).expect("one MSR"))
         .map(|_| ())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dr7_bits() {
-        assert_eq!(dr7_exec(1), 0x602);
-        assert_eq!(dr7_exec(4), 0x6aa);
-    }
 }

@@ -188,9 +188,47 @@ impl StopControl {
         cpl_changed || m.is_empty() || m.starts_with("iret") || m.starts_with("sysret") || m.starts_with("popf")
     }
 
+    /// After a single step: whether the next step must be requested again.
+    /// KVM hides TF from KVM_GET_REGS while it single-steps, so what the
+    /// stepped instruction was decides (see `step_needs_rearm`).
+    pub fn step_lost_tf(last_insn: &str, cpl_changed: bool) -> bool {
+        Self::step_needs_rearm(last_insn, cpl_changed)
+    }
+
     /// Forget the last request (someone else called KVM_SET_GUEST_DEBUG).
     pub fn invalidate(&mut self) {
         self.last = None;
+    }
+}
+
+/// Registers at a debug exit: from kvm_run when KVM_CAP_SYNC_REGS is on
+/// (no ioctl), otherwise KVM_GET_REGS and KVM_GET_SREGS.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitRegs {
+    pub sync: bool,
+}
+
+impl ExitRegs {
+    /// Ask KVM to copy regs and sregs into kvm_run at every exit, if it can.
+    pub fn enable(vcpu: &mut VcpuFd, kvm_device: &std::path::Path) -> ExitRegs {
+        let want = u64::from(kvm_bindings::KVM_SYNC_X86_REGS | kvm_bindings::KVM_SYNC_X86_SREGS);
+        let sync = crate::kvm_info::open(kvm_device)
+            .map(|k| k.check_extension_int(kvm_ioctls::Cap::SyncRegs) as u64 & want == want)
+            .unwrap_or(false);
+        if sync {
+            vcpu.set_sync_valid_reg(kvm_ioctls::SyncReg::Register);
+            vcpu.set_sync_valid_reg(kvm_ioctls::SyncReg::SystemRegister);
+        }
+        ExitRegs { sync }
+    }
+
+    /// Valid right after an exit, before anyone sets registers.
+    pub fn read(self, vcpu: &VcpuFd) -> KvmResult<(kvm_regs, kvm_bindings::kvm_sregs)> {
+        if self.sync {
+            let s = vcpu.sync_regs();
+            return Ok((s.regs, s.sregs));
+        }
+        Ok((vcpu.get_regs()?, vcpu.get_sregs()?))
     }
 }
 

@@ -13,7 +13,6 @@ pub mod gdb;
 pub mod memory;
 
 use crate::kvm_info::Flavor;
-use crate::msr;
 use crate::symbols::Symbols;
 use crate::tracer::let_tf_through_syscall;
 use crate::vm::{Event, Outcome, Vm};
@@ -104,14 +103,7 @@ impl Debugger {
             Some(m) => m == BreakMethod::DebugRegister,
             None => engine::probe_dr_breakpoints(kvm_device)?,
         };
-        let want = u64::from(kvm_bindings::KVM_SYNC_X86_REGS | kvm_bindings::KVM_SYNC_X86_SREGS);
-        let sync_regs = crate::kvm_info::open(kvm_device)
-            .map(|k| k.check_extension_int(kvm_ioctls::Cap::SyncRegs) as u64 & want == want)
-            .unwrap_or(false);
-        if sync_regs {
-            vm.vcpu_mut().set_sync_valid_reg(kvm_ioctls::SyncReg::Register);
-            vm.vcpu_mut().set_sync_valid_reg(kvm_ioctls::SyncReg::SystemRegister);
-        }
+        let sync_regs = engine::ExitRegs::enable(vm.vcpu_mut(), kvm_device).sync;
         Ok(Debugger {
             vm,
             user_symbols,
@@ -447,12 +439,8 @@ impl Debugger {
     fn after_step(&mut self, stepped: bool) -> Result<(), String> {
         let (regs, sregs) = self.both()?;
         let cpl = (sregs.cs.selector & 3) as u8;
-        // KVM hides TF only at the address it armed the step at: a step that
-        // moved on with TF clear lost it (iretq, sysretq, popf, an event).
-        // PVM never shows TF: there, what the instruction was decides.
-        let tf_lost = regs.rflags & msr::RFLAGS_TF == 0
-            && (!self.vm.flavor.is_pvm()
-                || StopControl::step_needs_rearm(&self.last_insn, self.step_cpl.is_some_and(|c| c != cpl)));
+        let cpl_changed = self.step_cpl.is_some_and(|c| c != cpl);
+        let tf_lost = StopControl::step_lost_tf(&self.last_insn, cpl_changed);
         self.rearm_step = !stepped || tf_lost;
         if let Some(prev) = self.step_cpl {
             if prev != cpl {
