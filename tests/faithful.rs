@@ -161,7 +161,9 @@ fn suite() -> &'static Batch {
             ),
             case(
                 "strace-musl",
-                &["run", "--strace", "--break-by", "step", "--", &musl, "x"],
+                // Every instruction is a nested exit under TCG (~50,000 of
+                // them): on a loaded 2-core host that takes over a minute.
+                &["run", "--timeout", "300", "--strace", "--break-by", "step", "--", &musl, "x"],
             ),
             case(
                 "step-syscall",
