@@ -163,7 +163,17 @@ fn suite() -> &'static Batch {
                 "strace-musl",
                 // Every instruction is a nested exit under TCG (~50,000 of
                 // them): on a loaded 2-core host that takes over a minute.
-                &["run", "--timeout", "300", "--strace", "--break-by", "step", "--", &musl, "x"],
+                &[
+                    "run",
+                    "--timeout",
+                    "300",
+                    "--strace",
+                    "--break-by",
+                    "step",
+                    "--",
+                    &musl,
+                    "x",
+                ],
             ),
             case(
                 "step-syscall",
