@@ -249,3 +249,53 @@ fn watchpoints_by_stepping_stop_where_the_value_changes() {
         .stdout_has("Watchpoint 1, SYSCALL_COUNTS+0x138 written")
         .stdout_has("<SYSCALL_COUNTS+0x138>:  0x0000000000000001");
 }
+
+#[test]
+fn exit_instruction_breakpoints_stop_in_the_kernel_and_it_goes_on() {
+    let stop = kernel_stop();
+    let r = vmm(&[
+        "debug",
+        "--break-by",
+        "exit-insn",
+        "--batch",
+        "-x",
+        &format!("break {stop}"),
+        "-x",
+        "continue",
+        "-x",
+        "continue",
+        "-x",
+        "delete",
+        "-x",
+        "continue",
+        "--",
+        &path(&programs().hello_asm),
+    ]);
+    r.assert_status(0)
+        .stdout_has(&format!("<{stop}> (exit-instruction patch)"))
+        .stdout_has("guest ended: guest exited with status 0");
+    let hits = r.stdout.matches(&format!("Breakpoint 1, {stop}")).count();
+    assert_eq!(hits, 2, "{}", r.stdout);
+    // The original byte is back at the stop: the instruction shown is the kernel's, not `in al,dx`.
+    assert!(!r.stdout.contains("in al,dx"), "{}", r.stdout);
+}
+
+#[test]
+fn exit_instruction_breakpoints_are_refused_in_ring_3() {
+    let r = debug(&["break _start"], &programs().hello_asm);
+    let r2 = vmm(&[
+        "debug",
+        "--break-by",
+        "exit-insn",
+        "--batch",
+        "-x",
+        "break _start",
+        "--",
+        &path(&programs().hello_asm),
+    ]);
+    assert_ne!(r2.status, 0, "{}", r2.stderr);
+    if !pvm() {
+        assert!(r2.stderr.contains("ring-3 address"), "{}", r2.stderr);
+        assert!(r.stdout.contains("Breakpoint 1 at 0x401000"), "{}", r.stdout);
+    }
+}

@@ -152,6 +152,26 @@ fn suite() -> &'static Batch {
                     &hello_asm,
                 ],
             ),
+            // No --break-by: the default must be a method that fires here.
+            case(
+                "debug-default-break",
+                &[
+                    "debug",
+                    "--batch",
+                    "-x",
+                    "break entry_SYSCALL_64",
+                    "-x",
+                    "continue",
+                    "-x",
+                    "continue",
+                    "-x",
+                    "delete",
+                    "-x",
+                    "continue",
+                    "--",
+                    &hello_asm,
+                ],
+            ),
             case(
                 "strace-musl",
                 // Single-stepped throughout, like debug-session: room for a loaded host.
@@ -386,6 +406,24 @@ fn debugger_session_across_syscall_and_sysretq() {
     has(out, "0x80 int80  interrupt sel 0x0008");
     has(out, "RSP0  0xffff888");
     has(out, "syscall loads CS 0x8 SS 0x10; sysretq loads CS 0x23 SS 0x1b");
+}
+
+#[test]
+fn a_default_kernel_breakpoint_fires_and_the_kernel_goes_on() {
+    let info = suite().get("kvm-info");
+    let r = suite().get("debug-default-break");
+    assert_eq!(r.status, 0, "{}", r.output);
+    let out = &r.output;
+    // What kvm-info measured decides the method `break` names.
+    if info.output.contains("\"dr_breakpoints_exit\":false") {
+        has(out, "<entry_SYSCALL_64> (exit-instruction patch)");
+    } else {
+        has(out, "<entry_SYSCALL_64> (debug register)");
+    }
+    assert_eq!(out.matches("Breakpoint 1, entry_SYSCALL_64").count(), 2, "{out}");
+    has(out, "CPL 0  0xffffffff8");
+    has(out, "Hello from as+ld via syscall");
+    has(out, "guest ended: guest exited with status 0");
 }
 
 #[test]

@@ -7,10 +7,10 @@
 //! and, on a PVM host, ring-0 emulation: the instruction counts are the
 //! figures to compare.
 
+use crate::debug::engine::{dr7_exec, ExitRegs, StopControl, StopRequest};
 use crate::debug::memory::decode_one;
 use crate::symbols::Symbols;
-use crate::tracer::{dr7_exec, guest_debug, let_tf_through_syscall, KvmResult, Tracer};
-use kvm_bindings::{KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP};
+use crate::tracer::{let_tf_through_syscall, KvmResult, Tracer};
 use kvm_ioctls::VcpuFd;
 use std::io::Write;
 use std::time::Instant;
@@ -37,6 +37,8 @@ pub struct Funcgraph {
     out: Box<dyn Write + Send>,
     pub graphs: u64,
     pub exits: u64,
+    pub stop: StopControl,
+    pub regs: ExitRegs,
 }
 
 /// ftrace's duration column: a marker for long calls, then microseconds.
@@ -65,6 +67,8 @@ impl Funcgraph {
             out,
             graphs: 0,
             exits: 0,
+            stop: StopControl::default(),
+            regs: ExitRegs::default(),
         }
     }
 
@@ -114,15 +118,13 @@ impl Funcgraph {
         }
     }
 
-    fn arm_breakpoint(&self, vcpu: &VcpuFd) -> KvmResult<()> {
+    fn arm_breakpoint(&mut self, vcpu: &VcpuFd) -> KvmResult<()> {
         if self.by_step {
-            return vcpu.set_guest_debug(&guest_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, [0; 4], 0));
+            let lost = StopControl::step_lost_tf(&self.last_insn, false);
+            return self.stop.set(vcpu, StopRequest::STEP, lost);
         }
-        vcpu.set_guest_debug(&guest_debug(
-            KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP,
-            [self.target, 0, 0, 0],
-            dr7_exec(1),
-        ))
+        let req = StopRequest::breakpoints([self.target, 0, 0, 0], dr7_exec(1));
+        self.stop.set(vcpu, req, false)
     }
 }
 
@@ -138,8 +140,9 @@ impl Tracer for Funcgraph {
 
     fn on_debug_exit(&mut self, vcpu: &VcpuFd, mem: &GuestMemoryMmap, kernel: &Symbols) -> KvmResult<()> {
         self.exits += 1;
-        let regs = vcpu.get_regs()?;
-        let cr3 = vcpu.get_sregs()?.cr3;
+        let (regs, sregs) = self.regs.read(vcpu)?;
+        let cr3 = sregs.cr3;
+        let executed = self.last_insn.clone();
         let name = |addr: u64| {
             kernel
                 .lookup(addr)
@@ -149,14 +152,16 @@ impl Tracer for Funcgraph {
         if self.stack.is_empty() {
             if regs.rip != self.target {
                 // Stepping toward the target (--break-by step).
-                return self.arm_breakpoint(vcpu);
+                let r = self.arm_breakpoint(vcpu);
+                self.last_insn = decode_one(mem, cr3, regs.rip).map(|(t, _)| t).unwrap_or_default();
+                return r;
             }
             self.graphs += 1;
             self.insns = 0;
             self.enter(name(regs.rip), regs.rsp);
         } else {
             self.insns += 1;
-            let prev = std::mem::take(&mut self.last_insn);
+            let prev = self.last_insn.clone();
             if prev.starts_with("call") {
                 self.enter(name(regs.rip), regs.rsp);
             } else if prev.starts_with("ret") {
@@ -171,8 +176,10 @@ impl Tracer for Funcgraph {
                 return self.arm_breakpoint(vcpu);
             }
         }
+        // Whether the step just taken (`prev`) may have dropped TF.
+        let lost = StopControl::step_lost_tf(&executed, false);
         self.last_insn = decode_one(mem, cr3, regs.rip).map(|(t, _)| t).unwrap_or_default();
-        vcpu.set_guest_debug(&guest_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, [0; 4], 0))
+        self.stop.set(vcpu, StopRequest::STEP, lost)
     }
 
     fn report(&mut self) -> Vec<String> {

@@ -133,6 +133,9 @@ pub struct KvmInfo {
     pub max_vcpus: usize,
     pub has_guest_debug: bool,
     pub has_hw_bp: bool,
+    /// Measured now (debug/engine.rs): does a DR0 execute breakpoint exit?
+    /// Err: the probe VM could not run.
+    pub dr_breakpoints_exit: std::result::Result<bool, String>,
     pub capabilities: Vec<Capability>,
 }
 
@@ -161,6 +164,40 @@ pub fn open(path: &Path) -> Result<Kvm> {
 pub fn query(device: &Path) -> Result<KvmInfo> {
     let kvm = open(device)?;
     let flavor = detect_flavor(Path::new("/sys/module"));
+    let dr = crate::debug::engine::measure_dr_breakpoints(device);
+    let mut caps = capabilities(flavor);
+    // The table's DR row is what the probe measured, not what the flavor implies.
+    if let Some(row) = caps
+        .iter_mut()
+        .find(|c| c.name == "debug-register breakpoints in ring 0")
+    {
+        (row.works, row.note) = match dr {
+            Ok(true) => (true, "measured: a DR0 execute breakpoint exits"),
+            Ok(false) => (
+                false,
+                "measured: DR0 never exits; breakpoints patch `in al, dx` (exit-insn) instead",
+            ),
+            Err(_) => (false, "could not be measured (the probe VM failed)"),
+        };
+    }
+    if dr == Ok(false) {
+        if let Some(row) = caps
+            .iter_mut()
+            .find(|c| c.name == "debug-register breakpoints in ring 3")
+        {
+            (row.works, row.note) = (false, "measured: DR0 never exits; ring-3 breakpoints single-step");
+        }
+    }
+    caps.insert(
+        caps.iter()
+            .position(|c| c.name.starts_with("software breakpoints"))
+            .unwrap_or(caps.len()),
+        Capability {
+            name: "exit-instruction breakpoints in ring 0",
+            works: true,
+            note: "`in al, dx` patched in; an I/O exit on every KVM",
+        },
+    );
     Ok(KvmInfo {
         device: device.into(),
         flavor,
@@ -168,7 +205,8 @@ pub fn query(device: &Path) -> Result<KvmInfo> {
         max_vcpus: kvm.get_max_vcpus(),
         has_guest_debug: kvm.check_extension(Cap::SetGuestDebug),
         has_hw_bp: kvm.check_extension_int(Cap::DebugHwBps) > 0,
-        capabilities: capabilities(flavor),
+        dr_breakpoints_exit: dr,
+        capabilities: caps,
     })
 }
 
@@ -182,6 +220,11 @@ impl KvmInfo {
             self.max_vcpus,
             if self.has_guest_debug { "yes" } else { "no" },
         );
+        s = s.trim_end().to_string()
+            + &format!(
+                "\nbreak-by      {} (default for kernel breakpoints)\n\n",
+                self.default_break_by()
+            );
         for c in &self.capabilities {
             let mark = if c.works { "yes" } else { "NO " };
             if c.note.is_empty() {
@@ -197,6 +240,14 @@ impl KvmInfo {
         s
     }
 
+    /// What `--break-by` defaults to for a kernel breakpoint here.
+    pub fn default_break_by(&self) -> &'static str {
+        match self.dr_breakpoints_exit {
+            Ok(true) => "dr0",
+            _ => "exit-insn",
+        }
+    }
+
     pub fn to_json(&self) -> String {
         let caps: Vec<String> = self
             .capabilities
@@ -204,7 +255,7 @@ impl KvmInfo {
             .map(|c| format!("{{\"name\":{:?},\"works\":{},\"note\":{:?}}}", c.name, c.works, c.note))
             .collect();
         format!(
-            "{{\"device\":{:?},\"flavor\":{:?},\"pvm\":{},\"hardware\":{},\"api_version\":{},\"max_vcpus\":{},\"guest_debug\":{},\"capabilities\":[{}]}}",
+            "{{\"device\":{:?},\"flavor\":{:?},\"pvm\":{},\"hardware\":{},\"api_version\":{},\"max_vcpus\":{},\"guest_debug\":{},\"dr_breakpoints_exit\":{},\"default_break_by\":{:?},\"capabilities\":[{}]}}",
             self.device.display().to_string(),
             self.flavor.name(),
             self.flavor.is_pvm(),
@@ -212,6 +263,8 @@ impl KvmInfo {
             self.api_version,
             self.max_vcpus,
             self.has_guest_debug,
+            self.dr_breakpoints_exit.as_ref().map_or("null".to_string(), |b| b.to_string()),
+            self.default_break_by(),
             caps.join(",")
         )
     }

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use vmm::debug::engine::{self, BreakMethod};
 use vmm::error::Error;
 use vmm::launch::GuestArgs;
 use vmm::stepper::Stepper;
@@ -57,11 +58,11 @@ struct RunArgs {
     #[arg(long, default_value_t = 40, value_name = "N",
           value_parser = clap::value_parser!(u64).range(0..=vmm::debug::commands::MAX_STEPI))]
     stepi: u64,
-    /// How breakpoints stop the guest: `dr0` (debug registers) or `step`
-    /// (single-step until RIP matches; for KVMs such as the KVM box whose DR
-    /// breakpoints do not exit).
-    #[arg(long, default_value = "dr0", value_parser = ["dr0", "step"])]
-    break_by: String,
+    /// How breakpoints stop the guest: `dr0` (debug registers), `step`
+    /// (single-step until RIP matches) or, with --gdb, `exit-insn`. Default:
+    /// what works on this host, measured (see `vmm kvm-info`).
+    #[arg(long, value_enum)]
+    break_by: Option<BreakMethod>,
     /// Trace every ring-3 system call, strace-style, from outside the guest (to stderr).
     #[arg(long)]
     strace: bool,
@@ -88,9 +89,10 @@ struct TraceArgs {
     #[arg(long, default_value_t = 8, value_name = "N",
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     depth: usize,
-    /// How the breakpoint at SYMBOL stops the guest: `dr0` or `step`.
-    #[arg(long, default_value = "dr0", value_parser = ["dr0", "step"])]
-    break_by: String,
+    /// How the breakpoint at SYMBOL stops the guest: `dr0` or `step`
+    /// (default: what works on this host, measured).
+    #[arg(long, value_enum)]
+    break_by: Option<BreakMethod>,
 }
 
 fn main() -> ExitCode {
@@ -122,7 +124,7 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e) => return setup_error(e),
     };
     if let Some(addr) = args.gdb.as_deref() {
-        let served = vmm::debug::Debugger::new(vm, user_symbols.get().clone(), args.break_by == "step")
+        let served = vmm::debug::Debugger::new(vm, user_symbols.get().clone(), args.break_by, &args.guest.kvm_device)
             .and_then(|dbg| vmm::debug::gdb::serve(dbg, addr));
         return match served {
             Ok(o) => {
@@ -134,10 +136,17 @@ fn run(args: RunArgs) -> ExitCode {
             Err(e) => setup_error(Error::Unsupported(e)),
         };
     }
+    let needs_method = args.break_at.is_some() || args.strace || args.strace_file.is_some();
+    let method = match needs_method.then(|| tracing_method(args.break_by, &args.guest, "--break-at/--strace")) {
+        Some(Err(e)) => return setup_error(e),
+        Some(Ok(m)) => m,
+        None => BreakMethod::DebugRegister,
+    };
     if let Some(at) = &args.break_at {
         match stepper_for(&vm, at, args.stepi, user_symbols.get()) {
             Ok(mut st) => {
-                st.by_stepping = args.break_by == "step";
+                st.by_stepping = method == BreakMethod::Step;
+                st.regs = engine::ExitRegs::enable(vm.vcpu_mut(), &args.guest.kvm_device);
                 vm.tracer = Some(Box::new(st))
             }
             Err(e) => return setup_error(e),
@@ -153,7 +162,8 @@ fn run(args: RunArgs) -> ExitCode {
         };
         match vmm::strace::Strace::new(vm.kernel.symbols(), vm.flavor.is_pvm(), out) {
             Ok(mut t) => {
-                t.by_step = args.break_by == "step";
+                t.by_step = method == BreakMethod::Step;
+                t.regs = engine::ExitRegs::enable(vm.vcpu_mut(), &args.guest.kvm_device);
                 vm.tracer = Some(Box::new(t));
             }
             Err(e) => return setup_error(Error::Unsupported(e)),
@@ -215,8 +225,13 @@ fn trace(args: TraceArgs) -> ExitCode {
             args.funcgraph
         )));
     }
+    let method = match tracing_method(args.break_by, &args.guest, "--funcgraph") {
+        Ok(m) => m,
+        Err(e) => return setup_error(e),
+    };
     let mut fg = vmm::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
-    fg.by_step = args.break_by == "step";
+    fg.by_step = method == BreakMethod::Step;
+    fg.regs = engine::ExitRegs::enable(vm.vcpu_mut(), &args.guest.kvm_device);
     vm.tracer = Some(Box::new(fg));
     if let Err(e) = vm.lock_down(vmm::seccomp::Profile::Run) {
         return setup_error(e);
@@ -224,6 +239,26 @@ fn trace(args: TraceArgs) -> ExitCode {
     let outcome = vm.run();
     finish(&mut vm, &outcome);
     ExitCode::from(outcome.status())
+}
+
+/// How a trace point that stops many times is reached: `--break-by`, or
+/// debug registers where a probe shows they exit, stepping where not.
+fn tracing_method(
+    requested: Option<BreakMethod>,
+    guest: &vmm::launch::GuestArgs,
+    what: &str,
+) -> Result<BreakMethod, Error> {
+    let dr_works = match requested {
+        Some(_) => true,
+        None => engine::probe_dr_breakpoints(&guest.kvm_device).map_err(Error::Unsupported)?,
+    };
+    match BreakMethod::for_tracing(requested, dr_works) {
+        BreakMethod::ExitInsn => Err(Error::Unsupported(format!(
+            "{what}: --break-by exit-insn is for breakpoints that stop once (vmm debug, --gdb); \
+             trace points use dr0 or step"
+        ))),
+        m => Ok(m),
+    }
 }
 
 /// A symbol of the init program or the kernel, or an address.

@@ -4,13 +4,11 @@
 //! CPL, RIP with its symbol and the instruction (iced-x86), and marks where
 //! the privilege level changed.
 
-use crate::msr;
+use crate::debug::engine::{clear_user_tf, dr7_exec, ExitRegs, StopControl, StopRequest, Symbolizer};
 use crate::symbols::Symbols;
-use crate::tracer::{dr7_exec, guest_debug, let_tf_through_syscall, KvmResult, Tracer};
-use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP};
+use crate::tracer::{let_tf_through_syscall, KvmResult, Tracer};
 use kvm_ioctls::VcpuFd;
 use vm_memory::GuestMemoryMmap;
-use vmm_abi::layout::KERNEL_BASE;
 
 pub struct Stepper {
     pub break_at: u64,
@@ -28,13 +26,15 @@ pub struct Stepper {
     syscall_started: Option<(String, u64)>,
     /// The trace is over; stepping on silently until ring 3 to clear TF.
     finishing: bool,
+    /// Silent steps (toward the breakpoint, or finishing): the instruction
+    /// about to run and the CPL, to know when a step may have lost TF.
+    silent_insn: String,
+    silent_cpl: Option<u8>,
     pub round_trips: Vec<(String, u64)>,
     pub user_symbols: Symbols,
     pub log: Vec<String>,
-}
-
-fn debug(control: u32, dr0: u64, dr7: u64) -> kvm_guest_debug {
-    guest_debug(control, [dr0, 0, 0, 0], dr7)
+    pub stop: StopControl,
+    pub regs: ExitRegs,
 }
 
 impl Stepper {
@@ -50,31 +50,30 @@ impl Stepper {
             last_insn: String::new(),
             syscall_started: None,
             finishing: false,
+            silent_insn: String::new(),
+            silent_cpl: None,
             round_trips: Vec::new(),
             user_symbols,
             log: Vec::new(),
+            stop: StopControl::default(),
+            regs: ExitRegs::default(),
         }
     }
 
     /// Arm the breakpoint before the first KVM_RUN.
-    fn arm_impl(&self, vcpu: &VcpuFd) -> KvmResult<()> {
+    fn arm_impl(&mut self, vcpu: &VcpuFd) -> KvmResult<()> {
         let_tf_through_syscall(vcpu)?;
         if self.by_stepping {
-            return vcpu.set_guest_debug(&debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, 0, 0));
+            return self.stop.set(vcpu, StopRequest::STEP, true);
         }
-        vcpu.set_guest_debug(&debug(
-            KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP,
-            self.break_at,
-            dr7_exec(1),
-        ))
+        let req = StopRequest::breakpoints([self.break_at, 0, 0, 0], dr7_exec(1));
+        self.stop.set(vcpu, req, false)
     }
 
-    fn describe(&self, kernel: &Symbols, addr: u64) -> String {
-        if addr >= KERNEL_BASE {
-            kernel.describe(addr)
-        } else {
-            self.user_symbols.describe(addr)
-        }
+    /// Single-step on, arming it again only where the step may have lost TF.
+    fn step_on(&mut self, vcpu: &VcpuFd, executed: &str, cpl_changed: bool) -> KvmResult<()> {
+        let lost = StopControl::step_lost_tf(executed, cpl_changed);
+        self.stop.set(vcpu, StopRequest::STEP, lost)
     }
 
     /// Handle a debug exit: print this stop, and choose how to continue.
@@ -84,25 +83,28 @@ impl Stepper {
         mem: &GuestMemoryMmap,
         kernel: &Symbols,
     ) -> Result<(), kvm_ioctls::Error> {
-        let regs = vcpu.get_regs()?;
+        let (regs, sregs) = self.regs.read(vcpu)?;
+        let cpl = (sregs.cs.selector & 3) as u8;
+        let cpl_changed = self.silent_cpl.is_some_and(|c| c != cpl);
         if !self.stepping && self.by_stepping && regs.rip != self.break_at {
             self.steps_to_break += 1;
-            // Re-arm: KVM sets TF again on this call, and an iretq or sysretq
-            // that loaded RFLAGS without TF would otherwise end the stepping.
-            return vcpu.set_guest_debug(&debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, 0, 0));
+            let executed = std::mem::take(&mut self.silent_insn);
+            self.silent_insn = crate::debug::memory::disassemble_one(mem, sregs.cr3, regs.rip).unwrap_or_default();
+            self.silent_cpl = Some(cpl);
+            return self.step_on(vcpu, &executed, cpl_changed);
         }
-        let sregs = vcpu.get_sregs()?;
-        let cpl = (sregs.cs.selector & 3) as u8;
         if self.finishing {
             if cpl != 3 {
-                return Ok(());
+                let executed = std::mem::take(&mut self.silent_insn);
+                self.silent_insn = crate::debug::memory::disassemble_one(mem, sregs.cr3, regs.rip).unwrap_or_default();
+                self.silent_cpl = Some(cpl);
+                return self.step_on(vcpu, &executed, cpl_changed);
             }
             // Back in ring 3: TF came back from the saved RFLAGS (R11 or the
             // iretq frame); clear it, or the guest would take the #DB itself.
             let mut r = regs;
-            r.rflags &= !msr::RFLAGS_TF;
-            vcpu.set_regs(&r)?;
-            return vcpu.set_guest_debug(&debug(0, 0, 0));
+            clear_user_tf(vcpu, &mut r)?;
+            return self.stop.set(vcpu, StopRequest::NONE, false);
         }
         let insn =
             crate::debug::memory::disassemble_one(mem, sregs.cr3, regs.rip).unwrap_or_else(|| "(not mapped)".into());
@@ -127,24 +129,29 @@ impl Stepper {
             self.taken,
             sregs.cs.selector,
             sregs.ss.selector,
-            self.describe(kernel, regs.rip)
+            Symbolizer {
+                kernel,
+                user: &self.user_symbols
+            }
+            .describe(regs.rip)
         ));
+        let executed = std::mem::replace(&mut self.last_insn, insn);
+        // The first stop is the breakpoint itself: nothing was stepped yet.
+        let executed = if self.stepping { executed } else { String::new() };
         self.last_cpl = Some(cpl);
-        self.last_insn = insn;
+        self.silent_cpl = Some(cpl);
+        self.silent_insn = self.last_insn.clone();
         self.stepping = true;
         self.taken += 1;
         if self.taken > self.steps {
             if cpl == 3 {
                 let mut r = regs;
-                r.rflags &= !msr::RFLAGS_TF;
-                vcpu.set_regs(&r)?;
-                return vcpu.set_guest_debug(&debug(0, 0, 0));
+                clear_user_tf(vcpu, &mut r)?;
+                return self.stop.set(vcpu, StopRequest::NONE, false);
             }
             self.finishing = true;
-            vcpu.set_guest_debug(&debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, 0, 0))
-        } else {
-            vcpu.set_guest_debug(&debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, 0, 0))
         }
+        self.step_on(vcpu, &executed, cpl_changed)
     }
 }
 

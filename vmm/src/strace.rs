@@ -12,10 +12,11 @@
 //! instruction on hardware KVM; `do_trap` / `exc_return` for `int 0x80` and
 //! for PVM, where system calls arrive as faults. One debug exit per event.
 
+use crate::debug::engine::{dr7_exec, ExitRegs, StopControl, StopRequest};
 use crate::debug::memory::read_virt;
 use crate::symbols::Symbols;
-use crate::tracer::{dr7_exec, guest_debug, KvmResult, Tracer};
-use kvm_bindings::{KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP};
+use crate::tracer::{KvmResult, Tracer};
+use kvm_bindings::kvm_regs;
 use kvm_ioctls::VcpuFd;
 use std::collections::HashMap;
 use std::io::Write;
@@ -207,6 +208,11 @@ pub struct Strace {
     /// Debug exits taken, and system calls traced.
     pub exits: u64,
     pub calls: u64,
+    pub stop: StopControl,
+    pub regs: ExitRegs,
+    /// Step mode: the instruction just stepped, and the CPL before it.
+    last_insn: String,
+    last_cpl: u8,
 }
 
 impl Strace {
@@ -230,6 +236,10 @@ impl Strace {
             rf_failed: false,
             exits: 0,
             calls: 0,
+            stop: StopControl::default(),
+            regs: ExitRegs::default(),
+            last_insn: String::new(),
+            last_cpl: 0,
         })
     }
 
@@ -277,9 +287,7 @@ impl Strace {
         Some(TrapFrame::from_words(w))
     }
 
-    fn at_point(&mut self, vcpu: &VcpuFd, mem: &GuestMemoryMmap) -> KvmResult<()> {
-        let r = vcpu.get_regs()?;
-        let cr3 = vcpu.get_sregs()?.cr3;
+    fn at_point(&mut self, r: &kvm_regs, cr3: u64, mem: &GuestMemoryMmap) {
         if r.rip == self.entry {
             self.enter(mem, cr3, r.rax, [r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9], None);
         } else if r.rip == self.ret {
@@ -307,7 +315,6 @@ impl Strace {
                 self.leave(mem, cr3, f.rax as i64, Some(r.rsp));
             }
         }
-        Ok(())
     }
 }
 
@@ -315,26 +322,27 @@ impl Tracer for Strace {
     fn arm(&mut self, vcpu: &VcpuFd) -> KvmResult<()> {
         if self.by_step {
             crate::tracer::let_tf_through_syscall(vcpu)?;
-            return vcpu.set_guest_debug(&guest_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, [0; 4], 0));
+            return self.stop.set(vcpu, StopRequest::STEP, true);
         }
-        vcpu.set_guest_debug(&guest_debug(
-            KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_USE_HW_BP,
-            self.points(),
-            dr7_exec(4),
-        ))
+        self.stop
+            .set(vcpu, StopRequest::breakpoints(self.points(), dr7_exec(4)), false)
     }
 
     fn on_debug_exit(&mut self, vcpu: &VcpuFd, mem: &GuestMemoryMmap, _kernel: &Symbols) -> KvmResult<()> {
         self.exits += 1;
-        let mut regs = vcpu.get_regs()?;
+        let (mut regs, sregs) = self.regs.read(vcpu)?;
         let at_point = self.points().contains(&regs.rip);
         if self.by_step {
             if at_point {
-                self.at_point(vcpu, mem)?;
+                self.at_point(&regs, sregs.cr3, mem);
             }
-            // Re-arm every time: KVM sets TF again on this call, and an iretq
-            // or sysretq that loaded RFLAGS without TF would end the stepping.
-            return self.arm(vcpu);
+            // Arm the step again only where it may have lost TF (an iretq or
+            // sysretq that loaded RFLAGS without it).
+            let cpl = (sregs.cs.selector & 3) as u8;
+            let lost = StopControl::step_lost_tf(&self.last_insn, cpl != self.last_cpl);
+            self.last_cpl = cpl;
+            self.last_insn = crate::debug::memory::disassemble_one(mem, sregs.cr3, regs.rip).unwrap_or_default();
+            return self.stop.set(vcpu, StopRequest::STEP, lost);
         }
         if !at_point {
             // The single step over a breakpoint (the fallback below): re-arm.
@@ -344,12 +352,12 @@ impl Tracer for Strace {
             // RF did not suppress the breakpoint on this KVM: step over instead.
             self.rf_failed = true;
         } else {
-            self.at_point(vcpu, mem)?;
+            self.at_point(&regs, sregs.cr3, mem);
         }
         self.last_stop = Some(regs.rip);
         if self.rf_failed {
             // Step over the instruction at the breakpoint, then re-arm.
-            return vcpu.set_guest_debug(&guest_debug(KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP, [0; 4], 0));
+            return self.stop.set(vcpu, StopRequest::STEP, false);
         }
         // RFLAGS.RF suppresses instruction breakpoints for one instruction,
         // so the guest goes on without a second exit: one exit per event.

@@ -91,6 +91,8 @@ impl Outcome {
 pub enum Event {
     Ended(Outcome),
     Debug(kvm_bindings::kvm_debug_exit_arch),
+    /// An exit-instruction breakpoint at this address (debug/engine.rs).
+    ExitInsn(u64),
     /// SIGINT (Ctrl-C) while the debugger let the guest run.
     Interrupted,
 }
@@ -147,6 +149,8 @@ pub struct Vm {
     pub tracer: Option<Box<dyn crate::tracer::Tracer>>,
     /// Seccomp is on and the vCPU thread's filter not yet installed.
     seccomp_pending: bool,
+    /// Exit-instruction breakpoints the debugger has patched in.
+    pub exit_patches: crate::debug::engine::ExitPatches,
 }
 
 impl Drop for Vm {
@@ -284,6 +288,7 @@ impl Vm {
             com1.forward_stdin(cfg.seccomp)?;
         }
         let seccomp = if cfg.seccomp { t2.elapsed() } else { Duration::ZERO };
+        let vcpu_fd = std::os::fd::AsRawFd::as_raw_fd(&vcpu);
         Ok(Vm {
             vcpu,
             _vm: vm,
@@ -301,6 +306,7 @@ impl Vm {
             timeout: cfg.timeout,
             tracer: None,
             seccomp_pending: cfg.seccomp,
+            exit_patches: crate::debug::engine::ExitPatches::new(vcpu_fd),
         })
     }
 
@@ -328,6 +334,10 @@ impl Vm {
         &self.vcpu
     }
 
+    pub fn vcpu_mut(&mut self) -> &mut VcpuFd {
+        &mut self.vcpu
+    }
+
     /// Run until the guest exits, fails, or the timeout expires.
     pub fn run(&mut self) -> Outcome {
         if let Some(t) = self.tracer.as_mut() {
@@ -337,7 +347,9 @@ impl Vm {
         }
         match self.run_until(false, true) {
             Event::Ended(o) => o,
-            Event::Debug(_) | Event::Interrupted => unreachable!("only run_until(true, _) stops for the debugger"),
+            Event::Debug(_) | Event::ExitInsn(_) | Event::Interrupted => {
+                unreachable!("only run_until(true, _) stops for the debugger")
+            }
         }
     }
 
@@ -383,6 +395,11 @@ impl Vm {
                         }
                         p => Some(Outcome::Unhandled(format!("out to port {p:#x} (value {value:#x})"))),
                     }
+                }
+                Ok(VcpuExit::IoIn(..)) if stop_on_debug && self.exit_patches.hit().is_some() => {
+                    drop(watchdog);
+                    self.com1.output().write_out();
+                    return Event::ExitInsn(self.exit_patches.hit().unwrap_or_default());
                 }
                 Ok(VcpuExit::IoIn(port, data)) => {
                     self.timings.pio_exits += 1;

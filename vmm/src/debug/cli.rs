@@ -18,16 +18,17 @@ pub struct DebugArgs {
     /// Exit after the -x commands instead of prompting.
     #[arg(long)]
     pub batch: bool,
-    /// How breakpoints stop the guest: `dr0` (debug registers DR0–DR3) or
-    /// `step` (single-step until RIP matches; for KVMs whose DR breakpoints
-    /// do not exit, such as the KVM box).
-    #[arg(long, default_value = "dr0", value_parser = ["dr0", "step"])]
-    pub break_by: String,
+    /// How breakpoints stop the guest: `dr0` (debug registers DR0–DR3),
+    /// `exit-insn` (patch `in al, dx` over a kernel instruction: an exit on
+    /// every KVM) or `step` (single-step until RIP matches). Default: what
+    /// works on this host, measured (see `vmm kvm-info`).
+    #[arg(long, value_enum)]
+    pub break_by: Option<super::engine::BreakMethod>,
 }
 
 fn setup(args: &DebugArgs) -> Result<Debugger, String> {
     let (vm, user_symbols) = args.guest.vm(false).map_err(|e| e.to_string())?;
-    let mut dbg = Debugger::new(vm, user_symbols.get().clone(), args.break_by == "step")?;
+    let mut dbg = Debugger::new(vm, user_symbols.get().clone(), args.break_by, &args.guest.kvm_device)?;
     // From here on only commands run: the prompt and the guest, under seccomp.
     dbg.vm
         .lock_down(crate::seccomp::Profile::Interactive)

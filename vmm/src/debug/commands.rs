@@ -22,7 +22,8 @@ commands (gdb names):
   stepi [N] | si [N]        execute N instructions (at most 1000000), one stop line each
   nexti | ni                like stepi, but run a call to its return
   continue [N] | c [N]      run to the next breakpoint or the end (the Nth stop with N)
-  break SYM|ADDR | b        breakpoint (a debug register; --break-by step: by stepping)
+  break SYM|ADDR | b        breakpoint: a debug register where they exit, else an exit-instruction
+                            patch (ring 0) or single-stepping (ring 3); --break-by chooses
   hbreak SYM|ADDR           the same (all breakpoints here are hardware ones)
   watch ADDR [LEN]          stop when LEN (1,2,4,8) bytes at ADDR are written
   delete [N]                delete breakpoint N (all without N)
@@ -541,7 +542,13 @@ impl Debugger {
                 Some(len) => format!("watch {len} bytes"),
                 None => "break".into(),
             };
-            println!("{:<3} {kind:<14} {}  ({})", b.id, self.sym(b.addr), b.spec);
+            println!(
+                "{:<3} {kind:<14} {}  ({}; {})",
+                b.id,
+                self.sym(b.addr),
+                b.spec,
+                b.method.describe()
+            );
         }
     }
 }
@@ -841,11 +848,16 @@ pub fn execute(dbg: &mut Debugger, line: &str) -> Result<Flow, String> {
         }
         Command::Break(spec) => {
             let b = dbg.add_breakpoint(&spec, None)?.clone();
-            println!("Breakpoint {} at {}", b.id, dbg.sym(b.addr));
+            println!("Breakpoint {} at {} ({})", b.id, dbg.sym(b.addr), b.method.describe());
         }
         Command::Watch(spec, len) => {
             let b = dbg.add_breakpoint(&spec, Some(len))?.clone();
-            println!("Watchpoint {} at {} ({len} bytes)", b.id, dbg.sym(b.addr));
+            println!(
+                "Watchpoint {} at {} ({len} bytes; {})",
+                b.id,
+                dbg.sym(b.addr),
+                b.method.describe()
+            );
         }
         Command::Delete(id) => dbg.delete(id)?,
         Command::InfoBreakpoints => dbg.cmd_info_breakpoints(),

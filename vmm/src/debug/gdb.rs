@@ -76,11 +76,8 @@ impl SingleThreadBase for GdbTarget {
         (r.r8, r.r9, r.r10, r.r11, r.r12, r.r13, r.r14, r.r15) = (g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]);
         r.rip = regs.rip;
         r.rflags = (r.rflags & !0xffff_ffff) | u64::from(regs.eflags);
-        self.dbg
-            .vm
-            .vcpu()
-            .set_regs(&r)
-            .map_err(|e| TargetError::Fatal(e.to_string()))
+        // Through the debugger, which keeps its per-stop copy in step.
+        self.dbg.set_regs(&r).map_err(TargetError::Fatal)
     }
 
     fn read_addrs(&mut self, start: u64, data: &mut [u8]) -> TargetResult<usize, Self> {

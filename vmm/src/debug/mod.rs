@@ -1,22 +1,25 @@
 //! `vmm debug`: a gdb-like debugger driven through KVM's debug exits
-//! (KVM_SET_GUEST_DEBUG). Breakpoints are debug registers (DR0–DR3), or, for
-//! KVMs whose DR breakpoints never exit (the KVM box), silent single-steps
-//! until RIP matches (`--break-by step`). Every stop prints one line: CPL,
-//! RIP with symbol, the instruction, and a marker when the privilege level
-//! changed.
+//! (KVM_SET_GUEST_DEBUG) and the engine in engine.rs. Breakpoints are debug
+//! registers (DR0–DR3) where they exit, exit-instruction patches in ring 0
+//! where they do not (the KVM box), or silent single-steps until RIP matches
+//! (`--break-by step`). Every stop prints one line: CPL, RIP with symbol,
+//! the instruction, and a marker when the privilege level changed.
 
 pub mod cli;
 pub mod commands;
 pub mod decode;
+pub mod engine;
 pub mod gdb;
 pub mod memory;
 
 use crate::kvm_info::Flavor;
-use crate::msr;
 use crate::symbols::Symbols;
-use crate::tracer::{guest_debug as debug, let_tf_through_syscall};
+use crate::tracer::let_tf_through_syscall;
 use crate::vm::{Event, Outcome, Vm};
-use kvm_bindings::{kvm_regs, kvm_sregs, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP, KVM_GUESTDBG_USE_HW_BP};
+use engine::{BreakMethod, DrSlot, StopControl, StopRequest};
+use kvm_bindings::{kvm_regs, kvm_sregs};
+use std::cell::Cell;
+use vm_memory::{Bytes, GuestAddress};
 use vmm_abi::layout::KERNEL_BASE;
 
 /// A breakpoint or watchpoint.
@@ -29,6 +32,8 @@ pub struct Breakpoint {
     pub watch: Option<u8>,
     /// For watchpoints reached by stepping: the last value seen.
     pub last_value: Option<u64>,
+    /// How it stops the guest.
+    pub method: BreakMethod,
 }
 
 /// Why the guest stopped.
@@ -47,8 +52,20 @@ pub struct Debugger {
     pub user_symbols: Symbols,
     pub bps: Vec<Breakpoint>,
     next_id: u32,
-    /// Reach breakpoints by single-stepping instead of debug registers.
-    pub by_step: bool,
+    /// `--break-by`, if given; otherwise each breakpoint gets what works here.
+    pub requested: Option<BreakMethod>,
+    /// Measured: a DR0 execute breakpoint exits on this host's KVM.
+    pub dr_works: bool,
+    /// KVM_SET_GUEST_DEBUG, only when the request changes.
+    stop: StopControl,
+    /// Registers at this stop (from kvm_run's sync area when KVM offers it).
+    cache: Cell<Option<(kvm_regs, kvm_sregs)>>,
+    /// KVM_CAP_SYNC_REGS: kvm_run carries regs and sregs after every exit.
+    sync_regs: bool,
+    /// The last single step may have dropped TF: arm it again.
+    rearm_step: bool,
+    /// Silent steps taken by `continue` in step mode.
+    pub silent_steps: u64,
     /// Silent steps a `continue` may take in step mode before giving up.
     pub step_limit: u64,
     /// CPL at the last printed stop.
@@ -71,16 +88,34 @@ pub struct Debugger {
 }
 
 impl Debugger {
-    pub fn new(vm: Vm, user_symbols: Symbols, by_step: bool) -> Result<Debugger, String> {
+    /// `requested`: `--break-by`; without it the DR probe decides (and must
+    /// run now, before seccomp forbids creating its VM).
+    pub fn new(
+        mut vm: Vm,
+        user_symbols: Symbols,
+        requested: Option<BreakMethod>,
+        kvm_device: &std::path::Path,
+    ) -> Result<Debugger, String> {
         // While debugging, `syscall` must not clear TF, or single-steps would
         // skip the whole kernel path.
         let_tf_through_syscall(vm.vcpu()).map_err(|e| format!("KVM_SET_MSRS: {e}"))?;
+        let dr_works = match requested {
+            Some(m) => m == BreakMethod::DebugRegister,
+            None => engine::probe_dr_breakpoints(kvm_device)?,
+        };
+        let sync_regs = engine::ExitRegs::enable(vm.vcpu_mut(), kvm_device).sync;
         Ok(Debugger {
             vm,
             user_symbols,
             bps: Vec::new(),
             next_id: 1,
-            by_step,
+            requested,
+            dr_works,
+            stop: StopControl::default(),
+            cache: Cell::new(None),
+            sync_regs,
+            rearm_step: true,
+            silent_steps: 0,
             step_limit: 20_000_000,
             last_cpl: None,
             last_insn: String::new(),
@@ -93,12 +128,55 @@ impl Debugger {
         })
     }
 
+    /// Registers and system registers at this stop, read once per stop.
+    fn both(&self) -> Result<(kvm_regs, kvm_sregs), String> {
+        if let Some(c) = self.cache.get() {
+            return Ok(c);
+        }
+        let v = self.vm.vcpu();
+        let r = v.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
+        let s = v.get_sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
+        self.cache.set(Some((r, s)));
+        Ok((r, s))
+    }
+
     pub fn regs(&self) -> Result<kvm_regs, String> {
-        self.vm.vcpu().get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))
+        self.both().map(|b| b.0)
     }
 
     pub fn sregs(&self) -> Result<kvm_sregs, String> {
-        self.vm.vcpu().get_sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))
+        self.both().map(|b| b.1)
+    }
+
+    /// KVM_SET_REGS, keeping the per-stop copy in step.
+    pub fn set_regs(&mut self, r: &kvm_regs) -> Result<(), String> {
+        self.vm.vcpu().set_regs(r).map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+        if let Some((_, s)) = self.cache.get() {
+            self.cache.set(Some((*r, s)));
+        }
+        Ok(())
+    }
+
+    /// After an exit: the registers KVM left in kvm_run, if it does.
+    fn take_exit_regs(&mut self) {
+        self.cache.set(None);
+        if self.sync_regs {
+            let s = self.vm.vcpu().sync_regs();
+            self.cache.set(Some((s.regs, s.sregs)));
+        }
+    }
+
+    /// The method a new breakpoint at `addr` gets.
+    pub fn method_for(&self, addr: u64, watch: bool) -> BreakMethod {
+        if watch {
+            // DR watchpoints never fire on PVM nor in the KVM box.
+            return match self.requested {
+                Some(m) => m,
+                None if self.dr_works && !self.vm.flavor.is_pvm() => BreakMethod::DebugRegister,
+                None => BreakMethod::Step,
+            };
+        }
+        BreakMethod::for_address(self.requested, self.dr_works, addr)
     }
 
     pub fn flavor(&self) -> Flavor {
@@ -108,11 +186,11 @@ impl Debugger {
     /// `addr` with its symbol (kernel symbols in the kernel half, the init
     /// program's below).
     pub fn sym(&self, addr: u64) -> String {
-        if addr >= KERNEL_BASE {
-            self.vm.kernel.symbols().describe(addr)
-        } else {
-            self.user_symbols.describe(addr)
+        engine::Symbolizer {
+            kernel: self.vm.kernel.symbols(),
+            user: &self.user_symbols,
         }
+        .describe(addr)
     }
 
     /// Resolve `SYMBOL`, `SYMBOL+0xOFF` or `0xADDR` (program symbols first:
@@ -161,11 +239,30 @@ impl Debugger {
         if addr < KERNEL_BASE {
             self.refuse_ring3_on_pvm(&format!("a breakpoint at {addr:#x} (ring 3)"))?;
         }
-        if !self.by_step && self.bps.len() >= 4 {
+        let method = self.method_for(addr, watch.is_some());
+        if method == BreakMethod::ExitInsn && (addr < KERNEL_BASE || watch.is_some()) {
+            return Err(format!(
+                "--break-by exit-insn patches `in al, dx` into kernel code, and {addr:#x} is {}: \
+                 use --break-by step (or dr0 where debug registers exit)",
+                if watch.is_some() {
+                    "a watchpoint"
+                } else {
+                    "a ring-3 address (an `in` there is #GP, not an exit)"
+                }
+            ));
+        }
+        if method == BreakMethod::DebugRegister
+            && self
+                .bps
+                .iter()
+                .filter(|b| b.method == BreakMethod::DebugRegister)
+                .count()
+                >= 4
+        {
             return Err("only 4 debug registers (DR0–DR3): delete one, or use --break-by step".into());
         }
         if let Some(len) = watch {
-            if self.vm.flavor.is_pvm() && !self.by_step {
+            if self.vm.flavor.is_pvm() && method == BreakMethod::DebugRegister {
                 return Err("debug-register watchpoints never fire on PVM (see `vmm kvm-info`); \
                             restart with --break-by step, which compares the value after each step"
                     .into());
@@ -183,6 +280,7 @@ impl Debugger {
             spec: spec.to_string(),
             watch,
             last_value,
+            method,
         });
         Ok(self.bps.last().unwrap())
     }
@@ -208,28 +306,87 @@ impl Debugger {
         Some(u64::from_le_bytes(b))
     }
 
-    /// DR0–3 and DR7 for the current breakpoints (G bits, R/W and LEN).
-    fn debug_registers(&self) -> ([u64; 4], u64) {
+    /// DR0–3 and DR7 for the debug-register breakpoints.
+    fn debug_registers(&self) -> Option<([u64; 4], u64)> {
         let mut dr = [0u64; 4];
-        let mut dr7 = 0x600u64;
-        for (i, b) in self.bps.iter().take(4).enumerate() {
+        let mut slots = Vec::new();
+        for (i, b) in self.dr_bps().take(4).enumerate() {
             dr[i] = b.addr;
-            dr7 |= 2 << (2 * i);
-            if let Some(len) = b.watch {
-                let len_bits = match len {
-                    1 => 0,
-                    2 => 1,
-                    8 => 2,
-                    _ => 3,
-                };
-                dr7 |= (0b01 | (len_bits << 2)) << (16 + 4 * i);
-            }
+            slots.push(b.watch.map_or(DrSlot::Execute, DrSlot::Write));
         }
-        (dr, dr7)
+        (!slots.is_empty()).then(|| (dr, engine::dr7(&slots)))
     }
 
-    /// Resume once: a single step, or until a debug exit. None when the guest ended.
-    fn resume(&mut self, single_step: bool) -> Result<Option<kvm_bindings::kvm_debug_exit_arch>, String> {
+    fn dr_bps(&self) -> impl Iterator<Item = &Breakpoint> {
+        self.bps.iter().filter(|b| b.method == BreakMethod::DebugRegister)
+    }
+
+    /// A `continue` must single-step: some breakpoint is reached by stepping.
+    fn continue_steps(&self) -> bool {
+        self.bps.iter().any(|b| b.method == BreakMethod::Step)
+    }
+
+    /// Write `in al, dx` over each exit-instruction breakpoint; returns what
+    /// to put back.
+    fn patch_in(&mut self) -> Result<Vec<(u64, u64, u8)>, String> {
+        let cr3 = self.sregs()?.cr3;
+        let mut saved = Vec::new();
+        let addrs: Vec<u64> = self
+            .bps
+            .iter()
+            .filter(|b| b.method == BreakMethod::ExitInsn)
+            .map(|b| b.addr)
+            .collect();
+        for addr in addrs {
+            if saved.iter().any(|&(a, _, _)| a == addr) {
+                continue;
+            }
+            let phys = crate::paging::walk(&self.vm.mem, cr3, addr)
+                .1
+                .ok_or_else(|| format!("{addr:#x} is not mapped: cannot patch a breakpoint there"))?;
+            let orig: u8 = self.vm.mem.read_obj(GuestAddress(phys)).map_err(|e| e.to_string())?;
+            self.vm
+                .mem
+                .write_obj(engine::EXIT_INSN, GuestAddress(phys))
+                .map_err(|e| e.to_string())?;
+            saved.push((addr, phys, orig));
+        }
+        self.vm.exit_patches.addrs = saved.iter().map(|&(a, _, _)| a).collect();
+        Ok(saved)
+    }
+
+    fn patch_out(&mut self, saved: &[(u64, u64, u8)]) {
+        for &(_, phys, orig) in saved {
+            let _ = self.vm.mem.write_obj(orig, GuestAddress(phys));
+        }
+        self.vm.exit_patches.addrs.clear();
+    }
+
+    /// The vCPU stopped on a patched `in al, dx`, the original byte now back:
+    /// let KVM finish the pending port read without running the guest
+    /// (immediate_exit), then put RIP and RAX back so that the original
+    /// instruction runs next.
+    fn complete_exit_insn(&mut self) -> Result<(), String> {
+        let regs = self.vm.vcpu().get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
+        self.vm.vcpu_mut().set_kvm_immediate_exit(1);
+        let r = self.vm.vcpu_mut().run().map(|_| ()).err();
+        self.vm.vcpu_mut().set_kvm_immediate_exit(0);
+        match r {
+            Some(e) if e.errno() == libc::EINTR => {}
+            Some(e) => return Err(format!("completing the breakpoint's port read: {e}")),
+            None => return Err("completing the breakpoint's port read: KVM_RUN ran the guest".into()),
+        }
+        self.vm
+            .vcpu()
+            .set_regs(&regs)
+            .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+        self.cache.set(None);
+        Ok(())
+    }
+
+    /// Resume once: a single step, or until a debug exit or an
+    /// exit-instruction breakpoint. None when the guest ended.
+    fn resume(&mut self, single_step: bool) -> Result<Option<Stop>, String> {
         if self.ended.is_some() {
             return Err("the guest has ended".into());
         }
@@ -240,30 +397,33 @@ impl Debugger {
             }
         }
         self.started = true;
-        let mut control = KVM_GUESTDBG_ENABLE;
-        if single_step {
-            control |= KVM_GUESTDBG_SINGLESTEP;
-        }
-        let (dr, dr7) = self.debug_registers();
         // Single steps never arm the debug registers: an execute breakpoint
         // at the current RIP would fire again before the instruction runs.
-        let use_dr = !single_step && !self.by_step && !self.bps.is_empty();
-        if use_dr {
-            control |= KVM_GUESTDBG_USE_HW_BP;
-        }
-        let d = if use_dr {
-            debug(control, dr, dr7)
-        } else {
-            debug(control, [0; 4], 0)
+        let req = match (single_step, self.debug_registers()) {
+            (true, _) => StopRequest::STEP,
+            (false, Some((dr, dr7))) => StopRequest::breakpoints(dr, dr7),
+            (false, None) => StopRequest {
+                single_step: false,
+                drs: None,
+            },
         };
-        self.vm
-            .vcpu()
-            .set_guest_debug(&d)
+        let force = single_step && self.rearm_step;
+        self.stop
+            .set(self.vm.vcpu(), req, force)
             .map_err(|e| format!("KVM_SET_GUEST_DEBUG: {e}"))?;
-        match self.vm.run_until(true, !single_step) {
+        let patches = if single_step { Vec::new() } else { self.patch_in()? };
+        let event = self.vm.run_until(true, !single_step);
+        self.patch_out(&patches);
+        self.take_exit_regs();
+        match event {
             Event::Debug(arch) => {
-                self.after_step()?;
-                Ok(Some(arch))
+                self.after_step(single_step)?;
+                Ok(Some(Stop::Debug(arch)))
+            }
+            Event::ExitInsn(addr) => {
+                self.complete_exit_insn()?;
+                self.after_step(false)?;
+                Ok(Some(Stop::ExitInsn(addr)))
             }
             Event::Ended(o) => {
                 self.ended = Some(o);
@@ -276,9 +436,12 @@ impl Debugger {
     /// Keep TF out of ring 3's own RFLAGS: a step into `syscall` leaves TF in
     /// R11, and `sysretq` would hand it to the program, which would then take
     /// a #DB of its own.
-    fn after_step(&mut self) -> Result<(), String> {
-        let sregs = self.sregs()?;
+    fn after_step(&mut self, stepped: bool) -> Result<(), String> {
+        let (regs, sregs) = self.both()?;
         let cpl = (sregs.cs.selector & 3) as u8;
+        let cpl_changed = self.step_cpl.is_some_and(|c| c != cpl);
+        let tf_lost = StopControl::step_lost_tf(&self.last_insn, cpl_changed);
+        self.rearm_step = !stepped || tf_lost;
         if let Some(prev) = self.step_cpl {
             if prev != cpl {
                 let via = self.last_insn.split_whitespace().next().unwrap_or("").to_string();
@@ -289,10 +452,11 @@ impl Debugger {
             self.tf_in_saved_rflags = true;
         }
         if cpl == 3 && self.tf_in_saved_rflags {
-            let mut r = self.regs()?;
-            r.rflags &= !msr::RFLAGS_TF;
-            self.vm.vcpu().set_regs(&r).map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            let mut r = regs;
+            engine::clear_user_tf(self.vm.vcpu(), &mut r).map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            self.set_regs(&r)?;
             self.tf_in_saved_rflags = false;
+            self.rearm_step = true;
         }
         self.step_cpl = Some(cpl);
         Ok(())
@@ -301,8 +465,7 @@ impl Debugger {
     /// The one-line description of where the guest is now, with a marker
     /// if the privilege level changed since the last printed stop.
     pub fn stop_line(&mut self) -> Result<String, String> {
-        let regs = self.regs()?;
-        let sregs = self.sregs()?;
+        let (regs, sregs) = self.both()?;
         let cpl = (sregs.cs.selector & 3) as u8;
         let insn = memory::disassemble_one(&self.vm.mem, sregs.cr3, regs.rip).unwrap_or_else(|| "(not mapped)".into());
         let mut line = format!("CPL {cpl}  {}  {insn}", self.sym(regs.rip));
@@ -366,8 +529,7 @@ impl Debugger {
 
     /// Remember the instruction about to run, for the "via" of a CPL change.
     fn last_insn_for_step(&mut self) -> Result<(), String> {
-        let regs = self.regs()?;
-        let sregs = self.sregs()?;
+        let (regs, sregs) = self.both()?;
         self.last_insn = memory::disassemble_one(&self.vm.mem, sregs.cr3, regs.rip).unwrap_or_default();
         let cpl = (sregs.cs.selector & 3) as u8;
         self.last_cpl.get_or_insert(cpl);
@@ -403,12 +565,13 @@ impl Debugger {
                 return Ok(StopReason::Breakpoint(id));
             }
         }
-        if self.by_step && !self.bps.is_empty() {
+        if self.continue_steps() {
             for _ in 0..self.step_limit {
                 self.last_insn_for_step()?;
                 if self.resume(true)?.is_none() {
                     return Ok(StopReason::Ended);
                 }
+                self.silent_steps += 1;
                 if let Some(id) = self.at_breakpoint(self.regs()?.rip) {
                     return Ok(StopReason::Breakpoint(id));
                 }
@@ -421,10 +584,16 @@ impl Debugger {
         self.last_insn_for_step()?;
         match self.resume(false)? {
             None => Ok(StopReason::Ended),
-            Some(arch) => {
-                // DR6 bits 0–3 say which debug register fired.
-                let which = (0..4).find(|i| arch.dr6 & (1 << i) != 0);
-                let bp = which.and_then(|i| self.bps.get(i)).map(|b| (b.id, b.watch.is_some()));
+            Some(Stop::ExitInsn(addr)) => Ok(match self.at_breakpoint(addr) {
+                Some(id) => StopReason::Breakpoint(id),
+                None => StopReason::Step,
+            }),
+            Some(Stop::Debug(arch)) => {
+                // DR6 says which debug register fired.
+                let which = engine::dr6_hit(arch.dr6);
+                let bp = which
+                    .and_then(|i| self.dr_bps().nth(i))
+                    .map(|b| (b.id, b.watch.is_some()));
                 Ok(match bp {
                     Some((id, true)) => StopReason::Watchpoint(id),
                     Some((id, false)) => StopReason::Breakpoint(id),
@@ -466,6 +635,15 @@ impl Debugger {
         }
         Ok(StopReason::StepLimit(self.step_limit))
     }
+}
+
+/// What ended a resume.
+#[derive(Clone, Copy, Debug)]
+pub enum Stop {
+    /// A debug exit: a single step or a debug register.
+    Debug(kvm_bindings::kvm_debug_exit_arch),
+    /// An exit-instruction breakpoint at this address.
+    ExitInsn(u64),
 }
 
 /// `base + off`, refused when it passes the end of the address space.
