@@ -206,6 +206,8 @@ impl Vm {
             .check_extension_raw(u64::from(kvm_bindings::KVM_CAP_SET_GUEST_DEBUG2))
             .max(0) as u32;
         crate::tracer::BLOCK_IRQ.store(dbg2 & kvm_bindings::KVM_GUESTDBG_BLOCKIRQ, Ordering::Relaxed);
+        // With a LAPIC, events can drop TF between any two instructions.
+        crate::debug::engine::STEP_ALWAYS_REARM.store(cfg.lapic, Ordering::Relaxed);
         let vm = Arc::new(vm);
         let vcpu = vm.create_vcpu(0).map_err(Error::kvm("KVM_CREATE_VCPU"))?;
         let cpuid = kvm

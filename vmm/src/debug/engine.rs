@@ -156,6 +156,9 @@ impl StopRequest {
     }
 }
 
+/// Request every single step again (set by `Vm::new` when the VM has a LAPIC).
+pub static STEP_ALWAYS_REARM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// KVM_SET_GUEST_DEBUG, issued only when the request changes — or when a
 /// step may have lost TF (see [`StopControl::step_needs_rearm`]).
 #[derive(Default)]
@@ -190,9 +193,13 @@ impl StopControl {
 
     /// After a single step: whether the next step must be requested again.
     /// KVM hides TF from KVM_GET_REGS while it single-steps, so what the
-    /// stepped instruction was decides (see `step_needs_rearm`).
+    /// stepped instruction was decides (see `step_needs_rearm`) — unless the
+    /// VM has an interrupt controller: then an interrupt window or a `hlt`
+    /// woken by the timer can drop TF after any instruction (measured in the
+    /// KVM box: a stepped boot ran away past its breakpoint), and every step
+    /// is requested again, one ioctl more per step.
     pub fn step_lost_tf(last_insn: &str, cpl_changed: bool) -> bool {
-        Self::step_needs_rearm(last_insn, cpl_changed)
+        STEP_ALWAYS_REARM.load(std::sync::atomic::Ordering::Relaxed) || Self::step_needs_rearm(last_insn, cpl_changed)
     }
 
     /// Forget the last request (someone else called KVM_SET_GUEST_DEBUG).
