@@ -256,11 +256,15 @@ fn faithful_suite_ran_on_a_faithful_kvm() {
 
 #[test]
 fn tour_contains_every_attack_on_hardware() {
-    let r = suite().get("tour");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "Hello from ring 3 via syscall (CPL 3)");
-    has(&r.output, "Hello from ring 3 via int 0x80");
-    has(&r.output, "26/26 contained");
+    let r = expect(
+        "tour",
+        0,
+        &[
+            "Hello from ring 3 via syscall (CPL 3)",
+            "Hello from ring 3 via int 0x80",
+            "26/26 contained",
+        ],
+    );
     // A single-stepped `syscall`: no #DB in ring 0, SIGTRAP back in ring 3.
     has(
         &r.output,
@@ -299,25 +303,22 @@ fn three_kinds_of_static_programs_on_hardware() {
 
 #[test]
 fn killed_init_on_hardware() {
-    let r = suite().get("killed-init");
-    assert_eq!(r.status, 128 + 11, "{}", r.output);
-    has(&r.output, "pid 1 killed: #GP at 0x");
+    expect("killed-init", 128 + 11, &["pid 1 killed: #GP at 0x"]);
 }
 
 #[test]
 fn the_timer_preempts_a_spinning_child_on_hardware() {
-    let r = suite().get("timer-yield");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "timer: back from sched_yield with a spinning child");
-    let r = suite().get("timer-reap");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "SIGXCPU — used its 1 s of CPU time (RLIMIT_CPU)");
+    expect(
+        "timer-yield",
+        0,
+        &["timer: back from sched_yield with a spinning child"],
+    );
+    expect("timer-reap", 0, &["SIGXCPU — used its 1 s of CPU time (RLIMIT_CPU)"]);
 }
 
 #[test]
 fn nanosleep_takes_its_time_and_the_cpu_halts_on_hardware() {
-    let r = suite().get("timer-sleep");
-    assert_eq!(r.status, 0, "{}", r.output);
+    let r = expect("timer-sleep", 0, &[]);
     // The measured times, for the README's table.
     for line in r.output.lines().filter(|l| l.starts_with("timer: ")) {
         eprintln!("box: {line}");
@@ -331,52 +332,60 @@ fn has(out: &str, s: &str) {
     assert!(out.contains(s), "output lacks {s:?}:\n{out}");
 }
 
+/// The case `name` from the batch: it exited with `status` and printed each
+/// of `needles`.
+fn expect(name: &str, status: i32, needles: &[&str]) -> &'static common::faithful::CaseResult {
+    let r = suite().get(name);
+    assert_eq!(r.status, status, "{name}: {}", r.output);
+    for n in needles {
+        has(&r.output, n);
+    }
+    r
+}
+
 #[test]
 fn kvm_info_reports_hardware_semantics() {
-    let r = suite().get("kvm-info");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "\"hardware\":true");
-    has(&r.output, "\"pvm\":false");
+    expect("kvm-info", 0, &["\"hardware\":true", "\"pvm\":false"]);
 }
 
 #[test]
 fn builtin_guest_boots_with_hardware_semantics() {
-    let r = suite().get("boot");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "kernel: CPL 0 CS 0x8 EFER 0xd01");
-    has(&r.output, "KVM hardware");
+    expect("boot", 0, &["kernel: CPL 0 CS 0x8 EFER 0xd01", "KVM hardware"]);
 }
 
 #[test]
 fn triple_fault_report_on_hardware() {
-    let r = suite().get("triple-fault");
-    assert_eq!(r.status, i32::from(status::TRIPLE_FAULT), "{}", r.output);
-    has(&r.output, "triple fault");
+    expect("triple-fault", i32::from(status::TRIPLE_FAULT), &["triple fault"]);
 }
 
 #[test]
 fn kernel_page_fault_on_hardware() {
-    let r = suite().get("page-fault");
-    assert_eq!(r.status, i32::from(status::KERNEL_PANIC), "{}", r.output);
-    has(&r.output, "kernel fault: #PF (vector 14)");
+    expect(
+        "page-fault",
+        i32::from(status::KERNEL_PANIC),
+        &["kernel fault: #PF (vector 14)"],
+    );
 }
 
 #[test]
 fn timeout_on_hardware() {
-    let r = suite().get("timeout");
-    assert_eq!(r.status, i32::from(status::TIMEOUT), "{}", r.output);
+    expect("timeout", i32::from(status::TIMEOUT), &[]);
 }
 
 #[test]
 fn single_step_across_syscall_and_sysretq_sees_cpl_3_0_3() {
-    let r = suite().get("step-syscall");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "step   0: CPL 3 CS 0x0023 SS 0x001b RIP 0x401000 <_start>");
-    has(&r.output, "CPL 3 → 0 via syscall");
-    has(&r.output, "CPL 0 CS 0x0008 SS 0x0010 RIP 0xffffffff8");
-    has(&r.output, "<entry_SYSCALL_64>        swapgs");
-    has(&r.output, "sysretq");
-    has(&r.output, "CPL 0 → 3 via sysretq");
+    let r = expect(
+        "step-syscall",
+        0,
+        &[
+            "step   0: CPL 3 CS 0x0023 SS 0x001b RIP 0x401000 <_start>",
+            "CPL 3 → 0 via syscall",
+            "CPL 0 CS 0x0008 SS 0x0010 RIP 0xffffffff8",
+            "<entry_SYSCALL_64>        swapgs",
+            "sysretq",
+            "CPL 0 → 3 via sysretq",
+        ],
+    );
     // The null system call's instruction count, deterministic: reported, not asserted.
     let line = r
         .output
@@ -388,8 +397,7 @@ fn single_step_across_syscall_and_sysretq_sees_cpl_3_0_3() {
 
 #[test]
 fn debugger_session_across_syscall_and_sysretq() {
-    let r = suite().get("debug-session");
-    assert_eq!(r.status, 0, "{}", r.output);
+    let r = expect("debug-session", 0, &[]);
     let out = &r.output;
     // At the syscall entry: CPL 0, CS the kernel code descriptor (index 1).
     has(out, "Breakpoint 1, entry_SYSCALL_64");
@@ -411,8 +419,7 @@ fn debugger_session_across_syscall_and_sysretq() {
 #[test]
 fn a_default_kernel_breakpoint_fires_and_the_kernel_goes_on() {
     let info = suite().get("kvm-info");
-    let r = suite().get("debug-default-break");
-    assert_eq!(r.status, 0, "{}", r.output);
+    let r = expect("debug-default-break", 0, &[]);
     let out = &r.output;
     // What kvm-info measured decides the method `break` names.
     if info.output.contains("\"dr_breakpoints_exit\":false") {
@@ -428,8 +435,7 @@ fn a_default_kernel_breakpoint_fires_and_the_kernel_goes_on() {
 
 #[test]
 fn strace_of_a_musl_program_on_hardware() {
-    let r = suite().get("strace-musl");
-    assert_eq!(r.status, 0, "{}", r.output);
+    let r = expect("strace-musl", 0, &[]);
     let names: Vec<&str> = r
         .output
         .lines()
@@ -441,17 +447,14 @@ fn strace_of_a_musl_program_on_hardware() {
 
 #[test]
 fn a_jump_to_the_syscall_entry_from_ring3_is_a_page_fault_on_hardware() {
-    let r = suite().get("fake-syscall");
-    assert_eq!(r.status, 128 + 11, "{}", r.output);
+    let r = expect("fake-syscall", 128 + 11, &[]);
     // The supervisor page cannot be fetched from ring 3: #PF with error 0x15.
     has(&r.output, "pid 1 killed: #PF at 0xffffffff8");
 }
 
 #[test]
 fn the_vdso_reads_the_clock_in_ring3_on_hardware() {
-    let r = suite().get("vdso");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "vdso: clock system calls made: 0");
+    expect("vdso", 0, &["vdso: clock system calls made: 0"]);
 }
 
 #[test]
@@ -469,34 +472,23 @@ fn returns_to_a_non_canonical_rip_kill_only_the_process_on_hardware() {
 
 #[test]
 fn spawn_reuses_freed_memory_on_hardware() {
-    let r = suite().get("spawn-loop");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "5000 spawns, all reaped");
-    let r = suite().get("spawn-hog");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "20 spawns, all reaped");
-    let r = suite().get("spawn-args");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "257 and 5000-byte ones get -E2BIG: ok");
+    expect("spawn-loop", 0, &["5000 spawns, all reaped"]);
+    expect("spawn-hog", 0, &["20 spawns, all reaped"]);
+    expect("spawn-args", 0, &["257 and 5000-byte ones get -E2BIG: ok"]);
 }
 
 #[test]
 fn arguments_and_end_of_file_on_hardware() {
-    let r = suite().get("args");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "argc=5 [args] [] [] [x] []");
+    expect("args", 0, &["argc=5 [args] [] [] [x] []"]);
     // The box runs each case with stdin from /dev/null: cat ends at once.
-    let r = suite().get("cat-eof");
-    assert_eq!(r.status, 0, "{}", r.output);
+    expect("cat-eof", 0, &[]);
 }
 
 #[test]
 fn entering_the_kernel_with_nt_set_then_starting_a_process_on_hardware() {
     // Found by sysfuzz: with NT left out of SFMASK, the kernel ran with the
     // user's NT and died (#GP) at the next process's first `iretq`.
-    let r = suite().get("nt-flag");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "attack nt-flag: contained");
+    expect("nt-flag", 0, &["attack nt-flag: contained"]);
 }
 
 #[test]
@@ -504,17 +496,13 @@ fn a_childs_bench_null_entry_does_not_outlive_it_on_hardware() {
     // On hardware the null entry really runs (`bt rcx, 47; sysretq`): a
     // stale LSTAR cache left it to the next process, whose getpid came back
     // untouched.
-    let r = suite().get("lstar-leak");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "attack lstar-leak: contained");
+    expect("lstar-leak", 0, &["attack lstar-leak: contained"]);
 }
 
 #[test]
 fn the_kernel_does_not_write_the_shared_vdso_pages_on_hardware() {
     // CR0.WP: ring 0 may not write a read-only user page for a process.
-    let r = suite().get("vdso-kwrite");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "attack vdso-kwrite: contained");
+    expect("vdso-kwrite", 0, &["attack vdso-kwrite: contained"]);
 }
 
 /// Calls per sysfuzz run in the box: two runs (fixed seed, clock seed). The
@@ -573,12 +561,9 @@ fn exits(out: &str) -> u64 {
 fn console_writes_take_one_exit_each_and_stop_at_the_hole_on_hardware() {
     // The console write port: a VM exit per write(), not per byte; the VMM
     // reads the user buffer through the page tables with ring 3's rights.
-    let r = suite().get("banner-exits");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "kernel: no init program");
+    let r = expect("banner-exits", 0, &["kernel: no init program"]);
     assert!(exits(&r.output) <= 5, "{}", r.output);
-    let r = suite().get("console-edges");
-    assert_eq!(r.status, 0, "{}", r.output);
+    let r = expect("console-edges", 0, &[]);
     assert!(!r.output.contains("FAILED"), "{}", r.output);
     has(
         &r.output,
@@ -594,19 +579,13 @@ fn console_writes_take_one_exit_each_and_stop_at_the_hole_on_hardware() {
         &r.output,
         "/dev/null from 8 bytes in, asked for two pages: got 4088 want 4088 ok",
     );
-    let r = suite().get("console-64k");
-    assert_eq!(r.status, 0, "{}", r.output);
-    has(&r.output, "big: wrote 65536");
+    let r = expect("console-64k", 0, &["big: wrote 65536"]);
     assert!(exits(&r.output) <= 40, "{}", r.output);
 }
 
 #[test]
 fn ring3_breakpoint_and_single_step_are_sigtrap_on_hardware() {
-    let r = suite().get("int3");
-    assert_eq!(r.status, 128 + 5, "{}", r.output);
-    has(&r.output, "(int3) — breakpoint");
-    let r = suite().get("tf-int80");
-    assert_eq!(r.status, 128 + 5, "{}", r.output);
-    has(&r.output, "killed: #DB at 0x");
+    expect("int3", 128 + 5, &["(int3) — breakpoint"]);
+    let r = expect("tf-int80", 128 + 5, &["killed: #DB at 0x"]);
     assert!(!r.output.contains("DPL"), "{}", r.output);
 }
