@@ -159,7 +159,34 @@ pub enum Error {
     MsrRefused { index: u32, set: usize, total: usize },
 
     #[error("{0}")]
-    Unsupported(String),
+    Gdb(String),
+
+    #[error("--strace-file {path}: {source}")]
+    StraceFile { path: PathBuf, source: std::io::Error },
+
+    #[error("--strace: the kernel has no symbol {0}")]
+    StraceSymbol(&'static str),
+
+    #[error("measuring whether debug-register breakpoints exit: {0}; pass --break-by to choose a method")]
+    DrProbe(String),
+
+    #[error(
+        "{what}: --break-by exit-insn is for breakpoints that stop once (vmm debug, --gdb); trace points use dr0 or step"
+    )]
+    ExitInsnForTracing { what: &'static str },
+
+    #[error("{at}: {reason}")]
+    Symbol { at: String, reason: String },
+
+    #[error("--funcgraph {0}: not a kernel function; funcgraph traces the guest kernel")]
+    NotAKernelFunction(String),
+
+    #[error(
+        "--break-at {at} ({addr:#x}) is a ring-3 address, and on this host's PVM /dev/kvm debug-register \
+         breakpoints and single-steps in ring 3 never exit (see `vmm kvm-info`). Break at a kernel symbol \
+         (e.g. entry_SYSCALL_64), or use hardware KVM or the KVM box (tests/kvmbox)."
+    )]
+    RingThreeBreakOnPvm { at: String, addr: u64 },
 }
 
 impl Error {

@@ -133,7 +133,7 @@ fn run(args: RunArgs) -> ExitCode {
                 }
                 ExitCode::from(o.status())
             }
-            Err(e) => setup_error(Error::Unsupported(e)),
+            Err(e) => setup_error(Error::Gdb(e)),
         };
     }
     let needs_method = args.break_at.is_some() || args.strace || args.strace_file.is_some();
@@ -156,7 +156,12 @@ fn run(args: RunArgs) -> ExitCode {
         let out: Box<dyn std::io::Write + Send> = match &args.strace_file {
             Some(p) => match std::fs::File::create(p) {
                 Ok(f) => Box::new(std::io::BufWriter::new(f)),
-                Err(e) => return setup_error(Error::Unsupported(format!("--strace-file {}: {e}", p.display()))),
+                Err(source) => {
+                    return setup_error(Error::StraceFile {
+                        path: p.clone(),
+                        source,
+                    })
+                }
             },
             None => Box::new(std::io::stderr()),
         };
@@ -166,7 +171,7 @@ fn run(args: RunArgs) -> ExitCode {
                 t.regs = engine::ExitRegs::enable(vm.vcpu_mut(), &args.guest.kvm_device);
                 vm.tracer = Some(Box::new(t));
             }
-            Err(e) => return setup_error(Error::Unsupported(e)),
+            Err(e) => return setup_error(e),
         }
     }
     if let Err(e) = vm.lock_down(vmm::seccomp::Profile::Run) {
@@ -220,10 +225,7 @@ fn trace(args: TraceArgs) -> ExitCode {
         Err(e) => return setup_error(e),
     };
     if target < vmm_abi::layout::KERNEL_BASE {
-        return setup_error(Error::Unsupported(format!(
-            "--funcgraph {}: not a kernel function; funcgraph traces the guest kernel",
-            args.funcgraph
-        )));
+        return setup_error(Error::NotAKernelFunction(args.funcgraph.clone()));
     }
     let method = match tracing_method(args.break_by, &args.guest, "--funcgraph") {
         Ok(m) => m,
@@ -246,35 +248,34 @@ fn trace(args: TraceArgs) -> ExitCode {
 fn tracing_method(
     requested: Option<BreakMethod>,
     guest: &vmm::launch::GuestArgs,
-    what: &str,
+    what: &'static str,
 ) -> Result<BreakMethod, Error> {
     let dr_works = match requested {
         Some(_) => true,
-        None => engine::probe_dr_breakpoints(&guest.kvm_device).map_err(Error::Unsupported)?,
+        None => engine::probe_dr_breakpoints(&guest.kvm_device).map_err(Error::DrProbe)?,
     };
     match BreakMethod::for_tracing(requested, dr_works) {
-        BreakMethod::ExitInsn => Err(Error::Unsupported(format!(
-            "{what}: --break-by exit-insn is for breakpoints that stop once (vmm debug, --gdb); \
-             trace points use dr0 or step"
-        ))),
+        BreakMethod::ExitInsn => Err(Error::ExitInsnForTracing { what }),
         m => Ok(m),
     }
 }
 
 /// A symbol of the init program or the kernel, or an address.
 fn resolve(vm: &Vm, at: &str, user: &Symbols) -> Result<u64, Error> {
-    vmm::debug::resolve_symbol(at, user, vm.kernel.symbols()).map_err(|e| Error::Unsupported(format!("{at}: {e}")))
+    vmm::debug::resolve_symbol(at, user, vm.kernel.symbols()).map_err(|reason| Error::Symbol {
+        at: at.to_string(),
+        reason,
+    })
 }
 
 /// Resolve `--break-at` and refuse what this host's KVM cannot do.
 fn stepper_for(vm: &Vm, at: &str, steps: u64, user: &Symbols) -> Result<Stepper, Error> {
     let addr = resolve(vm, at, user)?;
     if vm.flavor.is_pvm() && addr < vmm_abi::layout::KERNEL_BASE {
-        return Err(Error::Unsupported(format!(
-            "--break-at {at} ({addr:#x}) is a ring-3 address, and on this host's PVM /dev/kvm debug-register \
-             breakpoints and single-steps in ring 3 never exit (see `vmm kvm-info`). Break at a kernel symbol \
-             (e.g. entry_SYSCALL_64), or use hardware KVM or the KVM box (tests/kvmbox)."
-        )));
+        return Err(Error::RingThreeBreakOnPvm {
+            at: at.to_string(),
+            addr,
+        });
     }
     Ok(Stepper::new(addr, steps, user.clone()))
 }

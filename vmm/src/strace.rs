@@ -216,12 +216,8 @@ pub struct Strace {
 }
 
 impl Strace {
-    pub fn new(kernel: &Symbols, pvm: bool, out: Box<dyn Write + Send>) -> Result<Strace, String> {
-        let need = |n: &str| {
-            kernel
-                .address_of(n)
-                .ok_or_else(|| format!("--strace: the kernel has no symbol {n}"))
-        };
+    pub fn new(kernel: &Symbols, pvm: bool, out: Box<dyn Write + Send>) -> Result<Strace, crate::error::Error> {
+        let need = |n: &'static str| kernel.address_of(n).ok_or(crate::error::Error::StraceSymbol(n));
         Ok(Strace {
             entry: need("entry_SYSCALL_64")?,
             ret: need("syscall_return")?,
