@@ -8,5 +8,8 @@ pub mod rt;
 // The kernel's own memcpy & co.: one file serves both freestanding builds.
 #[path = "../../guest/src/string.rs"]
 mod string;
+// The kernel's print! line buffer, shared the same way.
+#[path = "../../guest/src/linebuf.rs"]
+mod linebuf;
 
 pub use rt::*;

@@ -4,6 +4,7 @@
 //! `#[no_mangle] pub extern "C" fn main(argc: i32, argv: *const *const u8) -> i32`;
 //! `_start` calls it and passes its result to `exit_group`.
 
+use crate::linebuf::LineBuf;
 use core::arch::{asm, global_asm};
 use core::fmt::{self, Write};
 
@@ -383,42 +384,15 @@ pub fn errno_name(e: isize) -> &'static str {
 
 // ---------------------------------------------------------------- printing
 
-const LINE: usize = 256;
-
-/// Collects one `print!` call and writes it with a single `write` (each
-/// write is a syscall, and in the guest every output byte a VM exit).
-struct LineBuf {
-    buf: [u8; LINE],
-    len: usize,
-}
-
-impl LineBuf {
-    fn flush(&mut self) {
-        let mut done = 0;
-        while done < self.len {
-            let n = write(1, &self.buf[done..self.len]);
-            if n <= 0 {
-                break;
-            }
-            done += n as usize;
+/// Writes all of `bytes` to stdout (short writes continue; an error stops).
+fn write_stdout(bytes: &[u8]) {
+    let mut done = 0;
+    while done < bytes.len() {
+        let n = write(1, &bytes[done..]);
+        if n <= 0 {
+            break;
         }
-        self.len = 0;
-    }
-}
-
-impl Write for LineBuf {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut b = s.as_bytes();
-        while !b.is_empty() {
-            if self.len == LINE {
-                self.flush();
-            }
-            let n = b.len().min(LINE - self.len);
-            self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
-            self.len += n;
-            b = &b[n..];
-        }
-        Ok(())
+        done += n as usize;
     }
 }
 
@@ -459,7 +433,9 @@ impl<const N: usize> Write for StrBuf<N> {
 
 #[doc(hidden)]
 pub fn print_fmt(args: fmt::Arguments) {
-    let mut line = LineBuf { buf: [0; LINE], len: 0 };
+    // One `print!` is collected and written with a single `write` (each
+    // write is a syscall, and in the guest a VM exit).
+    let mut line = LineBuf::new(write_stdout);
     let _ = line.write_fmt(args);
     line.flush();
 }

@@ -20,6 +20,7 @@ mod initrd;
 mod io;
 mod irq;
 mod lapic;
+mod linebuf;
 mod mm;
 mod mman;
 mod paging;

@@ -10,6 +10,7 @@
 //! buffer and handed over by physical address: one exit per `print!`.
 
 use crate::io::{outb, outl};
+use crate::linebuf::LineBuf;
 use core::fmt;
 use vmm_abi::layout::{DIRECT_MAP_BASE, KERNEL_BASE};
 use vmm_abi::ports::{ConsoleWrite, COM1, CONSOLE_WRITE, CONSOLE_WRITE_MAX, CONSOLE_WRITE_OK, CONSOLE_WRITE_PENDING};
@@ -78,44 +79,11 @@ pub fn write_bytes(bytes: &[u8]) {
     console_write(phys, bytes.len() as u64, 0);
 }
 
-/// Size of the kernel's line buffer: a longer message goes out in pieces.
-const LINE: usize = 256;
-
 /// One `print!` is formatted here and handed over whole.
-struct LineBuf {
-    buf: [u8; LINE],
-    len: usize,
-}
-
-static mut LINE_BUF: LineBuf = LineBuf { buf: [0; LINE], len: 0 };
+static mut LINE_BUF: LineBuf = LineBuf::new(write_bytes);
 /// Set while a `print!` fills LINE_BUF: a print from inside it (a fault
-/// while formatting) writes directly instead.
+/// while formatting, or an interrupt handler's report) writes directly instead.
 static mut PRINTING: bool = false;
-
-impl LineBuf {
-    fn flush(&mut self) {
-        if self.len > 0 {
-            write_bytes(&self.buf[..self.len]);
-            self.len = 0;
-        }
-    }
-}
-
-impl fmt::Write for LineBuf {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut s = s.as_bytes();
-        while !s.is_empty() {
-            if self.len == LINE {
-                self.flush();
-            }
-            let n = s.len().min(LINE - self.len);
-            self.buf[self.len..self.len + n].copy_from_slice(&s[..n]);
-            self.len += n;
-            s = &s[n..];
-        }
-        Ok(())
-    }
-}
 
 /// Writes each piece as it comes: one exit per piece.
 struct Direct;
@@ -134,8 +102,9 @@ pub fn _print(args: fmt::Arguments) {
         write_bytes(s.as_bytes());
         return;
     }
-    // SAFETY: one CPU, no interrupts; PRINTING keeps a nested print (a
-    // fault inside the formatting) away from the buffer in use.
+    // SAFETY: one CPU, and the kernel is preempted only from ring 3;
+    // PRINTING keeps a nested print (a fault inside the formatting, or an
+    // interrupt handler's message) away from the buffer in use.
     unsafe {
         if PRINTING {
             let _ = fmt::Write::write_fmt(&mut Direct, args);
