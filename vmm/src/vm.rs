@@ -207,7 +207,9 @@ impl Vm {
             .max(0) as u32;
         crate::tracer::BLOCK_IRQ.store(dbg2 & kvm_bindings::KVM_GUESTDBG_BLOCKIRQ, Ordering::Relaxed);
         // With a LAPIC, events can drop TF between any two instructions.
-        crate::debug::engine::STEP_ALWAYS_REARM.store(cfg.lapic, Ordering::Relaxed);
+        // fetch_or: a later VM without one (the DR probe VM, created after
+        // the guest's) must not turn this off for the guest's VM.
+        crate::debug::engine::STEP_ALWAYS_REARM.fetch_or(lapic, Ordering::Relaxed);
         let vm = Arc::new(vm);
         let vcpu = vm.create_vcpu(0).map_err(Error::kvm("KVM_CREATE_VCPU"))?;
         let cpuid = kvm
