@@ -16,8 +16,8 @@ use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion, MemoryRegionAddress};
-use vmm::paging::{PageTableBuilder, PTE_A, PTE_G};
-use vmm::regs::{setup_sregs, CpuFeatures};
+use vmm::arch::paging::{PageTableBuilder, PTE_A, PTE_G};
+use vmm::arch::regs::{setup_sregs, CpuFeatures};
 use vmm_abi::layout::{phys, KERNEL_BASE, KERNEL_PHYS_LOAD};
 
 const MEM_MIB: u64 = 64;
@@ -429,7 +429,7 @@ impl Report {
         Report {
             runs: s.len(),
             cpu: vmm::bench::cpu_model(),
-            kvm: vmm::kvm_info::detect_flavor(Path::new("/sys/module")).name(),
+            kvm: vmm::vstate::kvm_info::detect_flavor(Path::new("/sys/module")).name(),
             wall: Stat::of(s.iter().map(|x| ms(x.wall))),
             kvm_setup: us(|x| x.kvm_setup_us),
             load: us(|x| x.load_us),

@@ -239,7 +239,7 @@ fn the_file_size_limit_follows_mem() {
 fn a_program_named_like_the_cpio_trailer_is_refused() {
     let d = scratch_dir("trailer");
     let f = d.join("TRAILER!!!");
-    std::fs::copy(vmm::guest_image::USER_PROGRAM_PATHS[1].1, &f).unwrap();
+    std::fs::copy(vmm::boot::guest_image::USER_PROGRAM_PATHS[1].1, &f).unwrap();
     let (r, _) = vmm_within(&["run", "--", s(&f)], Duration::from_secs(20));
     refused(&r, 245, "that name ends a cpio archive; rename the file");
     let _ = std::fs::remove_dir_all(&d);

@@ -3,7 +3,7 @@
 
 mod common;
 use common::{temp_file, vmm};
-use vmm::guest_image;
+use vmm::boot::guest_image;
 use vmm::status;
 
 fn st(s: u8) -> i32 {

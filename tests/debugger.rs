@@ -202,7 +202,7 @@ fn gdb_connects_breaks_by_symbol_and_reads_registers_and_memory() {
     assert!(line.contains("waiting for gdb"), "{line}");
     let stop = kernel_stop();
     let out = std::process::Command::new("gdb")
-        .args(["-q", "-batch", "-nx", vmm::guest_image::KERNEL_PATH])
+        .args(["-q", "-batch", "-nx", vmm::boot::guest_image::KERNEL_PATH])
         .args(["-ex", &format!("target remote {addr}")])
         .args([
             "-ex",

@@ -8,7 +8,7 @@ use common::faithful::{batch, box_path, Batch, Case, Where};
 use common::programs::programs;
 use std::path::PathBuf;
 use std::sync::OnceLock;
-use vmm::guest_image::USER_PROGRAM_PATHS;
+use vmm::boot::guest_image::USER_PROGRAM_PATHS;
 use vmm::status;
 
 fn case(name: &'static str, args: &[&str]) -> Case {
@@ -59,9 +59,9 @@ fn suite() -> &'static Batch {
         );
         let calls = SYSFUZZ_CALLS.to_string();
         let getpid_asm = at(&p.getpid_asm);
-        let k = vmm::loader::KernelImage::parse(
+        let k = vmm::boot::loader::KernelImage::parse(
             std::path::Path::new("kernel"),
-            std::borrow::Cow::Borrowed(vmm::guest_image::KERNEL),
+            std::borrow::Cow::Borrowed(vmm::boot::guest_image::KERNEL),
         )
         .unwrap();
         let entry = format!("{:#x}", k.symbols().address_of("entry_SYSCALL_64").unwrap());

@@ -13,8 +13,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestRunner};
 use std::cell::Cell;
 use std::time::Instant;
+use vmm::boot::guest_image;
 use vmm::fuzzing;
-use vmm::guest_image;
 
 fn scale() -> u32 {
     std::env::var("FUZZ_HOST_SCALE")
@@ -126,7 +126,7 @@ fn fuzz_elf_check() {
 
 #[test]
 fn fuzz_cpio_roundtrip() {
-    let archive = vmm::initrd::build(&[("init", b"\x7fELF\x02\x01\x01"), ("hello", b"hi"), ("x", b"")]).unwrap();
+    let archive = vmm::boot::initrd::build(&[("init", b"\x7fELF\x02\x01\x01"), ("hello", b"hi"), ("x", b"")]).unwrap();
     let lists: Vec<Vec<u8>> = vec![b"\x04init\x05\x7fELF\x02\x05hello\x02hi".to_vec(), archive];
     fuzz("cpio_roundtrip", 5000, mutated(lists, 6, 600), |b| {
         fuzzing::cpio_roundtrip(b)

@@ -174,7 +174,7 @@ fn output_without_a_newline_is_not_held_in_vmm_memory() {
 fn breakpoints_and_single_steps_in_ring_3_are_sigtrap_with_the_right_story() {
     // #BP: reported at the int3 (not the byte after it, whose bytes would
     // explain nothing), SIGTRAP as on Linux.
-    let attack = vmm::guest_image::USER_PROGRAM_PATHS
+    let attack = vmm::boot::guest_image::USER_PROGRAM_PATHS
         .iter()
         .find(|(n, _)| *n == "attack")
         .unwrap()
@@ -203,7 +203,7 @@ fn a_childs_bench_null_entry_does_not_outlive_it() {
 }
 
 fn attack_path() -> &'static str {
-    vmm::guest_image::USER_PROGRAM_PATHS
+    vmm::boot::guest_image::USER_PROGRAM_PATHS
         .iter()
         .find(|(n, _)| *n == "attack")
         .unwrap()

@@ -5,7 +5,7 @@
 
 use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind, Register};
 use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
-use vmm::guest_image::KERNEL;
+use vmm::boot::guest_image::KERNEL;
 
 #[test]
 fn no_instruction_the_pvm_emulator_rejects_in_ring0() {

@@ -5,7 +5,7 @@
 mod common;
 use common::programs::programs;
 use common::vmm;
-use vmm::guest_image::USER_PROGRAM_PATHS;
+use vmm::boot::guest_image::USER_PROGRAM_PATHS;
 
 fn path(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
@@ -131,9 +131,9 @@ fn host_stdin_from_a_pipe_reaches_the_guest_serial_input() {
 
 /// The kernel's syscall entry address, from its symbols.
 pub fn entry_syscall_addr() -> String {
-    let k = vmm::loader::KernelImage::parse(
+    let k = vmm::boot::loader::KernelImage::parse(
         std::path::Path::new("kernel"),
-        std::borrow::Cow::Borrowed(vmm::guest_image::KERNEL),
+        std::borrow::Cow::Borrowed(vmm::boot::guest_image::KERNEL),
     )
     .unwrap();
     format!("{:#x}", k.symbols().address_of("entry_SYSCALL_64").unwrap())

@@ -128,7 +128,7 @@ pub const PERCPU_KERNEL_RSP: usize = offset_of!(PerCpu, kernel_rsp);
 pub const PERCPU_PID: usize = offset_of!(PerCpu, pid);
 
 /// The 64-bit Task State Segment's layout (Intel SDM Vol. 3A, Figure 8-11);
-/// the VMM's encoder (`vmm/src/tss.rs`) writes it, the kernel updates
+/// the VMM's encoder (`vmm/src/arch/tss.rs`) writes it, the kernel updates
 /// `rsp0` on every context switch.
 #[repr(C, packed(4))]
 #[derive(Clone, Copy, Debug, Default)]

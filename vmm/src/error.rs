@@ -147,7 +147,7 @@ pub enum Error {
     Seccomp(#[from] crate::seccomp::SeccompError),
 
     #[error(transparent)]
-    Archive(#[from] crate::initrd::ArchiveError),
+    Archive(#[from] crate::boot::initrd::ArchiveError),
 
     #[error("--cmdline is {len} bytes; at most {max} fit (a page of the boot contract)")]
     CmdlineTooLong { len: usize, max: u64 },

@@ -14,9 +14,9 @@
 //! | [`debug_command`] | the debugger's command line | the user |
 //! | [`strace_decode`] | strace's decoding of arguments and trap frames | guest memory and registers |
 
+use crate::boot::loader::{self, KernelImage};
 use crate::debug::commands::{self, Command, MAX_DISAS, MAX_STEPI, MAX_X_UNITS};
-use crate::loader::{self, KernelImage};
-use crate::{initrd, strace, symbols::Symbols};
+use crate::{boot::initrd, introspect::symbols::Symbols, trace::strace};
 use std::borrow::Cow;
 use std::path::Path;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -73,7 +73,7 @@ pub fn elf_check(data: &[u8]) {
             if k.check_fits(LOAD_MEM).is_ok() {
                 LOAD.with(|mem| {
                     let _ = k.load(mem);
-                    let _ = crate::vm::build_page_tables(mem, LOAD_MEM, &k, false);
+                    let _ = crate::vstate::vm::build_page_tables(mem, LOAD_MEM, &k, false);
                 });
             }
         }
@@ -279,8 +279,8 @@ mod tests {
 
     #[test]
     fn the_seeds_pass_their_own_checks() {
-        elf_check(crate::guest_image::KERNEL);
-        for (_, p) in crate::guest_image::USER_PROGRAMS.iter() {
+        elf_check(crate::boot::guest_image::KERNEL);
+        for (_, p) in crate::boot::guest_image::USER_PROGRAMS.iter() {
             elf_check(p);
             loader::check_user_program(Path::new("p"), p).unwrap();
         }

@@ -1,35 +1,32 @@
 //! vmm: a KVM microVM hypervisor for studying x86 privilege rings and system calls.
 //!
 //! The VMM builds everything the CPU needs in guest memory itself — page
-//! tables (`paging`), GDT (`gdt`), TSS (`tss`), IDT (`idt`) — and loads the
-//! control registers (`regs`) and MSRs (`msr`) before the kernel's first
-//! instruction runs in 64-bit mode (`vm`).
+//! tables, GDT, TSS, IDT (`arch`) — and loads the control registers and MSRs
+//! before the kernel's first instruction runs in 64-bit mode (`vstate::vm`).
+//!
+//! Layers, each depending only on those above it:
+//! - `arch`: pure machine-state builders and decoders (no file descriptors);
+//! - `boot`: the kernel, programs and archive placed in guest memory;
+//! - `devices`: the UART and console ports;
+//! - `vstate`: the VM, its vCPU and run loop, launching, KVM probing;
+//! - `introspect`: memory through page tables, disassembly, symbols;
+//! - `trace` and `debug`: tracers, the debugger and its GDB stub;
+//! - `bench`: the benchmarks.
+//!
+//! Beside them: `error` (the typed errors), `status` and `report` (exit
+//! statuses and failure reports), `seccomp` (the VMM's own sandbox) and
+//! `fuzzing` (entry points for the host fuzzers).
 
+pub mod arch;
 pub mod bench;
-pub mod boot_info;
-pub mod console;
-pub mod cpuid;
+pub mod boot;
 pub mod debug;
+pub mod devices;
 pub mod error;
-pub mod funcgraph;
 pub mod fuzzing;
-pub mod gdt;
-pub mod guest_image;
-pub mod idt;
-pub mod initrd;
-pub mod kvm_info;
-pub mod launch;
-pub mod loader;
-pub mod msr;
-pub mod paging;
-pub mod regs;
+pub mod introspect;
 pub mod report;
 pub mod seccomp;
-pub mod serial;
 pub mod status;
-pub mod stepper;
-pub mod strace;
-pub mod symbols;
-pub mod tracer;
-pub mod tss;
-pub mod vm;
+pub mod trace;
+pub mod vstate;

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use vmm::debug::engine::{self, BreakMethod};
 use vmm::error::Error;
-use vmm::launch::GuestArgs;
-use vmm::stepper::Stepper;
-use vmm::symbols::Symbols;
-use vmm::vm::{Outcome, Vm};
-use vmm::{kvm_info, report, status};
+use vmm::introspect::symbols::Symbols;
+use vmm::trace::stepper::Stepper;
+use vmm::vstate::launch::GuestArgs;
+use vmm::vstate::vm::{Outcome, Vm};
+use vmm::{report, status, vstate::kvm_info};
 
 #[derive(Parser)]
 #[command(
@@ -165,7 +165,7 @@ fn run(args: RunArgs) -> ExitCode {
             },
             None => Box::new(std::io::stderr()),
         };
-        match vmm::strace::Strace::new(vm.kernel.symbols(), vm.flavor.is_pvm(), out) {
+        match vmm::trace::strace::Strace::new(vm.kernel.symbols(), vm.flavor.is_pvm(), out) {
             Ok(mut t) => {
                 t.by_step = method == BreakMethod::Step;
                 t.regs = engine::ExitRegs::enable(vm.vcpu_mut(), &args.guest.kvm_device);
@@ -231,7 +231,7 @@ fn trace(args: TraceArgs) -> ExitCode {
         Ok(m) => m,
         Err(e) => return setup_error(e),
     };
-    let mut fg = vmm::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
+    let mut fg = vmm::trace::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
     fg.by_step = method == BreakMethod::Step;
     fg.regs = engine::ExitRegs::enable(vm.vcpu_mut(), &args.guest.kvm_device);
     vm.tracer = Some(Box::new(fg));
@@ -247,7 +247,7 @@ fn trace(args: TraceArgs) -> ExitCode {
 /// debug registers where a probe shows they exit, stepping where not.
 fn tracing_method(
     requested: Option<BreakMethod>,
-    guest: &vmm::launch::GuestArgs,
+    guest: &vmm::vstate::launch::GuestArgs,
     what: &'static str,
 ) -> Result<BreakMethod, Error> {
     let dr_works = match requested {

@@ -1,7 +1,7 @@
 //! The one-screen report printed when a guest does not exit cleanly.
 
-use crate::gdt::split_selector;
-use crate::vm::{Outcome, Vm};
+use crate::arch::gdt::split_selector;
+use crate::vstate::vm::{Outcome, Vm};
 use kvm_bindings::kvm_segment;
 
 fn seg(name: &str, s: &kvm_segment) -> String {

@@ -236,7 +236,7 @@ impl VcpuFilter {
             (
                 libc::SYS_tgkill,
                 vec![
-                    own_thread_signal(crate::vm::kick_signal(), T)?,
+                    own_thread_signal(crate::vstate::vm::kick_signal(), T)?,
                     own_thread_signal(libc::SIGABRT, T)?,
                 ],
             ),

@@ -3,8 +3,8 @@
 
 use super::commands::{execute, Flow};
 use super::Debugger;
-use crate::launch::GuestArgs;
 use crate::status;
+use crate::vstate::launch::GuestArgs;
 use std::io::BufRead;
 use std::process::ExitCode;
 
@@ -74,7 +74,7 @@ pub fn main(args: DebugArgs) -> ExitCode {
 fn prompt(dbg: &mut Debugger) -> ExitCode {
     let is_tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
     if is_tty {
-        crate::vm::catch_sigint();
+        crate::vstate::vm::catch_sigint();
         println!("type help for commands (Ctrl-C stops a running guest)");
         let Ok(mut rl) = rustyline::DefaultEditor::new() else {
             return plain_lines(dbg);

@@ -2,11 +2,12 @@
 //! segment and privilege state (at least what Bochs' `sreg`/`info gdt` and
 //! QEMU's `info registers` show). Any dump takes `--json`.
 
-use super::decode::{self, Use};
-use super::{memory, parse_num, Debugger, StopReason};
-use crate::gdt::Descriptor;
-use crate::msr;
-use crate::tss::{Tss, TSS_SIZE};
+use super::{parse_num, Debugger, StopReason};
+use crate::arch::gdt::Descriptor;
+use crate::arch::msr;
+use crate::arch::tss::{Tss, TSS_SIZE};
+use crate::introspect::decode::{self, Use};
+use crate::introspect::memory;
 use kvm_bindings::{kvm_segment, Msrs};
 use serde_json::{json, Value};
 
@@ -290,7 +291,7 @@ impl Debugger {
                 continue;
             }
             let q = |o: usize| u64::from_le_bytes(raw[o..o + 8].try_into().unwrap());
-            let g = crate::idt::Gate::decode([q(v * 16), q(v * 16 + 8)]);
+            let g = crate::arch::idt::Gate::decode([q(v * 16), q(v * 16 + 8)]);
             if !g.present && vector.is_none() {
                 continue;
             }

@@ -13,9 +13,9 @@
 //! - [`clear_user_tf`]: TF must not reach ring 3's own RFLAGS.
 //! - [`Symbolizer`]: an address with its kernel or program symbol.
 
-use crate::msr;
-use crate::symbols::Symbols;
-use crate::tracer::KvmResult;
+use crate::arch::msr;
+use crate::introspect::symbols::Symbols;
+use crate::trace::tracer::KvmResult;
 use kvm_bindings::{kvm_guest_debug, kvm_guest_debug_arch, kvm_regs};
 use kvm_ioctls::VcpuFd;
 use std::os::fd::RawFd;
@@ -144,7 +144,7 @@ impl StopRequest {
             control |= kvm_bindings::KVM_GUESTDBG_ENABLE;
         }
         if self.single_step {
-            control |= kvm_bindings::KVM_GUESTDBG_SINGLESTEP | crate::tracer::block_irq();
+            control |= kvm_bindings::KVM_GUESTDBG_SINGLESTEP | crate::trace::tracer::block_irq();
         }
         let mut arch = kvm_guest_debug_arch::default();
         if let Some((dr, dr7)) = self.drs {
@@ -219,7 +219,7 @@ impl ExitRegs {
     /// Ask KVM to copy regs and sregs into kvm_run at every exit, if it can.
     pub fn enable(vcpu: &mut VcpuFd, kvm_device: &std::path::Path) -> ExitRegs {
         let want = u64::from(kvm_bindings::KVM_SYNC_X86_REGS | kvm_bindings::KVM_SYNC_X86_SREGS);
-        let sync = crate::kvm_info::open(kvm_device)
+        let sync = crate::vstate::kvm_info::open(kvm_device)
             .map(|k| k.check_extension_int(kvm_ioctls::Cap::SyncRegs) as u64 & want == want)
             .unwrap_or(false);
         if sync {
@@ -340,14 +340,14 @@ fn cache_file(kvm_device: &std::path::Path) -> Option<std::path::PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir)
         .join("vmm");
-    let flavor = crate::kvm_info::detect_flavor(std::path::Path::new("/sys/module"));
+    let flavor = crate::vstate::kvm_info::detect_flavor(std::path::Path::new("/sys/module"));
     let key = format!("{}-{:x}-{:?}", release.trim(), meta.rdev(), flavor).replace(['/', ' '], "_");
     Some(dir.join(format!("dr-breakpoints-{key}")))
 }
 
 /// The measurement itself (a few milliseconds).
 pub fn measure_dr_breakpoints(kvm_device: &std::path::Path) -> Result<bool, String> {
-    let cfg = crate::vm::VmConfig {
+    let cfg = crate::vstate::vm::VmConfig {
         kvm_device: kvm_device.into(),
         mem_mib: 16,
         timeout: None,
@@ -359,9 +359,9 @@ pub fn measure_dr_breakpoints(kvm_device: &std::path::Path) -> Result<bool, Stri
         // No interrupt controller: the probe runs one instruction.
         lapic: false,
     };
-    let vm = crate::vm::Vm::new(
-        std::path::Path::new(crate::guest_image::KERNEL_PATH),
-        std::borrow::Cow::Borrowed(crate::guest_image::KERNEL),
+    let vm = crate::vstate::vm::Vm::new(
+        std::path::Path::new(crate::boot::guest_image::KERNEL_PATH),
+        std::borrow::Cow::Borrowed(crate::boot::guest_image::KERNEL),
         cfg,
     )
     .map_err(|e| format!("DR probe VM: {e}"))?;

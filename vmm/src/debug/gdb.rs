@@ -8,8 +8,9 @@
 //! gdb target/guest/x86_64-unknown-linux-gnu/release/kernel -ex 'target remote :1234'
 //! ```
 
-use super::{memory, Debugger, StopReason};
-use crate::vm::Outcome;
+use super::{Debugger, StopReason};
+use crate::introspect::memory;
+use crate::vstate::vm::Outcome;
 use gdbstub::common::Signal;
 use gdbstub::conn::{Connection, ConnectionExt};
 use gdbstub::stub::{run_blocking, DisconnectReason, GdbStub, SingleThreadStopReason};
@@ -97,7 +98,7 @@ impl SingleThreadBase for GdbTarget {
         let cr3 = self.dbg.sregs().map_err(TargetError::Fatal)?.cr3;
         for (i, b) in data.iter().enumerate() {
             let va = start.wrapping_add(i as u64);
-            let phys = crate::paging::walk(&self.dbg.vm.mem, cr3, va)
+            let phys = crate::arch::paging::walk(&self.dbg.vm.mem, cr3, va)
                 .1
                 .ok_or(TargetError::NonFatal)?;
             self.dbg

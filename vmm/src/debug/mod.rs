@@ -7,15 +7,14 @@
 
 pub mod cli;
 pub mod commands;
-pub mod decode;
 pub mod engine;
 pub mod gdb;
-pub mod memory;
 
-use crate::kvm_info::Flavor;
-use crate::symbols::Symbols;
-use crate::tracer::let_tf_through_syscall;
-use crate::vm::{Event, Outcome, Vm};
+use crate::introspect::memory;
+use crate::introspect::symbols::Symbols;
+use crate::trace::tracer::let_tf_through_syscall;
+use crate::vstate::kvm_info::Flavor;
+use crate::vstate::vm::{Event, Outcome, Vm};
 use engine::{BreakMethod, DrSlot, StopControl, StopRequest};
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use std::cell::Cell;
@@ -341,7 +340,7 @@ impl Debugger {
             if saved.iter().any(|&(a, _, _)| a == addr) {
                 continue;
             }
-            let phys = crate::paging::walk(&self.vm.mem, cr3, addr)
+            let phys = crate::arch::paging::walk(&self.vm.mem, cr3, addr)
                 .1
                 .ok_or_else(|| format!("{addr:#x} is not mapped: cannot patch a breakpoint there"))?;
             let orig: u8 = self.vm.mem.read_obj(GuestAddress(phys)).map_err(|e| e.to_string())?;

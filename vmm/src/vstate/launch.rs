@@ -3,9 +3,9 @@
 //! run as init).
 
 use crate::error::Error;
-use crate::symbols::Symbols;
-use crate::vm::{InitProgram, Vm, VmConfig, MAX_MEM_MIB};
-use crate::{guest_image, initrd, loader};
+use crate::introspect::symbols::Symbols;
+use crate::vstate::vm::{InitProgram, Vm, VmConfig, MAX_MEM_MIB};
+use crate::{boot::guest_image, boot::initrd, boot::loader};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -4,8 +4,8 @@
 //! the stop requests, DR7 and register reads they share are in
 //! debug/engine.rs, with the debugger's.
 
-use crate::msr;
-use crate::symbols::Symbols;
+use crate::arch::msr;
+use crate::introspect::symbols::Symbols;
 use kvm_bindings::Msrs;
 use kvm_ioctls::VcpuFd;
 use std::sync::atomic::{AtomicU32, Ordering as AtomicOrdering};

@@ -1,7 +1,7 @@
 //! Guest memory as the CPU sees it: virtual addresses through the guest's
 //! own page tables (CR3), the page walk spelled out, and disassembly.
 
-use crate::paging::{self, PTE_A, PTE_D, PTE_G, PTE_NX, PTE_P, PTE_PS, PTE_RW, PTE_US};
+use crate::arch::paging::{self, PTE_A, PTE_D, PTE_G, PTE_NX, PTE_P, PTE_PS, PTE_RW, PTE_US};
 use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 

@@ -1,9 +1,9 @@
 //! Control registers, segment registers and the general registers at the
 //! first instruction: 64-bit mode, ring 0, paging on.
 
-use crate::gdt::{Descriptor, TYPE_TSS64_BUSY};
-use crate::msr::BOOT_EFER;
-use crate::tss::TSS_SIZE;
+use crate::arch::gdt::{Descriptor, TYPE_TSS64_BUSY};
+use crate::arch::msr::BOOT_EFER;
+use crate::arch::tss::TSS_SIZE;
 use kvm_bindings::{kvm_regs, kvm_segment, kvm_sregs};
 use vmm_abi::layout::{phys, phys_to_virt, selector};
 
@@ -49,7 +49,7 @@ pub fn setup_sregs(sregs: &mut kvm_sregs, cr3: u64, features: CpuFeatures) {
     sregs.gdt.base = phys_to_virt(phys::GDT);
     sregs.gdt.limit = (selector::GDT_ENTRIES * 8 - 1) as u16;
     sregs.idt.base = phys_to_virt(phys::IDT);
-    sregs.idt.limit = (crate::idt::IDT_BYTES - 1) as u16;
+    sregs.idt.limit = (crate::arch::idt::IDT_BYTES - 1) as u16;
 
     sregs.cs = Descriptor::code64(0).to_kvm_segment(selector::KERNEL_CS);
     let data = Descriptor::data(0).to_kvm_segment(selector::KERNEL_DS);
@@ -66,7 +66,7 @@ pub fn setup_sregs(sregs: &mut kvm_sregs, cr3: u64, features: CpuFeatures) {
 
     // `ltr` would have marked the descriptor busy; the cache must say busy too.
     let tss_base = phys_to_virt(phys::TSS);
-    let [low, _] = crate::gdt::tss_descriptor(tss_base, (TSS_SIZE - 1) as u32);
+    let [low, _] = crate::arch::gdt::tss_descriptor(tss_base, (TSS_SIZE - 1) as u32);
     let mut tr = Descriptor::decode(low);
     tr.typ = TYPE_TSS64_BUSY;
     sregs.tr = tr.to_kvm_segment(selector::TSS);

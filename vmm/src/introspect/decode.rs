@@ -2,7 +2,7 @@
 //! control-register and RFLAGS bits, STAR — and the privilege checks the CPU
 //! makes when a selector is loaded (Intel SDM Vol. 3A §5.5–5.8).
 
-use crate::gdt::Descriptor;
+use crate::arch::gdt::Descriptor;
 use serde_json::{json, Value};
 
 /// "code, execute/read, accessed", "data, read/write", "64-bit TSS (busy)".
@@ -33,7 +33,7 @@ pub fn type_in_words(s: bool, typ: u8) -> String {
 
 /// A selector: "0x23 (index 4, GDT, RPL 3)".
 pub fn selector(sel: u16) -> String {
-    let (index, ti, rpl) = crate::gdt::split_selector(sel);
+    let (index, ti, rpl) = crate::arch::gdt::split_selector(sel);
     format!(
         "{sel:#06x} (index {index}, {}, RPL {rpl})",
         if ti == 0 { "GDT" } else { "LDT" }
@@ -41,7 +41,7 @@ pub fn selector(sel: u16) -> String {
 }
 
 pub fn selector_json(sel: u16) -> Value {
-    let (index, ti, rpl) = crate::gdt::split_selector(sel);
+    let (index, ti, rpl) = crate::arch::gdt::split_selector(sel);
     json!({"value": sel, "index": index, "ti": if ti == 0 { "GDT" } else { "LDT" }, "rpl": rpl})
 }
 

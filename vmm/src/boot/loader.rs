@@ -6,7 +6,7 @@
 //! boot contract (`.vmm_header`) and the symbols with the `object` crate.
 
 use crate::error::{Error, Result};
-use crate::symbols::Symbols;
+use crate::introspect::symbols::Symbols;
 use linux_loader::loader::{Elf, KernelLoader};
 use object::elf::{ELFCLASS32, ELFCLASS64, ELFDATA2LSB, EM_X86_64, ET_EXEC, PF_W, PF_X, PT_LOAD};
 use object::read::elf::{ElfFile64, ProgramHeader};
@@ -327,7 +327,7 @@ mod tests {
     /// so a valid program at an odd address was "malformed".
     #[test]
     fn a_program_is_accepted_wherever_its_bytes_lie() {
-        let p = crate::guest_image::USER_PROGRAMS[0].1;
+        let p = crate::boot::guest_image::USER_PROGRAMS[0].1;
         let mut buf = vec![0u8; p.len() + 1];
         buf[1..].copy_from_slice(p);
         check_user_program(Path::new("init"), &buf[1..]).unwrap();

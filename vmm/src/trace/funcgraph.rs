@@ -8,9 +8,9 @@
 //! figures to compare.
 
 use crate::debug::engine::{dr7_exec, ExitRegs, StopControl, StopRequest};
-use crate::debug::memory::decode_one;
-use crate::symbols::Symbols;
-use crate::tracer::{let_tf_through_syscall, KvmResult, Tracer};
+use crate::introspect::memory::decode_one;
+use crate::introspect::symbols::Symbols;
+use crate::trace::tracer::{let_tf_through_syscall, KvmResult, Tracer};
 use kvm_ioctls::VcpuFd;
 use std::io::Write;
 use std::time::Instant;

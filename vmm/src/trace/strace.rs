@@ -13,9 +13,9 @@
 //! for PVM, where system calls arrive as faults. One debug exit per event.
 
 use crate::debug::engine::{dr7_exec, ExitRegs, StopControl, StopRequest};
-use crate::debug::memory::read_virt;
-use crate::symbols::Symbols;
-use crate::tracer::{KvmResult, Tracer};
+use crate::introspect::memory::read_virt;
+use crate::introspect::symbols::Symbols;
+use crate::trace::tracer::{KvmResult, Tracer};
 use kvm_bindings::kvm_regs;
 use kvm_ioctls::VcpuFd;
 use std::collections::HashMap;
@@ -317,7 +317,7 @@ impl Strace {
 impl Tracer for Strace {
     fn arm(&mut self, vcpu: &VcpuFd) -> KvmResult<()> {
         if self.by_step {
-            crate::tracer::let_tf_through_syscall(vcpu)?;
+            crate::trace::tracer::let_tf_through_syscall(vcpu)?;
             return self.stop.set(vcpu, StopRequest::STEP, true);
         }
         self.stop
@@ -337,7 +337,7 @@ impl Tracer for Strace {
             let cpl = (sregs.cs.selector & 3) as u8;
             let lost = StopControl::step_lost_tf(&self.last_insn, cpl != self.last_cpl);
             self.last_cpl = cpl;
-            self.last_insn = crate::debug::memory::disassemble_one(mem, sregs.cr3, regs.rip).unwrap_or_default();
+            self.last_insn = crate::introspect::memory::disassemble_one(mem, sregs.cr3, regs.rip).unwrap_or_default();
             return self.stop.set(vcpu, StopRequest::STEP, lost);
         }
         if !at_point {

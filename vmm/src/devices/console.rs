@@ -11,7 +11,7 @@
 //! the walk stops at the first byte the VMM may not read; `done` then says
 //! how far it got, as copy_from_user's fault fixup does in the kernel.
 
-use crate::paging::{index, PTE_ADDR, PTE_P, PTE_PS, PTE_US};
+use crate::arch::paging::{index, PTE_ADDR, PTE_P, PTE_PS, PTE_US};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_abi::layout::{PAGE_SIZE, USER_END};
 use vmm_abi::ports::{ConsoleWrite, CONSOLE_WRITE_FAULT, CONSOLE_WRITE_MAX, CONSOLE_WRITE_OK};
@@ -111,7 +111,7 @@ pub fn handle(mem: &GuestMemoryMmap, desc: u64, buf: &mut Vec<u8>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::paging::{PageTableBuilder, PTE_RW};
+    use crate::arch::paging::{PageTableBuilder, PTE_RW};
     use vmm_abi::ports::CONSOLE_WRITE_PENDING;
 
     const MEM: u64 = 8 << 20;
@@ -132,7 +132,7 @@ mod tests {
         let pml4 = pt.pml4;
         // The builder makes intermediate entries supervisor-only; a process's
         // tables (guest/src/paging.rs) have U/S on them, as Linux's do.
-        for s in &crate::paging::walk(&mem, pml4, UVA).0[..3] {
+        for s in &crate::arch::paging::walk(&mem, pml4, UVA).0[..3] {
             mem.write_obj(s.entry | PTE_US, GuestAddress(s.entry_addr)).unwrap();
         }
         let page: Vec<u8> = (0..PAGE_SIZE).map(|i| b'a' + (i % 26) as u8).collect();
@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn a_supervisor_only_table_above_a_user_leaf_refuses_the_page() {
         let (mem, cr3) = setup();
-        let pde = crate::paging::walk(&mem, cr3, UVA).0[2];
+        let pde = crate::arch::paging::walk(&mem, cr3, UVA).0[2];
         mem.write_obj(pde.entry & !PTE_US, GuestAddress(pde.entry_addr))
             .unwrap();
         let (buf, d) = request(&mem, UVA, 16, cr3);

@@ -251,7 +251,7 @@ impl Com1 {
     /// descriptor (at guest-physical `desc`) names joins the same output as
     /// the UART's. False if there was no descriptor there.
     pub fn console_write(&mut self, mem: &vm_memory::GuestMemoryMmap, desc: u64) -> bool {
-        let taken = crate::console::handle(mem, desc, &mut self.write_buf);
+        let taken = crate::devices::console::handle(mem, desc, &mut self.write_buf);
         if !self.write_buf.is_empty() {
             let _ = self.uart.writer_mut().write_all(&self.write_buf);
         }

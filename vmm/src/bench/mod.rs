@@ -15,9 +15,9 @@
 //! nothing about hardware; only the box's `--icount` instruction counts are
 //! comparable.
 
-use crate::kvm_info::{self, Flavor};
-use crate::vm::{InitProgram, Outcome, Vm, VmConfig};
-use crate::{guest_image, status};
+use crate::vstate::kvm_info::{self, Flavor};
+use crate::vstate::vm::{InitProgram, Outcome, Vm, VmConfig};
+use crate::{boot::guest_image, status};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,7 +59,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 64, value_name = "MiB")]
     pub mem: u64,
     /// Stop the guest after this many seconds (0: never).
-    #[arg(long, default_value_t = 600.0, value_name = "SECS", value_parser = crate::launch::parse_timeout)]
+    #[arg(long, default_value_t = 600.0, value_name = "SECS", value_parser = crate::vstate::launch::parse_timeout)]
     pub timeout: f64,
     /// The KVM device.
     #[arg(long, env = "VMM_KVM_DEVICE", default_value = "/dev/kvm", value_name = "PATH")]
@@ -612,7 +612,7 @@ fn instructions_from(p: &Path) -> Result<BTreeMap<String, u64>, String> {
 
 /// The built-in boot archive (programs and vDSO), with `bench ARGS` as init.
 fn bench_init(argv: Vec<String>) -> Res<InitProgram> {
-    let (init, _) = crate::launch::boot_archive(&[], u64::MAX).map_err(setup)?;
+    let (init, _) = crate::vstate::launch::boot_archive(&[], u64::MAX).map_err(setup)?;
     Ok(InitProgram {
         image: init.image,
         argv,
@@ -626,11 +626,11 @@ fn run_guest(args: &BenchArgs, iters: u32, raw: bool) -> Res<(GuestOutput, u64)>
     if raw {
         argv.push("--raw".into());
     }
-    let capture = crate::serial::Capture::default();
+    let capture = crate::devices::serial::Capture::default();
     let cfg = VmConfig {
         kvm_device: args.kvm_device.clone(),
         mem_mib: args.mem,
-        timeout: crate::launch::timeout_duration(args.timeout),
+        timeout: crate::vstate::launch::timeout_duration(args.timeout),
         // `bench` enables the kernel's benchmark hooks (syscalls 502 and 503).
         cmdline: "quiet bench".into(),
         init: Some(bench_init(argv)?),

@@ -1,14 +1,14 @@
 //! One microVM: KVM objects, guest memory, the vCPU's boot state, and the run loop.
 
-use crate::boot_info::{self, Placement};
+use crate::arch::boot_info::{self, Placement};
+use crate::arch::paging::{PageTableBuilder, PTE_A, PTE_D, PTE_G, PTE_NX, PTE_PCD, PTE_PWT, PTE_RW};
+use crate::boot::loader::KernelImage;
+use crate::devices::serial::{Com1, Output, COM1_PORTS};
 use crate::error::{Error, Result};
-use crate::kvm_info::{self, Flavor};
-use crate::loader::KernelImage;
-use crate::paging::{PageTableBuilder, PTE_A, PTE_D, PTE_G, PTE_NX, PTE_PCD, PTE_PWT, PTE_RW};
 use crate::seccomp::{self, Profile, VcpuFilter};
-use crate::serial::{Com1, Output, COM1_PORTS};
 use crate::status;
-use crate::{cpuid, gdt, idt, msr, regs, tss};
+use crate::vstate::kvm_info::{self, Flavor};
+use crate::{arch::cpuid, arch::gdt, arch::idt, arch::msr, arch::regs, arch::tss};
 use kvm_bindings::{kvm_userspace_memory_region, Msrs, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use std::path::{Path, PathBuf};
@@ -146,7 +146,7 @@ pub struct Vm {
     pub timings: Timings,
     timeout: Option<Duration>,
     /// Breakpoint and single-step tracing, if asked for.
-    pub tracer: Option<Box<dyn crate::tracer::Tracer>>,
+    pub tracer: Option<Box<dyn crate::trace::tracer::Tracer>>,
     /// Seccomp is on and the vCPU thread's filter not yet installed.
     seccomp_pending: bool,
     /// Exit-instruction breakpoints the debugger has patched in.
@@ -205,7 +205,7 @@ impl Vm {
         let dbg2 = kvm
             .check_extension_raw(u64::from(kvm_bindings::KVM_CAP_SET_GUEST_DEBUG2))
             .max(0) as u32;
-        crate::tracer::BLOCK_IRQ.store(dbg2 & kvm_bindings::KVM_GUESTDBG_BLOCKIRQ, Ordering::Relaxed);
+        crate::trace::tracer::BLOCK_IRQ.store(dbg2 & kvm_bindings::KVM_GUESTDBG_BLOCKIRQ, Ordering::Relaxed);
         // With a LAPIC, events can drop TF between any two instructions.
         // fetch_or: a later VM without one (the DR probe VM, created after
         // the guest's) must not turn this off for the guest's VM.

@@ -5,8 +5,8 @@
 //! the privilege level changed.
 
 use crate::debug::engine::{clear_user_tf, dr7_exec, ExitRegs, StopControl, StopRequest, Symbolizer};
-use crate::symbols::Symbols;
-use crate::tracer::{let_tf_through_syscall, KvmResult, Tracer};
+use crate::introspect::symbols::Symbols;
+use crate::trace::tracer::{let_tf_through_syscall, KvmResult, Tracer};
 use kvm_ioctls::VcpuFd;
 use vm_memory::GuestMemoryMmap;
 
@@ -89,14 +89,15 @@ impl Stepper {
         if !self.stepping && self.by_stepping && regs.rip != self.break_at {
             self.steps_to_break += 1;
             let executed = std::mem::take(&mut self.silent_insn);
-            self.silent_insn = crate::debug::memory::disassemble_one(mem, sregs.cr3, regs.rip).unwrap_or_default();
+            self.silent_insn = crate::introspect::memory::disassemble_one(mem, sregs.cr3, regs.rip).unwrap_or_default();
             self.silent_cpl = Some(cpl);
             return self.step_on(vcpu, &executed, cpl_changed);
         }
         if self.finishing {
             if cpl != 3 {
                 let executed = std::mem::take(&mut self.silent_insn);
-                self.silent_insn = crate::debug::memory::disassemble_one(mem, sregs.cr3, regs.rip).unwrap_or_default();
+                self.silent_insn =
+                    crate::introspect::memory::disassemble_one(mem, sregs.cr3, regs.rip).unwrap_or_default();
                 self.silent_cpl = Some(cpl);
                 return self.step_on(vcpu, &executed, cpl_changed);
             }
@@ -106,8 +107,8 @@ impl Stepper {
             clear_user_tf(vcpu, &mut r)?;
             return self.stop.set(vcpu, StopRequest::NONE, false);
         }
-        let insn =
-            crate::debug::memory::disassemble_one(mem, sregs.cr3, regs.rip).unwrap_or_else(|| "(not mapped)".into());
+        let insn = crate::introspect::memory::disassemble_one(mem, sregs.cr3, regs.rip)
+            .unwrap_or_else(|| "(not mapped)".into());
         if let Some(prev) = self.last_cpl {
             if prev != cpl {
                 let via = self.last_insn.split_whitespace().next().unwrap_or("?").to_string();

@@ -1,7 +1,7 @@
 //! CPUID: the guest sees what KVM supports on this host (KVM_GET_SUPPORTED_CPUID),
 //! and the VMM reads the feature bits that change how it sets up the CPU.
 
-use crate::regs::CpuFeatures;
+use crate::arch::regs::CpuFeatures;
 use kvm_bindings::CpuId;
 
 /// CPUID.(EAX=7,ECX=0):EBX bits.

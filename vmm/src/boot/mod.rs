@@ -1,0 +1,6 @@
+//! What goes into guest memory before the first instruction: the built-in
+//! kernel and programs, ELF loading, and the initial-ramdisk archive.
+
+pub mod guest_image;
+pub mod initrd;
+pub mod loader;
