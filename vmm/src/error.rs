@@ -158,8 +158,9 @@ pub enum Error {
     #[error("KVM did not accept MSR {index:#x} ({set} of {total} set)")]
     MsrRefused { index: u32, set: usize, total: usize },
 
-    #[error("{0}")]
-    Gdb(String),
+    /// The debugger, its engine or the GDB stub.
+    #[error(transparent)]
+    Debug(#[from] crate::debug::DebugError),
 
     #[error("--strace-file {path}: {source}")]
     StraceFile { path: PathBuf, source: std::io::Error },
@@ -168,7 +169,7 @@ pub enum Error {
     StraceSymbol(&'static str),
 
     #[error("measuring whether debug-register breakpoints exit: {0}; pass --break-by to choose a method")]
-    DrProbe(String),
+    DrProbe(crate::debug::DebugError),
 
     #[error(
         "{what}: --break-by exit-insn is for breakpoints that stop once (vmm debug, --gdb); trace points use dr0 or step"
@@ -176,7 +177,10 @@ pub enum Error {
     ExitInsnForTracing { what: &'static str },
 
     #[error("{at}: {reason}")]
-    Symbol { at: String, reason: String },
+    Symbol {
+        at: String,
+        reason: crate::debug::DebugError,
+    },
 
     #[error("--funcgraph {0}: not a kernel function; funcgraph traces the guest kernel")]
     NotAKernelFunction(String),

@@ -169,7 +169,7 @@ pub fn debug_command(data: &[u8]) {
                 _ => {}
             },
             Ok(None) => assert!(l.split_whitespace().next().is_none() || l.trim() == "--json"),
-            Err(e) => assert!(!e.is_empty()),
+            Err(e) => assert!(!e.to_string().is_empty()),
         }
     }
 }

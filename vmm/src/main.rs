@@ -125,6 +125,7 @@ fn run(args: RunArgs) -> ExitCode {
     };
     if let Some(addr) = args.gdb.as_deref() {
         let served = vmm::debug::Debugger::new(vm, user_symbols.get().clone(), args.break_by, &args.guest.kvm_device)
+            .map_err(Error::from)
             .and_then(|dbg| vmm::debug::gdb::serve(dbg, addr));
         return match served {
             Ok(o) => {
@@ -133,7 +134,7 @@ fn run(args: RunArgs) -> ExitCode {
                 }
                 ExitCode::from(o.status())
             }
-            Err(e) => setup_error(Error::Gdb(e)),
+            Err(e) => setup_error(e),
         };
     }
     let needs_method = args.break_at.is_some() || args.strace || args.strace_file.is_some();

@@ -1,14 +1,15 @@
 //! The guest side: boot the built-in kernel with the `bench` program as init.
 
+use super::error::{BenchError, Result};
 use super::parse::{parse_guest, GuestOutput};
-use super::{setup, BenchArgs, Res};
+use super::BenchArgs;
 use crate::boot::guest_image;
 use crate::vstate::vm::{InitProgram, Outcome, Vm, VmConfig};
 use std::path::Path;
 
 /// The built-in boot archive (programs and vDSO), with `bench ARGS` as init.
-fn bench_init(argv: Vec<String>) -> Res<InitProgram> {
-    let (init, _) = crate::vstate::launch::boot_archive(&[], u64::MAX).map_err(setup)?;
+fn bench_init(argv: Vec<String>) -> Result<InitProgram> {
+    let (init, _) = crate::vstate::launch::boot_archive(&[], u64::MAX)?;
     Ok(InitProgram {
         image: init.image,
         argv,
@@ -16,7 +17,7 @@ fn bench_init(argv: Vec<String>) -> Res<InitProgram> {
 }
 
 /// Boot the built-in kernel with `bench` as init; its parsed output and the vCPU's TSC kHz.
-pub(super) fn run_guest(args: &BenchArgs, iters: u32, raw: bool) -> Res<(GuestOutput, u64)> {
+pub(super) fn run_guest(args: &BenchArgs, iters: u32, raw: bool) -> Result<(GuestOutput, u64)> {
     let mut argv: Vec<String> = ["bench", "--iters"].map(String::from).to_vec();
     argv.push(iters.to_string());
     if raw {
@@ -40,8 +41,7 @@ pub(super) fn run_guest(args: &BenchArgs, iters: u32, raw: bool) -> Res<(GuestOu
         Path::new(guest_image::KERNEL_PATH),
         std::borrow::Cow::Borrowed(guest_image::KERNEL),
         cfg,
-    )
-    .map_err(setup)?;
+    )?;
     let tsc_khz = vm.vcpu().get_tsc_khz().unwrap_or(0) as u64;
     let outcome = vm.run();
     let text = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
@@ -54,14 +54,13 @@ pub(super) fn run_guest(args: &BenchArgs, iters: u32, raw: bool) -> Res<(GuestOu
             Outcome::Exited(_) => String::new(),
             o => crate::report::crash_report(&mut vm, o),
         };
-        return Err((
-            outcome.status().max(1),
-            format!(
-                "the guest benchmark did not finish ({}){}\n--- guest output\n{text}{report}",
-                outcome.describe(),
-                if out.done { "" } else { ", no `bench: done`" }
-            ),
-        ));
+        return Err(BenchError::GuestFailed {
+            status: outcome.status().max(1),
+            outcome: outcome.describe(),
+            done: out.done,
+            output: text,
+            report,
+        });
     }
     Ok((out, tsc_khz))
 }

@@ -1,6 +1,7 @@
 //! The host's side of the table: the nearest host equivalents of the guest's
 //! rows, timed in this process with the same TSC method.
 
+use super::error::{BenchError, Result};
 use super::stats::Stats;
 use std::time::Duration;
 
@@ -65,7 +66,7 @@ fn time_n(n: usize, mut f: impl FnMut()) -> Stats {
 }
 
 /// The host's side of the table.
-pub(super) fn measure_host(iters: usize) -> Result<Vec<HostRow>, String> {
+pub(super) fn measure_host(iters: usize) -> Result<Vec<HostRow>> {
     let mut rows = Vec::new();
     let mut row = |id, what, stats| rows.push(HostRow { id, what, stats });
     row("0", "empty timed region", time_n(iters, || {}));
@@ -100,7 +101,10 @@ pub(super) fn measure_host(iters: usize) -> Result<Vec<HostRow>, String> {
     let null = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/null")
-        .map_err(|e| format!("open /dev/null: {e}"))?;
+        .map_err(|source| BenchError::Host {
+            what: "open /dev/null",
+            source,
+        })?;
     let fd = std::os::fd::AsRawFd::as_raw_fd(&null);
     let buf = vec![0x5au8; 65536];
     for (id, what, len, n) in [
@@ -136,8 +140,11 @@ pub(super) fn measure_host(iters: usize) -> Result<Vec<HostRow>, String> {
 /// A byte back and forth between this process and a forked child over two
 /// pipes, both pinned to the CPU this one is on: per round trip, two
 /// context switches, as in the guest's sched_yield ping-pong.
-fn pipe_pingpong(n: usize) -> Result<Stats, String> {
-    let err = |what: &str| format!("{what}: {}", std::io::Error::last_os_error());
+fn pipe_pingpong(n: usize) -> Result<Stats> {
+    let err = |what| BenchError::Host {
+        what,
+        source: std::io::Error::last_os_error(),
+    };
     let mut to_child = [0; 2];
     let mut to_parent = [0; 2];
     // SAFETY: pipe() fills the two-element arrays.
@@ -195,7 +202,7 @@ fn pipe_pingpong(n: usize) -> Result<Stats, String> {
         }
     }
     if !(ok && libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0) {
-        return Err("pipe ping-pong: the child failed".into());
+        return Err(BenchError::PingPongChild);
     }
     Ok(stats)
 }

@@ -16,6 +16,7 @@
 //! comparable.
 
 mod env;
+mod error;
 mod guest;
 mod host;
 mod parse;
@@ -24,14 +25,14 @@ mod report;
 mod stats;
 
 pub use env::{banner, cpu_model, Environment};
+pub use error::BenchError;
+use error::Result;
 pub use host::{calibrate_tsc_khz, HostRow};
 pub use parse::{parse_guest, GuestOutput, GuestRow};
 pub use plot::plot;
 pub use report::Report;
 pub use stats::Stats;
 
-use crate::status;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -111,20 +112,14 @@ const ROUND_TRIP_ROWS: [&str; 3] = ["1", "2", "3"];
 pub fn main(args: BenchArgs) -> ExitCode {
     match bench(&args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err((code, msg)) => {
-            eprintln!("vmm bench: {msg}");
-            ExitCode::from(code)
+        Err(e) => {
+            eprintln!("vmm bench: {e}");
+            ExitCode::from(e.status())
         }
     }
 }
 
-type Res<T> = Result<T, (u8, String)>;
-
-fn setup<E: std::fmt::Display>(e: E) -> (u8, String) {
-    (status::SETUP_ERROR, e.to_string())
-}
-
-fn bench(args: &BenchArgs) -> Res<()> {
+fn bench(args: &BenchArgs) -> Result<()> {
     let iters = args
         .iters
         .unwrap_or(if args.quick { QUICK_ITERS } else { DEFAULT_ITERS });
@@ -132,7 +127,7 @@ fn bench(args: &BenchArgs) -> Res<()> {
         eprintln!("vmm bench: warning: --icount outside the KVM box: cycles are not instruction counts");
     }
     let instructions = match &args.instructions_from {
-        Some(p) => Some(instructions_from(p).map_err(setup)?),
+        Some(p) => Some(instructions_from(p)?),
         None => None,
     };
     let raw = args.plot.is_some() || args.json.is_some();
@@ -140,7 +135,7 @@ fn bench(args: &BenchArgs) -> Res<()> {
     let (guest, guest_tsc_khz) = guest::run_guest(args, iters, raw)?;
     let guest_wall = t0.elapsed();
     let host_tsc_khz = calibrate_tsc_khz();
-    let host = host::measure_host(if args.quick { HOST_ITERS_QUICK } else { HOST_ITERS }).map_err(setup)?;
+    let host = host::measure_host(if args.quick { HOST_ITERS_QUICK } else { HOST_ITERS })?;
     let env = Environment::detect(guest_tsc_khz, host_tsc_khz);
     let (instructions, instructions_source) = match instructions {
         Some(m) => (m, Some(args.instructions_from.as_ref().unwrap().display().to_string())),
@@ -161,37 +156,60 @@ fn bench(args: &BenchArgs) -> Res<()> {
     };
     print!("{}", report.table());
     if let Some(p) = &args.json {
-        let text = serde_json::to_string_pretty(&report.json()).map_err(setup)? + "\n";
+        let text = serde_json::to_string_pretty(&report.json()).map_err(|source| BenchError::Json {
+            path: p.clone(),
+            source,
+        })? + "\n";
         if p.as_os_str() == "-" {
             print!("{text}");
         } else {
-            std::fs::write(p, text).map_err(|e| setup(format!("write {}: {e}", p.display())))?;
+            std::fs::write(p, text).map_err(|source| BenchError::Write {
+                path: p.clone(),
+                source,
+            })?;
             println!("wrote {}", p.display());
         }
     }
     if let Some(dir) = &args.plot {
-        for f in plot(dir, &report).map_err(setup)? {
+        for f in plot(dir, &report)? {
             println!("wrote {}", f.display());
         }
     }
     Ok(())
 }
 
+/// What `--instructions-from` reads of an earlier run's `--json`.
+#[derive(serde::Deserialize)]
+struct EarlierRun {
+    environment: EarlierEnvironment,
+    guest: EarlierGuest,
+}
+
+#[derive(serde::Deserialize)]
+struct EarlierEnvironment {
+    kvmbox: bool,
+}
+
+#[derive(serde::Deserialize)]
+struct EarlierGuest {
+    rows: Vec<EarlierRow>,
+}
+
+#[derive(serde::Deserialize)]
+struct EarlierRow {
+    id: String,
+    median: u64,
+}
+
 /// Guest medians (rows 1–3 matter most) in the JSON of a run in the box with --icount.
-fn instructions_from(p: &Path) -> Result<BTreeMap<String, u64>, String> {
-    let text = std::fs::read_to_string(p).map_err(|e| format!("read {}: {e}", p.display()))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
-    if v["environment"]["kvmbox"] != Value::Bool(true) {
+fn instructions_from(p: &Path) -> Result<BTreeMap<String, u64>> {
+    let text = std::fs::read_to_string(p).map_err(|source| BenchError::Read { path: p.into(), source })?;
+    let run: EarlierRun = serde_json::from_str(&text).map_err(|source| BenchError::Json { path: p.into(), source })?;
+    if !run.environment.kvmbox {
         eprintln!(
             "vmm bench: warning: {} was not measured in the KVM box; its cycles are not instruction counts",
             p.display()
         );
     }
-    let rows = v["guest"]["rows"]
-        .as_array()
-        .ok_or_else(|| format!("{}: no guest.rows", p.display()))?;
-    Ok(rows
-        .iter()
-        .filter_map(|r| Some((r["id"].as_str()?.to_string(), r["median"].as_u64()?)))
-        .collect())
+    Ok(run.guest.rows.into_iter().map(|r| (r.id, r.median)).collect())
 }

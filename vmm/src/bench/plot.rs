@@ -1,6 +1,7 @@
 //! SVG histograms of the round-trip rows' per-iteration cycles.
 
 use super::env::Environment;
+use super::error::{BenchError, Result};
 use super::parse::GuestRow;
 use super::report::Report;
 use super::stats::ns;
@@ -8,8 +9,11 @@ use super::{ROUND_TRIP_ROWS, ROWS};
 use std::path::{Path, PathBuf};
 
 /// One SVG histogram per round-trip row (1–3) with samples; the files written.
-pub fn plot(dir: &Path, report: &Report) -> Result<Vec<PathBuf>, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+pub fn plot(dir: &Path, report: &Report) -> Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir).map_err(|source| BenchError::CreateDir {
+        path: dir.into(),
+        source,
+    })?;
     let mut files = Vec::new();
     for id in ROUND_TRIP_ROWS {
         let Some(row) = report.guest.row(id).filter(|r| !r.samples.is_empty()) else {
@@ -17,13 +21,20 @@ pub fn plot(dir: &Path, report: &Report) -> Result<Vec<PathBuf>, String> {
         };
         let what = ROWS.iter().find(|r| r.0 == id).map_or("", |r| r.1);
         let path = dir.join(format!("row{id}-{}.svg", row.name));
-        histogram(&path, row, what, &report.env).map_err(|e| format!("plot {}: {e}", path.display()))?;
+        if let Err(source) = histogram(&path, row, what, &report.env) {
+            return Err(BenchError::Plot { path, source });
+        }
         files.push(path);
     }
     Ok(files)
 }
 
-fn histogram(path: &Path, row: &GuestRow, what: &str, env: &Environment) -> Result<(), Box<dyn std::error::Error>> {
+fn histogram(
+    path: &Path,
+    row: &GuestRow,
+    what: &str,
+    env: &Environment,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
     use plotters::prelude::*;
     const BINS: usize = 40;
     let s = &row.stats;

@@ -26,13 +26,11 @@ pub struct DebugArgs {
     pub break_by: Option<super::engine::BreakMethod>,
 }
 
-fn setup(args: &DebugArgs) -> Result<Debugger, String> {
-    let (vm, user_symbols) = args.guest.vm(false).map_err(|e| e.to_string())?;
+fn setup(args: &DebugArgs) -> Result<Debugger, crate::error::Error> {
+    let (vm, user_symbols) = args.guest.vm(false)?;
     let mut dbg = Debugger::new(vm, user_symbols.get().clone(), args.break_by, &args.guest.kvm_device)?;
     // From here on only commands run: the prompt and the guest, under seccomp.
-    dbg.vm
-        .lock_down(crate::seccomp::Profile::Interactive)
-        .map_err(|e| e.to_string())?;
+    dbg.vm.lock_down(crate::seccomp::Profile::Interactive)?;
     Ok(dbg)
 }
 
@@ -92,7 +90,7 @@ fn prompt(dbg: &mut Debugger) -> ExitCode {
                         Ok(Flow::Next) => {}
                         Err(e) => {
                             eprintln!("error: {e}");
-                            if e.starts_with("interrupted") {
+                            if matches!(e, super::DebugError::Interrupted) {
                                 if let Ok(l) = dbg.stop_line() {
                                     println!("{l}");
                                 }

@@ -2,6 +2,7 @@
 //! segment and privilege state (at least what Bochs' `sreg`/`info gdt` and
 //! QEMU's `info registers` show). Any dump takes `--json`.
 
+use super::error::{CommandError, DebugError, Result};
 use super::{parse_num, Debugger, StopReason};
 use crate::arch::gdt::Descriptor;
 use crate::arch::msr;
@@ -47,7 +48,7 @@ any dump accepts --json";
 
 impl Debugger {
     /// Print the stop line (and which breakpoint) after a resume.
-    fn report(&mut self, why: StopReason) -> Result<(), String> {
+    fn report(&mut self, why: StopReason) -> Result<()> {
         match why {
             StopReason::Ended => {
                 let o = self.ended.clone().expect("ended");
@@ -69,7 +70,7 @@ impl Debugger {
         self.bps.iter().find(|b| b.id == id).map_or("", |b| b.spec.as_str())
     }
 
-    fn get_msrs(&self, indices: &[u32]) -> Result<Vec<u64>, String> {
+    fn get_msrs(&self, indices: &[u32]) -> Result<Vec<u64>> {
         let entries: Vec<_> = indices
             .iter()
             .map(|&index| kvm_bindings::kvm_msr_entry {
@@ -77,38 +78,38 @@ impl Debugger {
                 ..Default::default()
             })
             .collect();
-        let mut msrs = Msrs::from_entries(&entries).map_err(|e| format!("{e:?}"))?;
+        let mut msrs = Msrs::from_entries(&entries).map_err(DebugError::MsrList)?;
         self.vm
             .vcpu()
             .get_msrs(&mut msrs)
-            .map_err(|e| format!("KVM_GET_MSRS: {e}"))?;
+            .map_err(DebugError::kvm("KVM_GET_MSRS"))?;
         Ok(msrs.as_slice().iter().map(|e| e.data).collect())
     }
 
-    fn read_virt(&self, va: u64, buf: &mut [u8]) -> Result<(), String> {
+    fn read_virt(&self, va: u64, buf: &mut [u8]) -> Result<()> {
         let cr3 = self.sregs()?.cr3;
-        memory::read_virt(&self.vm.mem, cr3, va, buf)
+        Ok(memory::read_virt(&self.vm.mem, cr3, va, buf)?)
     }
 
     /// The GDT entry for selector `sel`, read from guest memory.
-    fn gdt_entry(&self, sel: u16) -> Result<Option<Descriptor>, String> {
+    fn gdt_entry(&self, sel: u16) -> Result<Option<Descriptor>> {
         if sel & !3 == 0 {
             return Ok(None);
         }
         let s = self.sregs()?;
         let off = u64::from(sel & !7);
         if off + 7 > u64::from(s.gdt.limit) {
-            return Err(format!(
-                "selector {sel:#x} is beyond the GDT limit {:#x} (#GP)",
-                s.gdt.limit
-            ));
+            return Err(DebugError::BeyondGdtLimit {
+                sel,
+                limit: s.gdt.limit,
+            });
         }
         let mut b = [0u8; 8];
         self.read_virt(s.gdt.base + off, &mut b)?;
         Ok(Some(Descriptor::decode(u64::from_le_bytes(b))))
     }
 
-    fn cmd_regs(&self, json: bool) -> Result<(), String> {
+    fn cmd_regs(&self, json: bool) -> Result<()> {
         let r = self.regs()?;
         let names = [
             ("rax", r.rax),
@@ -161,7 +162,7 @@ impl Debugger {
                "cache": decode::descriptor_json(&d, s.base, u64::from(s.limit))})
     }
 
-    fn cmd_sregs(&self, json: bool) -> Result<(), String> {
+    fn cmd_sregs(&self, json: bool) -> Result<()> {
         let s = self.sregs()?;
         let r = self.regs()?;
         let m = self.get_msrs(&[msr::MSR_FS_BASE, msr::MSR_GS_BASE, msr::MSR_KERNEL_GS_BASE])?;
@@ -200,7 +201,7 @@ impl Debugger {
         Ok(())
     }
 
-    fn cmd_gdt(&self, json: bool) -> Result<(), String> {
+    fn cmd_gdt(&self, json: bool) -> Result<()> {
         let s = self.sregs()?;
         let n = (usize::from(s.gdt.limit) + 1) / 8;
         let mut raw = vec![0u8; n * 8];
@@ -277,7 +278,7 @@ impl Debugger {
         Ok(())
     }
 
-    fn cmd_idt(&self, vector: Option<u64>, json: bool) -> Result<(), String> {
+    fn cmd_idt(&self, vector: Option<u64>, json: bool) -> Result<()> {
         let s = self.sregs()?;
         let n = (usize::from(s.idt.limit) + 1) / 16;
         let mut raw = vec![0u8; n * 16];
@@ -324,7 +325,7 @@ impl Debugger {
         Ok(())
     }
 
-    fn cmd_tss(&self, json: bool) -> Result<(), String> {
+    fn cmd_tss(&self, json: bool) -> Result<()> {
         let s = self.sregs()?;
         let mut b = [0u8; TSS_SIZE];
         self.read_virt(s.tr.base, &mut b)?;
@@ -355,7 +356,7 @@ impl Debugger {
         Ok(())
     }
 
-    fn cmd_cr(&self, json: bool) -> Result<(), String> {
+    fn cmd_cr(&self, json: bool) -> Result<()> {
         let s = self.sregs()?;
         let r = self.regs()?;
         let rows = [
@@ -381,7 +382,7 @@ impl Debugger {
         Ok(())
     }
 
-    fn cmd_msr(&self, name: Option<&str>, json: bool) -> Result<(), String> {
+    fn cmd_msr(&self, name: Option<&str>, json: bool) -> Result<()> {
         let all = [
             ("EFER", msr::MSR_EFER),
             ("STAR", msr::MSR_STAR),
@@ -398,11 +399,10 @@ impl Debugger {
             None => all.to_vec(),
         };
         if pick.is_empty() {
-            return Err(format!(
-                "unknown MSR '{}'; one of {}",
-                name.unwrap_or(""),
-                all.iter().map(|a| a.0).collect::<Vec<_>>().join(" ")
-            ));
+            return Err(DebugError::UnknownMsr {
+                name: name.unwrap_or("").to_string(),
+                known: all.iter().map(|a| a.0).collect::<Vec<_>>().join(" "),
+            });
         }
         let vals = self.get_msrs(&pick.iter().map(|p| p.1).collect::<Vec<_>>())?;
         let mut out = serde_json::Map::new();
@@ -432,7 +432,7 @@ impl Debugger {
         Ok(())
     }
 
-    fn cmd_check(&self, sel: u16, usage: Use, at_cpl: Option<u8>, json: bool) -> Result<(), String> {
+    fn cmd_check(&self, sel: u16, usage: Use, at_cpl: Option<u8>, json: bool) -> Result<()> {
         let cpl = match at_cpl {
             Some(c) => c,
             None => (self.sregs()?.cs.selector & 3) as u8,
@@ -460,13 +460,11 @@ impl Debugger {
         Ok(())
     }
 
-    fn cmd_x(&self, count: usize, size: usize, addr: &str, json: bool) -> Result<(), String> {
+    fn cmd_x(&self, count: usize, size: usize, addr: &str, json: bool) -> Result<()> {
         let va = self.resolve(addr)?;
         let len = (count * size) as u64;
         if va.checked_add(len - 1).is_none() {
-            return Err(format!(
-                "x: {count} units of {size} bytes at {va:#x} run past the end of the address space"
-            ));
+            return Err(DebugError::ExaminePastEnd { count, size, va });
         }
         let mut buf = vec![0u8; count * size];
         self.read_virt(va, &mut buf)?;
@@ -499,7 +497,7 @@ impl Debugger {
         Ok(())
     }
 
-    fn cmd_disas(&self, n: usize) -> Result<(), String> {
+    fn cmd_disas(&self, n: usize) -> Result<()> {
         let r = self.regs()?;
         let cr3 = self.sregs()?.cr3;
         for (ip, text, _) in memory::decode(&self.vm.mem, cr3, r.rip, n) {
@@ -508,7 +506,7 @@ impl Debugger {
         Ok(())
     }
 
-    fn cmd_bt(&self) -> Result<(), String> {
+    fn cmd_bt(&self) -> Result<()> {
         let r = self.regs()?;
         println!("#0  {}", self.sym(r.rip));
         let mut rbp = r.rbp;
@@ -651,25 +649,36 @@ pub enum Command {
 }
 
 /// `what`'s argument `arg` as a number no larger than `max`.
-fn bounded(what: &str, arg: &str, max: u64, hint: &str) -> Result<u64, String> {
-    let v = parse_num(arg).ok_or_else(|| format!("{what}: '{arg}' is not a number (decimal, or hex with 0x)"))?;
+fn bounded(what: &'static str, arg: &str, max: u64, hint: &'static str) -> std::result::Result<u64, CommandError> {
+    let v = parse_num(arg).ok_or_else(|| CommandError::NotANumber {
+        what,
+        arg: arg.to_string(),
+    })?;
     if v > max {
-        return Err(format!("{what}: {arg} is too large (at most {max}{hint})"));
+        return Err(CommandError::TooLarge {
+            what,
+            arg: arg.to_string(),
+            max,
+            hint,
+        });
     }
     Ok(v)
 }
 
 /// `x/NFU`: count, then letters: a size among b h w g, and x (hex, the only format).
-fn parse_x_spec(spec: &str) -> Result<(usize, usize), String> {
+fn parse_x_spec(spec: &str) -> std::result::Result<(usize, usize), CommandError> {
     let digits_end = spec.find(|c: char| !c.is_ascii_digit()).unwrap_or(spec.len());
     let (digits, letters) = spec.split_at(digits_end);
     let count = if digits.is_empty() {
         1
     } else {
-        let n = bounded("x", digits, MAX_X_UNITS as u64, " units; use several x commands")
-            .map_err(|e| e.replacen("x: ", "x: count ", 1))?;
+        let n = bounded("x", digits, MAX_X_UNITS as u64, "").map_err(|e| match e {
+            CommandError::NotANumber { arg, .. } => CommandError::ExamineCountNotANumber(arg),
+            CommandError::TooLarge { arg, .. } => CommandError::ExamineCountTooLarge(arg),
+            e => e,
+        })?;
         if n == 0 {
-            return Err("x: count 0: nothing to examine".into());
+            return Err(CommandError::ExamineNothing);
         }
         n as usize
     };
@@ -681,10 +690,11 @@ fn parse_x_spec(spec: &str) -> Result<(usize, usize), String> {
             'w' => 4,
             'g' => 8,
             'x' => size,
-            other => {
-                return Err(format!(
-                    "x: unknown letter '{other}' in x/{spec} (sizes b h w g; x, hex, is the only format)"
-                ))
+            letter => {
+                return Err(CommandError::ExamineLetter {
+                    letter,
+                    spec: spec.to_string(),
+                })
             }
         };
     }
@@ -694,7 +704,7 @@ fn parse_x_spec(spec: &str) -> Result<(usize, usize), String> {
 /// Parse one command line without touching the guest (None: an empty line).
 /// Every count is bounded here, so no command can allocate or loop without
 /// end on a typo.
-pub fn parse(line: &str) -> Result<Option<Parsed>, String> {
+pub fn parse(line: &str) -> std::result::Result<Option<Parsed>, CommandError> {
     let mut words: Vec<&str> = line.split_whitespace().collect();
     let json = words.last() == Some(&"--json");
     if json {
@@ -708,10 +718,10 @@ pub fn parse(line: &str) -> Result<Option<Parsed>, String> {
         _ => (cmd, ""),
     };
     let arg = |i: usize| args.get(i).copied();
-    let count = |what: &str, max: u64, hint: &str| -> Result<u64, String> {
+    let count = |what: &'static str, max: u64, hint: &'static str| -> std::result::Result<u64, CommandError> {
         arg(0).map_or(Ok(1), |a| bounded(what, a, max, hint))
     };
-    let need = |usage: &str| arg(0).map(str::to_string).ok_or_else(|| format!("usage: {usage}"));
+    let need = |usage: &'static str| arg(0).map(str::to_string).ok_or(CommandError::Usage(usage));
     let cmd = match cmd {
         "stepi" | "si" => Command::Stepi(count(
             "stepi",
@@ -722,7 +732,7 @@ pub fn parse(line: &str) -> Result<Option<Parsed>, String> {
         "continue" | "c" => {
             let n = count("continue", MAX_CONTINUE, " stops")?;
             if n == 0 {
-                return Err("continue: 0 stops? use continue or continue N with N >= 1".into());
+                return Err(CommandError::ContinueZero);
             }
             Command::Continue(n)
         }
@@ -733,7 +743,7 @@ pub fn parse(line: &str) -> Result<Option<Parsed>, String> {
                 None => 8,
                 Some(l) => match parse_num(l) {
                     Some(n @ (1 | 2 | 4 | 8)) => n as u8,
-                    _ => return Err(format!("watch: length '{l}'? a watchpoint covers 1, 2, 4 or 8 bytes")),
+                    _ => return Err(CommandError::WatchLength(l.to_string())),
                 },
             };
             Command::Watch(spec, len)
@@ -744,7 +754,7 @@ pub fn parse(line: &str) -> Result<Option<Parsed>, String> {
         }),
         "info" if arg(0).is_some_and(|a| a.starts_with('b')) => Command::InfoBreakpoints,
         "info" if arg(0) == Some("registers") => Command::Regs,
-        "info" => return Err("info breakpoints | info registers".into()),
+        "info" => return Err(CommandError::Info),
         "regs" => Command::Regs,
         "sregs" => Command::Sregs,
         "gdt" => Command::Gdt,
@@ -756,7 +766,7 @@ pub fn parse(line: &str) -> Result<Option<Parsed>, String> {
         "cr" => Command::Cr,
         "msr" => Command::Msr(arg(0).map(str::to_string)),
         "check" => {
-            let usage = "usage: check SELECTOR [for data|code|stack] [at cpl N]";
+            let usage = CommandError::Usage("check SELECTOR [for data|code|stack] [at cpl N]");
             let sel = bounded("check", arg(0).ok_or(usage)?, 0xffff, ": selectors are 16 bits")? as u16;
             let mut usage_kind = Use::Data;
             let mut cpl = None;
@@ -768,19 +778,17 @@ pub fn parse(line: &str) -> Result<Option<Parsed>, String> {
                             Some("data") => Use::Data,
                             Some("code") => Use::Code,
                             Some("stack") => Use::Stack,
-                            other => {
-                                return Err(format!("check: 'for {}'? use data, code or stack", other.unwrap_or("")))
-                            }
+                            other => return Err(CommandError::CheckUse(other.unwrap_or("").to_string())),
                         }
                     }
                     "at" => {
                         if it.next().copied() != Some("cpl") {
-                            return Err("check: at cpl N".into());
+                            return Err(CommandError::CheckAtCpl);
                         }
-                        let n = it.next().ok_or("check: at cpl N")?;
+                        let n = it.next().ok_or(CommandError::CheckAtCpl)?;
                         cpl = Some(bounded("check: cpl", n, 3, ": privilege levels are 0..3")? as u8);
                     }
-                    other => return Err(format!("check: unexpected '{other}'")),
+                    other => return Err(CommandError::CheckUnexpected(other.to_string())),
                 }
             }
             Command::Check {
@@ -812,13 +820,13 @@ pub fn parse(line: &str) -> Result<Option<Parsed>, String> {
         "bt" | "where" | "backtrace" => Command::Bt,
         "help" | "h" => Command::Help,
         "quit" | "q" => Command::Quit,
-        other => return Err(format!("unknown command '{other}' (try help)")),
+        other => return Err(CommandError::Unknown(other.to_string())),
     };
     Ok(Some(Parsed { cmd, json }))
 }
 
 /// Run one command line.
-pub fn execute(dbg: &mut Debugger, line: &str) -> Result<Flow, String> {
+pub fn execute(dbg: &mut Debugger, line: &str) -> Result<Flow> {
     let Some(Parsed { cmd, json }) = parse(line)? else {
         return Ok(Flow::Next);
     };
@@ -897,7 +905,7 @@ mod tests {
     }
 
     fn err(line: &str) -> String {
-        parse(line).unwrap_err()
+        parse(line).unwrap_err().to_string()
     }
 
     #[test]

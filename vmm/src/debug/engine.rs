@@ -13,6 +13,7 @@
 //! - [`clear_user_tf`]: TF must not reach ring 3's own RFLAGS.
 //! - [`Symbolizer`]: an address with its kernel or program symbol.
 
+use super::error::DebugError;
 use crate::arch::msr;
 use crate::introspect::symbols::Symbols;
 use crate::trace::tracer::KvmResult;
@@ -312,7 +313,7 @@ impl Symbolizer<'_> {
 /// a throw-away VM with the built-in kernel, DR0 at its first instruction
 /// and single-stepping armed: DR0 exits before the instruction runs (DR6.B0,
 /// RIP unchanged); a KVM that ignores DR0 steps past it.
-pub fn probe_dr_breakpoints(kvm_device: &std::path::Path) -> Result<bool, String> {
+pub fn probe_dr_breakpoints(kvm_device: &std::path::Path) -> Result<bool, DebugError> {
     let cache = cache_file(kvm_device);
     if let Some(v) = cache.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
         match v.trim() {
@@ -346,7 +347,7 @@ fn cache_file(kvm_device: &std::path::Path) -> Option<std::path::PathBuf> {
 }
 
 /// The measurement itself (a few milliseconds).
-pub fn measure_dr_breakpoints(kvm_device: &std::path::Path) -> Result<bool, String> {
+pub fn measure_dr_breakpoints(kvm_device: &std::path::Path) -> Result<bool, DebugError> {
     let cfg = crate::vstate::vm::VmConfig {
         kvm_device: kvm_device.into(),
         mem_mib: 16,
@@ -364,9 +365,13 @@ pub fn measure_dr_breakpoints(kvm_device: &std::path::Path) -> Result<bool, Stri
         std::borrow::Cow::Borrowed(crate::boot::guest_image::KERNEL),
         cfg,
     )
-    .map_err(|e| format!("DR probe VM: {e}"))?;
+    .map_err(|e| DebugError::ProbeVm(Box::new(e)))?;
     let mut vcpu_owner = vm;
-    let entry = vcpu_owner.vcpu().get_regs().map_err(|e| e.to_string())?.rip;
+    let entry = vcpu_owner
+        .vcpu()
+        .get_regs()
+        .map_err(DebugError::kvm("KVM_GET_REGS"))?
+        .rip;
     let req = StopRequest {
         single_step: true,
         drs: Some(([entry, 0, 0, 0], dr7_exec(1))),
@@ -374,14 +379,18 @@ pub fn measure_dr_breakpoints(kvm_device: &std::path::Path) -> Result<bool, Stri
     vcpu_owner
         .vcpu()
         .set_guest_debug(&req.to_kvm())
-        .map_err(|e| format!("KVM_SET_GUEST_DEBUG: {e}"))?;
+        .map_err(DebugError::kvm("KVM_SET_GUEST_DEBUG"))?;
     match vcpu_owner.vcpu_mut().run() {
         Ok(kvm_ioctls::VcpuExit::Debug(arch)) => {
-            let rip = vcpu_owner.vcpu().get_regs().map_err(|e| e.to_string())?.rip;
+            let rip = vcpu_owner
+                .vcpu()
+                .get_regs()
+                .map_err(DebugError::kvm("KVM_GET_REGS"))?
+                .rip;
             Ok(dr6_hit(arch.dr6) == Some(0) || rip == entry)
         }
-        Ok(other) => Err(format!("DR probe: unexpected exit {other:?}")),
-        Err(e) => Err(format!("DR probe: KVM_RUN: {e}")),
+        Ok(other) => Err(DebugError::ProbeExit(format!("{other:?}"))),
+        Err(e) => Err(DebugError::ProbeRun(e)),
     }
 }
 

@@ -8,7 +8,7 @@
 //! gdb target/guest/x86_64-unknown-linux-gnu/release/kernel -ex 'target remote :1234'
 //! ```
 
-use super::{Debugger, StopReason};
+use super::{DebugError, Debugger, StopReason};
 use crate::introspect::memory;
 use crate::vstate::vm::Outcome;
 use gdbstub::common::Signal;
@@ -40,7 +40,7 @@ pub struct GdbTarget {
 
 impl Target for GdbTarget {
     type Arch = X86_64_SSE;
-    type Error = String;
+    type Error = DebugError;
 
     fn base_ops(&mut self) -> BaseOps<'_, Self::Arch, Self::Error> {
         BaseOps::SingleThread(self)
@@ -198,7 +198,7 @@ impl run_blocking::BlockingEventLoop for EventLoop {
         conn: &mut TcpStream,
     ) -> Result<
         run_blocking::Event<Self::StopReason>,
-        run_blocking::WaitForStopReasonError<String, <TcpStream as Connection>::Error>,
+        run_blocking::WaitForStopReasonError<DebugError, <TcpStream as Connection>::Error>,
     > {
         // A byte from gdb (Ctrl-C) before we start: hand it over.
         if conn.peek().map(|b| b.is_some()).unwrap_or(false) {
@@ -221,23 +221,25 @@ impl run_blocking::BlockingEventLoop for EventLoop {
         Ok(run_blocking::Event::TargetStopped(reason))
     }
 
-    fn on_interrupt(_target: &mut GdbTarget) -> Result<Option<Self::StopReason>, String> {
+    fn on_interrupt(_target: &mut GdbTarget) -> Result<Option<Self::StopReason>, DebugError> {
         Ok(Some(SingleThreadStopReason::Signal(Signal::SIGINT)))
     }
 }
 
 /// Wait for gdb on `addr`, serve it, and when it detaches run the guest to
 /// its end. Returns how the guest ended.
-pub fn serve(mut dbg: Debugger, addr: &str) -> Result<Outcome, String> {
-    let listener = TcpListener::bind(addr).map_err(|e| format!("--gdb {addr}: {e}"))?;
+pub fn serve(mut dbg: Debugger, addr: &str) -> Result<Outcome, crate::error::Error> {
+    let socket = |source| DebugError::GdbSocket {
+        addr: addr.to_string(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).map_err(socket)?;
     eprintln!("vmm: waiting for gdb on {addr} (gdb KERNEL -ex 'target remote {addr}')");
-    let (stream, peer) = listener.accept().map_err(|e| format!("--gdb {addr}: {e}"))?;
+    let (stream, peer) = listener.accept().map_err(socket)?;
     eprintln!("vmm: gdb connected from {peer}");
     // The listening socket is no longer needed, and seccomp forbids accept.
     drop(listener);
-    dbg.vm
-        .lock_down(crate::seccomp::Profile::Interactive)
-        .map_err(|e| e.to_string())?;
+    dbg.vm.lock_down(crate::seccomp::Profile::Interactive)?;
     let mut target = GdbTarget {
         dbg,
         resume: Resume::Continue,
@@ -254,7 +256,7 @@ pub fn serve(mut dbg: Debugger, addr: &str) -> Result<Outcome, String> {
                 let _ = target.dbg.cont();
             }
         }
-        Err(e) => return Err(format!("gdb session failed: {e}")),
+        Err(e) => return Err(DebugError::GdbSession(e.to_string()).into()),
     }
     Ok(target.dbg.ended.clone().unwrap_or(Outcome::Exited(0)))
 }

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod commands;
 pub mod engine;
+pub mod error;
 pub mod gdb;
 
 use crate::introspect::memory;
@@ -16,6 +17,8 @@ use crate::trace::tracer::let_tf_through_syscall;
 use crate::vstate::kvm_info::Flavor;
 use crate::vstate::vm::{Event, Outcome, Vm};
 use engine::{BreakMethod, DrSlot, StopControl, StopRequest};
+use error::Result;
+pub use error::{CommandError, DebugError};
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use std::cell::Cell;
 use vm_memory::{Bytes, GuestAddress};
@@ -94,10 +97,10 @@ impl Debugger {
         user_symbols: Symbols,
         requested: Option<BreakMethod>,
         kvm_device: &std::path::Path,
-    ) -> Result<Debugger, String> {
+    ) -> Result<Debugger> {
         // While debugging, `syscall` must not clear TF, or single-steps would
         // skip the whole kernel path.
-        let_tf_through_syscall(vm.vcpu()).map_err(|e| format!("KVM_SET_MSRS: {e}"))?;
+        let_tf_through_syscall(vm.vcpu()).map_err(DebugError::kvm("KVM_SET_MSRS"))?;
         let dr_works = match requested {
             Some(m) => m == BreakMethod::DebugRegister,
             None => engine::probe_dr_breakpoints(kvm_device)?,
@@ -128,28 +131,28 @@ impl Debugger {
     }
 
     /// Registers and system registers at this stop, read once per stop.
-    fn both(&self) -> Result<(kvm_regs, kvm_sregs), String> {
+    fn both(&self) -> Result<(kvm_regs, kvm_sregs)> {
         if let Some(c) = self.cache.get() {
             return Ok(c);
         }
         let v = self.vm.vcpu();
-        let r = v.get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
-        let s = v.get_sregs().map_err(|e| format!("KVM_GET_SREGS: {e}"))?;
+        let r = v.get_regs().map_err(DebugError::kvm("KVM_GET_REGS"))?;
+        let s = v.get_sregs().map_err(DebugError::kvm("KVM_GET_SREGS"))?;
         self.cache.set(Some((r, s)));
         Ok((r, s))
     }
 
-    pub fn regs(&self) -> Result<kvm_regs, String> {
+    pub fn regs(&self) -> Result<kvm_regs> {
         self.both().map(|b| b.0)
     }
 
-    pub fn sregs(&self) -> Result<kvm_sregs, String> {
+    pub fn sregs(&self) -> Result<kvm_sregs> {
         self.both().map(|b| b.1)
     }
 
     /// KVM_SET_REGS, keeping the per-stop copy in step.
-    pub fn set_regs(&mut self, r: &kvm_regs) -> Result<(), String> {
-        self.vm.vcpu().set_regs(r).map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+    pub fn set_regs(&mut self, r: &kvm_regs) -> Result<()> {
+        self.vm.vcpu().set_regs(r).map_err(DebugError::kvm("KVM_SET_REGS"))?;
         if let Some((_, s)) = self.cache.get() {
             self.cache.set(Some((*r, s)));
         }
@@ -194,9 +197,9 @@ impl Debugger {
 
     /// Resolve `SYMBOL`, `SYMBOL+0xOFF` or `0xADDR` (program symbols first:
     /// both the program and the kernel have a `_start`).
-    pub fn resolve(&self, spec: &str) -> Result<u64, String> {
+    pub fn resolve(&self, spec: &str) -> Result<u64> {
         let (name, off) = match spec.split_once('+') {
-            Some((n, o)) => (n, parse_num(o).ok_or_else(|| format!("bad offset in {spec}"))?),
+            Some((n, o)) => (n, parse_num(o).ok_or_else(|| DebugError::BadOffset(spec.to_string()))?),
             None => (spec, 0),
         };
         if let Some(reg) = name.strip_prefix('$') {
@@ -215,7 +218,7 @@ impl Debugger {
                 "r9" => r.r9,
                 "r10" => r.r10,
                 "r11" => r.r11,
-                _ => return Err(format!("unknown register ${reg}")),
+                _ => return Err(DebugError::UnknownRegister(reg.to_string())),
             };
             return add_offset(spec, v, off);
         }
@@ -223,32 +226,28 @@ impl Debugger {
         add_offset(spec, a, off)
     }
 
-    fn refuse_ring3_on_pvm(&self, what: &str) -> Result<(), String> {
+    fn refuse_ring3_on_pvm(&self, what: &str) -> Result<()> {
         if self.vm.flavor.is_pvm() {
-            return Err(format!(
-                "{what}: on this host's PVM /dev/kvm, single-steps and debug-register breakpoints in ring 3 never \
-                 exit (see `vmm kvm-info`); use hardware KVM or the KVM box (tests/kvmbox)"
-            ));
+            return Err(DebugError::RingThreeOnPvm { what: what.to_string() });
         }
         Ok(())
     }
 
-    pub fn add_breakpoint(&mut self, spec: &str, watch: Option<u8>) -> Result<&Breakpoint, String> {
+    pub fn add_breakpoint(&mut self, spec: &str, watch: Option<u8>) -> Result<&Breakpoint> {
         let addr = self.resolve(spec)?;
         if addr < KERNEL_BASE {
             self.refuse_ring3_on_pvm(&format!("a breakpoint at {addr:#x} (ring 3)"))?;
         }
         let method = self.method_for(addr, watch.is_some());
         if method == BreakMethod::ExitInsn && (addr < KERNEL_BASE || watch.is_some()) {
-            return Err(format!(
-                "--break-by exit-insn patches `in al, dx` into kernel code, and {addr:#x} is {}: \
-                 use --break-by step (or dr0 where debug registers exit)",
-                if watch.is_some() {
+            return Err(DebugError::ExitInsnNotHere {
+                addr,
+                what: if watch.is_some() {
                     "a watchpoint"
                 } else {
                     "a ring-3 address (an `in` there is #GP, not an exit)"
-                }
-            ));
+                },
+            });
         }
         if method == BreakMethod::DebugRegister
             && self
@@ -258,16 +257,14 @@ impl Debugger {
                 .count()
                 >= 4
         {
-            return Err("only 4 debug registers (DR0–DR3): delete one, or use --break-by step".into());
+            return Err(DebugError::NoFreeDebugRegister);
         }
         if let Some(len) = watch {
             if self.vm.flavor.is_pvm() && method == BreakMethod::DebugRegister {
-                return Err("debug-register watchpoints never fire on PVM (see `vmm kvm-info`); \
-                            restart with --break-by step, which compares the value after each step"
-                    .into());
+                return Err(DebugError::DrWatchpointOnPvm);
             }
             if ![1, 2, 4, 8].contains(&len) || addr % u64::from(len) != 0 {
-                return Err("a watchpoint covers 1, 2, 4 or 8 bytes, aligned".into());
+                return Err(DebugError::BadWatchpoint);
             }
         }
         let last_value = watch.and_then(|len| self.read_watched(addr, len));
@@ -284,14 +281,14 @@ impl Debugger {
         Ok(self.bps.last().unwrap())
     }
 
-    pub fn delete(&mut self, id: Option<u32>) -> Result<(), String> {
+    pub fn delete(&mut self, id: Option<u32>) -> Result<()> {
         match id {
             None => self.bps.clear(),
             Some(id) => {
                 let n = self.bps.len();
                 self.bps.retain(|b| b.id != id);
                 if n == self.bps.len() {
-                    return Err(format!("no breakpoint {id}"));
+                    return Err(DebugError::NoBreakpoint(id));
                 }
             }
         }
@@ -327,7 +324,7 @@ impl Debugger {
 
     /// Write `in al, dx` over each exit-instruction breakpoint; returns what
     /// to put back.
-    fn patch_in(&mut self) -> Result<Vec<(u64, u64, u8)>, String> {
+    fn patch_in(&mut self) -> Result<Vec<(u64, u64, u8)>> {
         let cr3 = self.sregs()?.cr3;
         let mut saved = Vec::new();
         let addrs: Vec<u64> = self
@@ -342,12 +339,9 @@ impl Debugger {
             }
             let phys = crate::arch::paging::walk(&self.vm.mem, cr3, addr)
                 .1
-                .ok_or_else(|| format!("{addr:#x} is not mapped: cannot patch a breakpoint there"))?;
-            let orig: u8 = self.vm.mem.read_obj(GuestAddress(phys)).map_err(|e| e.to_string())?;
-            self.vm
-                .mem
-                .write_obj(engine::EXIT_INSN, GuestAddress(phys))
-                .map_err(|e| e.to_string())?;
+                .ok_or(DebugError::PatchNotMapped(addr))?;
+            let orig: u8 = self.vm.mem.read_obj(GuestAddress(phys))?;
+            self.vm.mem.write_obj(engine::EXIT_INSN, GuestAddress(phys))?;
             saved.push((addr, phys, orig));
         }
         self.vm.exit_patches.addrs = saved.iter().map(|&(a, _, _)| a).collect();
@@ -365,29 +359,29 @@ impl Debugger {
     /// let KVM finish the pending port read without running the guest
     /// (immediate_exit), then put RIP and RAX back so that the original
     /// instruction runs next.
-    fn complete_exit_insn(&mut self) -> Result<(), String> {
-        let regs = self.vm.vcpu().get_regs().map_err(|e| format!("KVM_GET_REGS: {e}"))?;
+    fn complete_exit_insn(&mut self) -> Result<()> {
+        let regs = self.vm.vcpu().get_regs().map_err(DebugError::kvm("KVM_GET_REGS"))?;
         self.vm.vcpu_mut().set_kvm_immediate_exit(1);
         let r = self.vm.vcpu_mut().run().map(|_| ()).err();
         self.vm.vcpu_mut().set_kvm_immediate_exit(0);
         match r {
             Some(e) if e.errno() == libc::EINTR => {}
-            Some(e) => return Err(format!("completing the breakpoint's port read: {e}")),
-            None => return Err("completing the breakpoint's port read: KVM_RUN ran the guest".into()),
+            Some(e) => return Err(DebugError::PortRead(e)),
+            None => return Err(DebugError::PortReadRanGuest),
         }
         self.vm
             .vcpu()
             .set_regs(&regs)
-            .map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            .map_err(DebugError::kvm("KVM_SET_REGS"))?;
         self.cache.set(None);
         Ok(())
     }
 
     /// Resume once: a single step, or until a debug exit or an
     /// exit-instruction breakpoint. None when the guest ended.
-    fn resume(&mut self, single_step: bool) -> Result<Option<Stop>, String> {
+    fn resume(&mut self, single_step: bool) -> Result<Option<Stop>> {
         if self.ended.is_some() {
-            return Err("the guest has ended".into());
+            return Err(DebugError::Ended);
         }
         if let (Some(d), Some(t)) = (self.deadline, self.vm.timeout()) {
             if single_step && std::time::Instant::now() >= d {
@@ -409,7 +403,7 @@ impl Debugger {
         let force = single_step && self.rearm_step;
         self.stop
             .set(self.vm.vcpu(), req, force)
-            .map_err(|e| format!("KVM_SET_GUEST_DEBUG: {e}"))?;
+            .map_err(DebugError::kvm("KVM_SET_GUEST_DEBUG"))?;
         let patches = if single_step { Vec::new() } else { self.patch_in()? };
         let event = self.vm.run_until(true, !single_step);
         self.patch_out(&patches);
@@ -428,14 +422,14 @@ impl Debugger {
                 self.ended = Some(o);
                 Ok(None)
             }
-            Event::Interrupted => Err("interrupted (Ctrl-C)".into()),
+            Event::Interrupted => Err(DebugError::Interrupted),
         }
     }
 
     /// Keep TF out of ring 3's own RFLAGS: a step into `syscall` leaves TF in
     /// R11, and `sysretq` would hand it to the program, which would then take
     /// a #DB of its own.
-    fn after_step(&mut self, stepped: bool) -> Result<(), String> {
+    fn after_step(&mut self, stepped: bool) -> Result<()> {
         let (regs, sregs) = self.both()?;
         let cpl = (sregs.cs.selector & 3) as u8;
         let cpl_changed = self.step_cpl.is_some_and(|c| c != cpl);
@@ -452,7 +446,7 @@ impl Debugger {
         }
         if cpl == 3 && self.tf_in_saved_rflags {
             let mut r = regs;
-            engine::clear_user_tf(self.vm.vcpu(), &mut r).map_err(|e| format!("KVM_SET_REGS: {e}"))?;
+            engine::clear_user_tf(self.vm.vcpu(), &mut r).map_err(DebugError::kvm("KVM_SET_REGS"))?;
             self.set_regs(&r)?;
             self.tf_in_saved_rflags = false;
             self.rearm_step = true;
@@ -463,7 +457,7 @@ impl Debugger {
 
     /// The one-line description of where the guest is now, with a marker
     /// if the privilege level changed since the last printed stop.
-    pub fn stop_line(&mut self) -> Result<String, String> {
+    pub fn stop_line(&mut self) -> Result<String> {
         let (regs, sregs) = self.both()?;
         let cpl = (sregs.cs.selector & 3) as u8;
         let insn = memory::disassemble_one(&self.vm.mem, sregs.cr3, regs.rip).unwrap_or_else(|| "(not mapped)".into());
@@ -507,7 +501,7 @@ impl Debugger {
         hit
     }
 
-    fn check_can_step(&self) -> Result<(), String> {
+    fn check_can_step(&self) -> Result<()> {
         let sregs = self.sregs()?;
         if sregs.cs.selector & 3 == 3 {
             self.refuse_ring3_on_pvm("stepping in ring 3")?;
@@ -516,7 +510,7 @@ impl Debugger {
     }
 
     /// `stepi`: one instruction.
-    pub fn step(&mut self) -> Result<StopReason, String> {
+    pub fn step(&mut self) -> Result<StopReason> {
         self.deadline = None;
         self.check_can_step()?;
         self.last_insn_for_step()?;
@@ -527,7 +521,7 @@ impl Debugger {
     }
 
     /// Remember the instruction about to run, for the "via" of a CPL change.
-    fn last_insn_for_step(&mut self) -> Result<(), String> {
+    fn last_insn_for_step(&mut self) -> Result<()> {
         let (regs, sregs) = self.both()?;
         self.last_insn = memory::disassemble_one(&self.vm.mem, sregs.cr3, regs.rip).unwrap_or_default();
         let cpl = (sregs.cs.selector & 3) as u8;
@@ -537,7 +531,7 @@ impl Debugger {
     }
 
     /// `continue`: run to the next breakpoint or watchpoint, or the end.
-    pub fn cont(&mut self) -> Result<StopReason, String> {
+    pub fn cont(&mut self) -> Result<StopReason> {
         self.deadline = self.vm.timeout().map(|t| std::time::Instant::now() + t);
         // Leaving a breakpoint: step off it first, or DR0 would fire again at once.
         let rip = self.regs()?.rip;
@@ -606,7 +600,7 @@ impl Debugger {
     }
 
     /// `nexti`: like stepi, but a `call` runs to the instruction after it.
-    pub fn next_over_calls(&mut self) -> Result<StopReason, String> {
+    pub fn next_over_calls(&mut self) -> Result<StopReason> {
         self.deadline = self.vm.timeout().map(|t| std::time::Instant::now() + t);
         let regs = self.regs()?;
         let sregs = self.sregs()?;
@@ -646,21 +640,24 @@ pub enum Stop {
 }
 
 /// `base + off`, refused when it passes the end of the address space.
-fn add_offset(spec: &str, base: u64, off: u64) -> Result<u64, String> {
-    base.checked_add(off)
-        .ok_or_else(|| format!("{spec}: {base:#x} + {off:#x} is past the end of the 64-bit address space"))
+fn add_offset(spec: &str, base: u64, off: u64) -> Result<u64> {
+    base.checked_add(off).ok_or_else(|| DebugError::PastAddressSpace {
+        spec: spec.to_string(),
+        base,
+        off,
+    })
 }
 
 /// A number, or a symbol of the program or the kernel — the program's
 /// first: both it and the kernel have a `_start`.
-pub fn resolve_symbol(name: &str, program: &Symbols, kernel: &Symbols) -> Result<u64, String> {
+pub fn resolve_symbol(name: &str, program: &Symbols, kernel: &Symbols) -> Result<u64> {
     if let Some(v) = parse_num(name) {
         return Ok(v);
     }
     program
         .address_of(name)
         .or_else(|| kernel.address_of(name))
-        .ok_or_else(|| format!("no symbol '{name}' in the kernel or the program"))
+        .ok_or_else(|| DebugError::NoSymbol(name.to_string()))
 }
 
 /// `0x1f`, `31`.

@@ -5,24 +5,29 @@ use crate::arch::paging::{self, PTE_A, PTE_D, PTE_G, PTE_NX, PTE_P, PTE_PS, PTE_
 use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
+/// Why guest memory could not be read at a virtual address.
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("{va:#x}: {len} bytes from there run past the end of the address space")]
+    PastEnd { va: u64, len: usize },
+    #[error("{0:#x} is not mapped")]
+    NotMapped(u64),
+    #[error(transparent)]
+    Guest(#[from] vm_memory::GuestMemoryError),
+}
+
 /// Read `buf.len()` bytes at guest virtual `va` through the tables at `cr3`.
-pub fn read_virt(mem: &GuestMemoryMmap, cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), String> {
+pub fn read_virt(mem: &GuestMemoryMmap, cr3: u64, va: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
     if buf.len() > 1 && va.checked_add(buf.len() as u64 - 1).is_none() {
-        return Err(format!(
-            "{va:#x}: {} bytes from there run past the end of the address space",
-            buf.len()
-        ));
+        return Err(MemoryError::PastEnd { va, len: buf.len() });
     }
     let mut done = 0;
     while done < buf.len() {
         let addr = va + done as u64;
-        let phys = paging::walk(mem, cr3, addr)
-            .1
-            .ok_or_else(|| format!("{addr:#x} is not mapped"))?;
+        let phys = paging::walk(mem, cr3, addr).1.ok_or(MemoryError::NotMapped(addr))?;
         let in_page = (0x1000 - (addr & 0xfff)) as usize;
         let n = in_page.min(buf.len() - done);
-        mem.read_slice(&mut buf[done..done + n], GuestAddress(phys))
-            .map_err(|e| e.to_string())?;
+        mem.read_slice(&mut buf[done..done + n], GuestAddress(phys))?;
         done += n;
     }
     Ok(())

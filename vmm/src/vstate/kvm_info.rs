@@ -125,7 +125,7 @@ pub fn capabilities(flavor: Flavor) -> Vec<Capability> {
 }
 
 /// Everything `vmm kvm-info` prints.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct KvmInfo {
     pub device: PathBuf,
     pub flavor: Flavor,
@@ -135,7 +135,7 @@ pub struct KvmInfo {
     pub has_hw_bp: bool,
     /// Measured now (debug/engine.rs): does a DR0 execute breakpoint exit?
     /// Err: the probe VM could not run.
-    pub dr_breakpoints_exit: std::result::Result<bool, String>,
+    pub dr_breakpoints_exit: std::result::Result<bool, crate::debug::DebugError>,
     pub capabilities: Vec<Capability>,
 }
 
@@ -180,7 +180,7 @@ pub fn query(device: &Path) -> Result<KvmInfo> {
             Err(_) => (false, "could not be measured (the probe VM failed)"),
         };
     }
-    if dr == Ok(false) {
+    if matches!(dr, Ok(false)) {
         if let Some(row) = caps
             .iter_mut()
             .find(|c| c.name == "debug-register breakpoints in ring 3")
