@@ -15,7 +15,7 @@
 //! | [`strace_decode`] | strace's decoding of arguments and trap frames | guest memory and registers |
 
 use crate::boot::loader::{self, KernelImage};
-use crate::debug::commands::{self, Command, MAX_DISAS, MAX_STEPI, MAX_X_UNITS};
+use crate::debug::parse::{self, Command, MAX_CONTINUE, MAX_DISAS, MAX_STEPI, MAX_X_UNITS};
 use crate::{boot::initrd, introspect::symbols::Symbols, trace::strace};
 use std::borrow::Cow;
 use std::path::Path;
@@ -156,14 +156,14 @@ pub fn cpio_roundtrip(data: &[u8]) {
 pub fn debug_command(data: &[u8]) {
     let line = String::from_utf8_lossy(data);
     for l in line.split('\n') {
-        match commands::parse(l) {
+        match parse::parse(l) {
             Ok(Some(p)) => match p.cmd {
                 Command::X { count, size, .. } => {
                     assert!((1..=MAX_X_UNITS).contains(&count) && [1, 2, 4, 8].contains(&size))
                 }
                 Command::Disas(n) => assert!(n <= MAX_DISAS),
                 Command::Stepi(n) => assert!(n <= MAX_STEPI),
-                Command::Continue(n) => assert!((1..=commands::MAX_CONTINUE).contains(&n)),
+                Command::Continue(n) => assert!((1..=MAX_CONTINUE).contains(&n)),
                 Command::Watch(_, len) => assert!([1, 2, 4, 8].contains(&len)),
                 Command::Check { cpl, .. } => assert!(cpl.unwrap_or(0) <= 3),
                 _ => {}

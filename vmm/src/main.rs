@@ -56,7 +56,7 @@ struct RunArgs {
     break_at: Option<String>,
     /// Instructions to single-step after the breakpoint (at most 1000000).
     #[arg(long, default_value_t = 40, value_name = "N",
-          value_parser = clap::value_parser!(u64).range(0..=vmm::debug::commands::MAX_STEPI))]
+          value_parser = clap::value_parser!(u64).range(0..=vmm::debug::parse::MAX_STEPI))]
     stepi: u64,
     /// How breakpoints stop the guest: `dr0` (debug registers), `step`
     /// (single-step until RIP matches) or, with --gdb, `exit-insn`. Default:

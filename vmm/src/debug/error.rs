@@ -104,6 +104,9 @@ pub enum DebugError {
 
     #[error("gdb session failed: {0}")]
     GdbSession(String),
+
+    #[error("cannot write the JSON: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 impl DebugError {
@@ -133,7 +136,7 @@ pub enum CommandError {
     #[error("x: count '{0}' is not a number (decimal, or hex with 0x)")]
     ExamineCountNotANumber(String),
 
-    #[error("x: count {0} is too large (at most {max} units; use several x commands)", max = super::commands::MAX_X_UNITS)]
+    #[error("x: count {0} is too large (at most {max} units; use several x commands)", max = super::parse::MAX_X_UNITS)]
     ExamineCountTooLarge(String),
 
     #[error("x: count 0: nothing to examine")]

@@ -3,7 +3,8 @@
 //! makes when a selector is loaded (Intel SDM Vol. 3A §5.5–5.8).
 
 use crate::arch::gdt::Descriptor;
-use serde_json::{json, Value};
+use serde::Serialize;
+use std::fmt;
 
 /// "code, execute/read, accessed", "data, read/write", "64-bit TSS (busy)".
 pub fn type_in_words(s: bool, typ: u8) -> String {
@@ -40,32 +41,102 @@ pub fn selector(sel: u16) -> String {
     )
 }
 
-pub fn selector_json(sel: u16) -> Value {
-    let (index, ti, rpl) = crate::arch::gdt::split_selector(sel);
-    json!({"value": sel, "index": index, "ti": if ti == 0 { "GDT" } else { "LDT" }, "rpl": rpl})
+/// A selector taken apart; shown as [`selector`] writes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SelectorView {
+    pub value: u16,
+    pub index: u16,
+    /// "GDT" or "LDT".
+    pub ti: &'static str,
+    pub rpl: u8,
+}
+
+impl SelectorView {
+    pub fn new(sel: u16) -> SelectorView {
+        let (index, ti, rpl) = crate::arch::gdt::split_selector(sel);
+        SelectorView {
+            value: sel,
+            index,
+            ti: if ti == 0 { "GDT" } else { "LDT" },
+            rpl,
+        }
+    }
+}
+
+impl fmt::Display for SelectorView {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&selector(self.value))
+    }
+}
+
+/// A descriptor's attributes with its full base and byte limit (a 16-byte
+/// system descriptor's base has 64 bits; a segment cache's limit is in bytes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DescriptorView {
+    pub base: u64,
+    pub limit: u64,
+    #[serde(rename = "type")]
+    pub typ: u8,
+    pub type_words: String,
+    pub s: bool,
+    pub dpl: u8,
+    pub p: bool,
+    pub avl: bool,
+    pub l: bool,
+    pub db: bool,
+    pub g: bool,
+}
+
+impl DescriptorView {
+    pub fn new(d: &Descriptor, base: u64, limit: u64) -> DescriptorView {
+        DescriptorView {
+            base,
+            limit,
+            typ: d.typ,
+            type_words: type_in_words(d.s, d.typ),
+            s: d.s,
+            dpl: d.dpl,
+            p: d.p,
+            avl: d.avl,
+            l: d.l,
+            db: d.db,
+            g: d.g,
+        }
+    }
 }
 
 /// One line for a descriptor's attributes.
-pub fn descriptor_attrs(d: &Descriptor, base: u64, limit: u64) -> String {
-    format!(
-        "base {base:#x} limit {limit:#x} type {:#x} = {}  S={} DPL={} P={} AVL={} L={} D/B={} G={}",
-        d.typ,
-        type_in_words(d.s, d.typ),
-        u8::from(d.s),
-        d.dpl,
-        u8::from(d.p),
-        u8::from(d.avl),
-        u8::from(d.l),
-        u8::from(d.db),
-        u8::from(d.g)
-    )
+impl fmt::Display for DescriptorView {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "base {:#x} limit {:#x} type {:#x} = {}  S={} DPL={} P={} AVL={} L={} D/B={} G={}",
+            self.base,
+            self.limit,
+            self.typ,
+            self.type_words,
+            u8::from(self.s),
+            self.dpl,
+            u8::from(self.p),
+            u8::from(self.avl),
+            u8::from(self.l),
+            u8::from(self.db),
+            u8::from(self.g)
+        )
+    }
 }
 
-pub fn descriptor_json(d: &Descriptor, base: u64, limit: u64) -> Value {
-    json!({
-        "base": base, "limit": limit, "type": d.typ, "type_words": type_in_words(d.s, d.typ),
-        "s": d.s, "dpl": d.dpl, "p": d.p, "avl": d.avl, "l": d.l, "db": d.db, "g": d.g,
-    })
+/// The name of an interrupt vector: the exception, or what this kernel
+/// uses it for.
+pub fn vector_name(v: usize) -> &'static str {
+    match v {
+        0..=31 => vmm_abi::errno::EXCEPTION_NAMES[v],
+        0x80 => "int80",
+        0x20 => "timer",
+        0x24 => "IRQ 4",
+        0xff => "spurious",
+        _ => "",
+    }
 }
 
 /// Names of the set bits among `names` (bit, name).

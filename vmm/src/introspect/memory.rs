@@ -3,6 +3,8 @@
 
 use crate::arch::paging::{self, PTE_A, PTE_D, PTE_G, PTE_NX, PTE_P, PTE_PS, PTE_RW, PTE_US};
 use iced_x86::{Decoder, DecoderOptions, Formatter, IntelFormatter};
+use serde::Serialize;
+use std::fmt;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// Why guest memory could not be read at a virtual address.
@@ -91,34 +93,75 @@ pub fn entry_bits(e: u64) -> String {
     )
 }
 
+/// One level of a page walk.
+#[derive(Clone, Debug, Serialize)]
+pub struct WalkLevel {
+    /// "PML4E", "PDPTE", "PDE" or "PTE".
+    pub level: &'static str,
+    pub index: usize,
+    pub entry_addr: u64,
+    pub entry: u64,
+    pub present: bool,
+    pub writable: bool,
+    pub user: bool,
+    pub nx: bool,
+    pub large: bool,
+}
+
 /// `pt ADDR`: every level's entry, and the physical address or why the walk stopped.
-pub fn describe_walk(mem: &GuestMemoryMmap, cr3: u64, va: u64) -> (Vec<String>, serde_json::Value) {
+#[derive(Clone, Debug, Serialize)]
+pub struct PageWalk {
+    pub va: u64,
+    pub cr3: u64,
+    pub steps: Vec<WalkLevel>,
+    pub phys: Option<u64>,
+    /// "→ physical …: rights" or "→ not mapped: why".
+    pub verdict: String,
+}
+
+impl fmt::Display for PageWalk {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        writeln!(f, "page walk for {:#x}, CR3 {:#x}", self.va, self.cr3)?;
+        for s in &self.steps {
+            writeln!(
+                f,
+                "  {:<6}[{:3}] at {:#x} = {:#018x}  {}",
+                s.level,
+                s.index,
+                s.entry_addr,
+                s.entry,
+                entry_bits(s.entry)
+            )?;
+        }
+        writeln!(f, "  {}", self.verdict)
+    }
+}
+
+/// Walk the page tables at `cr3` for `va`, level by level.
+pub fn describe_walk(mem: &GuestMemoryMmap, cr3: u64, va: u64) -> PageWalk {
     let names = ["", "PTE", "PDE", "PDPTE", "PML4E"];
     let (steps, phys) = paging::walk(mem, cr3, va);
-    let mut lines = vec![format!("page walk for {va:#x}, CR3 {cr3:#x}")];
-    let mut json_steps = Vec::new();
-    for s in &steps {
-        let index = paging::index(va, s.level);
-        lines.push(format!(
-            "  {:<6}[{index:3}] at {:#x} = {:#018x}  {}",
-            names[s.level as usize],
-            s.entry_addr,
-            s.entry,
-            entry_bits(s.entry)
-        ));
-        json_steps.push(serde_json::json!({
-            "level": names[s.level as usize], "index": index, "entry_addr": s.entry_addr, "entry": s.entry,
-            "present": s.entry & PTE_P != 0, "writable": s.entry & PTE_RW != 0, "user": s.entry & PTE_US != 0,
-            "nx": s.entry & PTE_NX != 0, "large": s.entry & PTE_PS != 0,
-        }));
-    }
+    let levels = steps
+        .iter()
+        .map(|s| WalkLevel {
+            level: names[s.level as usize],
+            index: paging::index(va, s.level),
+            entry_addr: s.entry_addr,
+            entry: s.entry,
+            present: s.entry & PTE_P != 0,
+            writable: s.entry & PTE_RW != 0,
+            user: s.entry & PTE_US != 0,
+            nx: s.entry & PTE_NX != 0,
+            large: s.entry & PTE_PS != 0,
+        })
+        .collect();
     let verdict = match (phys, steps.last()) {
         (Some(p), _) => {
             let user = steps.iter().all(|s| s.entry & PTE_US != 0);
             let writable = steps.iter().all(|s| s.entry & PTE_RW != 0);
             let exec = steps.iter().all(|s| s.entry & PTE_NX == 0);
             format!(
-                "  → physical {p:#x}: {} {} {}",
+                "→ physical {p:#x}: {} {} {}",
                 if user {
                     "user-accessible"
                 } else {
@@ -128,12 +171,14 @@ pub fn describe_walk(mem: &GuestMemoryMmap, cr3: u64, va: u64) -> (Vec<String>, 
                 if exec { "executable" } else { "no-execute" }
             )
         }
-        (None, Some(s)) => format!("  → not mapped: the {} has P = 0", names[s.level as usize]),
-        (None, None) => "  → not mapped: CR3 does not point into guest memory".into(),
+        (None, Some(s)) => format!("→ not mapped: the {} has P = 0", names[s.level as usize]),
+        (None, None) => "→ not mapped: CR3 does not point into guest memory".into(),
     };
-    lines.push(verdict.clone());
-    (
-        lines,
-        serde_json::json!({"va": va, "cr3": cr3, "steps": json_steps, "phys": phys, "verdict": verdict.trim()}),
-    )
+    PageWalk {
+        va,
+        cr3,
+        steps: levels,
+        phys,
+        verdict,
+    }
 }

@@ -301,7 +301,7 @@ impl Strace {
                     // (the timer, IRQ 4) are not its doing, and strace
                     // does not show them.
                     let pid = self.pid(mem);
-                    let name = crate::debug::commands::vector_name(f.vector as usize);
+                    let name = crate::introspect::decode::vector_name(f.vector as usize);
                     let (rip, error) = (f.rip, f.error_code);
                     let _ = writeln!(self.out, "[pid {pid}] --- {name} at {rip:#x} (error {error:#x}) ---");
                 }
