@@ -11,6 +11,8 @@ mod common;
 use common::{count_from_env, vmm_binary};
 use kvm_bindings::{kvm_regs, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuExit};
+use serde::ser::SerializeMap;
+use serde::{Serialize, Serializer};
 use std::io::Read;
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
@@ -65,7 +67,8 @@ fn bench() -> Res<()> {
         .map(|t| t.join("bench/boot.json"))
         .ok_or("no target dir")?;
     std::fs::create_dir_all(json_path.parent().unwrap()).map_err(|e| format!("create {}: {e}", json_path.display()))?;
-    std::fs::write(&json_path, report.json()).map_err(|e| format!("write {}: {e}", json_path.display()))?;
+    let json = serde_json::to_string_pretty(&report.json()).map_err(|e| format!("boot.json: {e}"))? + "\n";
+    std::fs::write(&json_path, json).map_err(|e| format!("write {}: {e}", json_path.display()))?;
     println!("wrote {}", json_path.display());
     Ok(())
 }
@@ -317,11 +320,19 @@ fn ms(d: Duration) -> f64 {
 }
 
 /// Median, min and max.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Serialize)]
 struct Stat {
+    #[serde(serialize_with = "four_places")]
     median: f64,
+    #[serde(serialize_with = "four_places")]
     min: f64,
+    #[serde(serialize_with = "four_places")]
     max: f64,
+}
+
+/// Milliseconds to a tenth of a microsecond: more digits would be noise.
+fn four_places<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((v * 1e4).round() / 1e4)
 }
 
 impl Stat {
@@ -340,13 +351,6 @@ impl Stat {
             min: v[0],
             max: v[n - 1],
         }
-    }
-
-    fn json(&self) -> String {
-        format!(
-            "{{\"median\": {:.4}, \"min\": {:.4}, \"max\": {:.4}}}",
-            self.median, self.min, self.max
-        )
     }
 }
 
@@ -382,19 +386,18 @@ impl Floor {
             .collect();
         p.join(", ")
     }
+}
 
-    fn json(&self) -> String {
-        let p: Vec<String> = self
-            .phases
-            .iter()
-            .map(|(n, s)| format!("\"{n}\": {}", s.json()))
-            .collect();
-        format!(
-            "{{\"mode\": \"{}\", \"total\": {}, {}}}",
-            self.mode.name(),
-            self.total.json(),
-            p.join(", ")
-        )
+/// `{"mode": …, "total": {…}, "create_vm": {…}, …}`: the phases beside the total.
+impl Serialize for Floor {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(2 + self.phases.len()))?;
+        m.serialize_entry("mode", self.mode.name())?;
+        m.serialize_entry("total", &self.total)?;
+        for (name, stat) in &self.phases {
+            m.serialize_entry(name, stat)?;
+        }
+        m.end()
     }
 }
 
@@ -498,51 +501,57 @@ impl Report {
         t
     }
 
-    fn json(&self) -> String {
-        format!(
-            concat!(
-                "{{\n",
-                "  \"runs\": {},\n  \"mem_mib\": {},\n  \"host_cpu\": \"{}\",\n  \"kvm\": \"{}\",\n",
-                "  \"unit\": \"ms\",\n",
-                "  \"wall\": {},\n  \"kvm_setup\": {},\n  \"load\": {},\n  \"in_kvm_run\": {},\n",
-                "  \"other_in_main\": {},\n  \"process_teardown\": {},\n  \"vmm_share\": {},\n",
-                "  \"max_rss_mib\": {},\n  \"exits\": {},\n  \"pio_exits\": {},\n",
-                "  \"floor\": {},\n  \"floor_long_mode\": {},\n  \"spawn_true\": {},\n",
-                "  \"vmm_share_over_floor\": {:.4},\n  \"share_target\": {},\n",
-                "  \"rss_target_mib\": {},\n  \"rss_ok\": {}\n",
-                "}}\n"
-            ),
-            self.runs,
-            MEM_MIB,
-            json_escape(&self.cpu),
-            json_escape(self.kvm),
-            self.wall.json(),
-            self.kvm_setup.json(),
-            self.load.json(),
-            self.in_kvm_run.json(),
-            self.other_in_main.json(),
-            self.process_teardown.json(),
-            self.vmm_share.json(),
-            self.rss_mib.json(),
-            self.exits.json(),
-            self.pio_exits.json(),
-            self.floor.json(),
-            self.floor_long.as_ref().map_or("null".into(), Floor::json),
-            self.spawn_true.json(),
-            self.ratio(),
-            SHARE_TARGET,
-            RSS_TARGET_MIB,
-            self.rss_ok(),
-        )
+    fn json(&self) -> ReportJson<'_> {
+        ReportJson {
+            runs: self.runs,
+            mem_mib: MEM_MIB,
+            host_cpu: &self.cpu,
+            kvm: self.kvm,
+            unit: "ms",
+            wall: self.wall,
+            kvm_setup: self.kvm_setup,
+            load: self.load,
+            in_kvm_run: self.in_kvm_run,
+            other_in_main: self.other_in_main,
+            process_teardown: self.process_teardown,
+            vmm_share: self.vmm_share,
+            max_rss_mib: self.rss_mib,
+            exits: self.exits,
+            pio_exits: self.pio_exits,
+            floor: &self.floor,
+            floor_long_mode: self.floor_long.as_ref(),
+            spawn_true: self.spawn_true,
+            vmm_share_over_floor: (self.ratio() * 1e4).round() / 1e4,
+            share_target: SHARE_TARGET,
+            rss_target_mib: RSS_TARGET_MIB,
+            rss_ok: self.rss_ok(),
+        }
     }
 }
 
-fn json_escape(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| match c {
-            '"' | '\\' => vec!['\\', c],
-            c if c.is_control() => format!("\\u{:04x}", c as u32).chars().collect(),
-            c => vec![c],
-        })
-        .collect()
+/// target/bench/boot.json.
+#[derive(Serialize)]
+struct ReportJson<'a> {
+    runs: usize,
+    mem_mib: u64,
+    host_cpu: &'a str,
+    kvm: &'static str,
+    unit: &'static str,
+    wall: Stat,
+    kvm_setup: Stat,
+    load: Stat,
+    in_kvm_run: Stat,
+    other_in_main: Stat,
+    process_teardown: Stat,
+    vmm_share: Stat,
+    max_rss_mib: Stat,
+    exits: Stat,
+    pio_exits: Stat,
+    floor: &'a Floor,
+    floor_long_mode: Option<&'a Floor>,
+    spawn_true: Stat,
+    vmm_share_over_floor: f64,
+    share_target: f64,
+    rss_target_mib: f64,
+    rss_ok: bool,
 }

@@ -147,9 +147,12 @@ fn bench() -> Res<()> {
         println!(
             "peers bench: SKIPPED the QEMU rows: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)"
         );
-        let json = serde_json::json!({ "skipped": "qemu-system-x86_64 not installed" });
+        let json = serde_json::to_string(&Skipped {
+            skipped: "qemu-system-x86_64 not installed",
+        })
+        .map_err(|e| e.to_string())?;
         std::fs::create_dir_all(json_path.parent().unwrap()).map_err(|e| e.to_string())?;
-        std::fs::write(&json_path, json.to_string()).map_err(|e| e.to_string())?;
+        std::fs::write(&json_path, json).map_err(|e| e.to_string())?;
         return Ok(());
     }
     let pvh = build_pvh()?;
@@ -202,24 +205,74 @@ fn bench() -> Res<()> {
         "reference (published, not measured here): Firecracker ≤ {FIRECRACKER_BOOT_MS} ms to init, \
          ≤ {FIRECRACKER_RSS_MIB} MiB VMM memory"
     );
-    let json = serde_json::json!({
-        "pairs": pairs,
-        "vmm_cmd": "vmm run --cmdline init=none",
-        "qemu_cmd": format!("{:?}", qemu_cmd(&pvh)),
-        "median_ratio": ratio,
-        "median_vmm_ms": vmm_ms,
-        "median_qemu_ms": qemu_ms,
-        "median_vmm_rss_kib": vmm_rss,
-        "median_qemu_rss_kib": qemu_rss,
-        "target_ratio": TARGET_RATIO,
-        "rows": rows.iter().map(|r| serde_json::json!({
-            "vmm_ms": r.0, "qemu_ms": r.1, "vmm_rss_kib": r.2, "qemu_rss_kib": r.3
-        })).collect::<Vec<_>>(),
-        "reference_firecracker": { "boot_ms_max": FIRECRACKER_BOOT_MS, "rss_mib_max": FIRECRACKER_RSS_MIB,
-                                   "source": "Firecracker SPECIFICATION.md (published targets)" },
-    });
-    std::fs::write(&json_path, serde_json::to_string_pretty(&json).unwrap())
-        .map_err(|e| format!("write {}: {e}", json_path.display()))?;
+    let json = Peers {
+        pairs,
+        vmm_cmd: "vmm run --cmdline init=none",
+        qemu_cmd: format!("{:?}", qemu_cmd(&pvh)),
+        median_ratio: ratio,
+        median_vmm_ms: vmm_ms,
+        median_qemu_ms: qemu_ms,
+        median_vmm_rss_kib: vmm_rss,
+        median_qemu_rss_kib: qemu_rss,
+        target_ratio: TARGET_RATIO,
+        rows: rows
+            .iter()
+            .map(|r| Pair {
+                vmm_ms: r.0,
+                qemu_ms: r.1,
+                vmm_rss_kib: r.2,
+                qemu_rss_kib: r.3,
+            })
+            .collect(),
+        reference_firecracker: Reference {
+            boot_ms_max: FIRECRACKER_BOOT_MS,
+            rss_mib_max: FIRECRACKER_RSS_MIB,
+            source: "Firecracker SPECIFICATION.md (published targets)",
+        },
+    };
+    std::fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| format!("write {}: {e}", json_path.display()))?;
     println!("wrote {}", json_path.display());
     Ok(())
+}
+
+/// target/bench/peers.json when QEMU is missing.
+#[derive(serde::Serialize)]
+struct Skipped {
+    skipped: &'static str,
+}
+
+/// target/bench/peers.json.
+#[derive(serde::Serialize)]
+struct Peers {
+    pairs: usize,
+    vmm_cmd: &'static str,
+    qemu_cmd: String,
+    median_ratio: f64,
+    median_vmm_ms: f64,
+    median_qemu_ms: f64,
+    median_vmm_rss_kib: f64,
+    median_qemu_rss_kib: f64,
+    target_ratio: f64,
+    rows: Vec<Pair>,
+    reference_firecracker: Reference,
+}
+
+/// One vmm run and one QEMU run, back to back.
+#[derive(serde::Serialize)]
+struct Pair {
+    vmm_ms: f64,
+    qemu_ms: f64,
+    vmm_rss_kib: i64,
+    qemu_rss_kib: i64,
+}
+
+#[derive(serde::Serialize)]
+struct Reference {
+    boot_ms_max: f64,
+    rss_mib_max: f64,
+    source: &'static str,
 }

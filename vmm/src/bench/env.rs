@@ -1,7 +1,8 @@
 //! Where the numbers came from: CPU, TSC rates, KVM flavor, host kernel, mitigations.
 
 use crate::vstate::kvm_info::{self, Flavor};
-use serde_json::{json, Value};
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Where the numbers came from.
@@ -60,23 +61,18 @@ impl Environment {
         }
     }
 
-    pub(super) fn json(&self) -> Value {
-        let m: serde_json::Map<String, Value> = self
-            .mitigations
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect();
-        json!({
-            "cpu_model": self.cpu_model,
-            "guest_tsc_khz": self.guest_tsc_khz,
-            "host_tsc_khz_calibrated": self.host_tsc_khz,
-            "kvm_flavor": self.kvm_flavor.name(),
-            "pvm": self.kvm_flavor.is_pvm(),
-            "kvmbox": self.kvmbox,
-            "host_kernel": self.host_kernel,
-            "mitigations": m,
-            "representative_of_hardware": self.representative(),
-        })
+    pub fn json(&self) -> EnvironmentJson<'_> {
+        EnvironmentJson {
+            cpu_model: &self.cpu_model,
+            guest_tsc_khz: self.guest_tsc_khz,
+            host_tsc_khz_calibrated: self.host_tsc_khz,
+            kvm_flavor: self.kvm_flavor.name(),
+            pvm: self.kvm_flavor.is_pvm(),
+            kvmbox: self.kvmbox,
+            host_kernel: &self.host_kernel,
+            mitigations: self.mitigations.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            representative_of_hardware: self.representative(),
+        }
     }
 
     pub(super) fn text(&self) -> String {
@@ -95,6 +91,20 @@ impl Environment {
         }
         s
     }
+}
+
+/// The environment in the JSON.
+#[derive(Clone, Debug, Serialize)]
+pub struct EnvironmentJson<'a> {
+    pub cpu_model: &'a str,
+    pub guest_tsc_khz: u64,
+    pub host_tsc_khz_calibrated: u64,
+    pub kvm_flavor: &'static str,
+    pub pvm: bool,
+    pub kvmbox: bool,
+    pub host_kernel: &'a str,
+    pub mitigations: BTreeMap<&'a str, &'a str>,
+    pub representative_of_hardware: bool,
 }
 
 /// The banner for hosts whose guest timings mean nothing for hardware.

@@ -156,10 +156,14 @@ fn bench(args: &BenchArgs) -> Result<()> {
     };
     print!("{}", report.table());
     if let Some(p) = &args.json {
-        let text = serde_json::to_string_pretty(&report.json()).map_err(|source| BenchError::Json {
-            path: p.clone(),
-            source,
-        })? + "\n";
+        // Through a Value: its keys come out sorted, as they always have.
+        let text = serde_json::to_value(report.json())
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .map_err(|source| BenchError::Json {
+                path: p.clone(),
+                source,
+            })?
+            + "\n";
         if p.as_os_str() == "-" {
             print!("{text}");
         } else {

@@ -1,11 +1,11 @@
 //! A whole benchmark run: the table and the JSON.
 
-use super::env::{banner, Environment};
+use super::env::{banner, Environment, EnvironmentJson};
 use super::host::HostRow;
 use super::parse::GuestOutput;
-use super::stats::{fmt_ns, fmt_ratio, ns};
+use super::stats::{fmt_ns, fmt_ratio, ns, StatsJson};
 use super::ROWS;
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -91,70 +91,134 @@ impl Report {
         t
     }
 
-    pub fn json(&self) -> Value {
+    /// The run as `--json` writes it.
+    pub fn json(&self) -> ReportJson<'_> {
         let gk = self.env.guest_khz();
         let hk = self.env.host_tsc_khz as f64;
-        let guest_rows: Vec<Value> = self
-            .guest
-            .rows
-            .iter()
-            .map(|r| {
-                let mut v = r.stats.json(gk);
-                v["id"] = r.id.clone().into();
-                v["name"] = r.name.clone().into();
-                v["samples"] = r.samples.clone().into();
-                v
-            })
-            .collect();
-        let skipped: Vec<Value> = self
-            .guest
-            .skipped
-            .iter()
-            .map(|(id, name, why)| json!({"id": id, "name": name, "reason": why}))
-            .collect();
-        let host_rows: Vec<Value> = self
-            .host
-            .iter()
-            .map(|h| {
-                let mut v = h.stats.json(hk);
-                v["id"] = h.id.into();
-                v["what"] = h.what.into();
-                v
-            })
-            .collect();
-        let table: Vec<Value> = ROWS
-            .iter()
-            .map(|&(id, what, host_what)| {
-                let g = self.guest.row(id);
-                let h = self.host_row(id);
-                let gns = g.map(|g| ns(g.stats.median, gk));
-                let hns = h.map(|h| ns(h.stats.median, hk));
-                json!({
-                    "id": id,
-                    "mechanism": what,
-                    "host_mechanism": host_what,
-                    "guest_cycles": g.map(|g| g.stats.median),
-                    "guest_ns": gns,
-                    "host_ns": hns,
-                    "ratio_guest_over_host": match (gns, hns) { (Some(a), Some(b)) if b > 0.0 => Some(a / b), _ => None },
-                    "instructions": self.instructions.get(id),
-                })
-            })
-            .collect();
-        json!({
-            "environment": self.env.json(),
-            "note": banner(&self.env),
-            "unit": "TSC cycles; *_ns converted with the TSC rate",
-            "guest": {
-                "iters": self.guest_iters,
-                "header": self.guest.header,
-                "wall_s": self.guest_wall.as_secs_f64(),
-                "rows": guest_rows,
-                "skipped": skipped,
+        ReportJson {
+            environment: self.env.json(),
+            note: banner(&self.env),
+            unit: "TSC cycles; *_ns converted with the TSC rate",
+            guest: GuestJson {
+                iters: self.guest_iters,
+                header: &self.guest.header,
+                wall_s: self.guest_wall.as_secs_f64(),
+                rows: self
+                    .guest
+                    .rows
+                    .iter()
+                    .map(|r| GuestRowJson {
+                        id: &r.id,
+                        name: &r.name,
+                        stats: r.stats.with_ns(gk),
+                        samples: &r.samples,
+                    })
+                    .collect(),
+                skipped: self
+                    .guest
+                    .skipped
+                    .iter()
+                    .map(|(id, name, reason)| SkippedJson { id, name, reason })
+                    .collect(),
             },
-            "host": { "rows": host_rows },
-            "instructions_source": self.instructions_source,
-            "table": table,
-        })
+            host: HostJson {
+                rows: self
+                    .host
+                    .iter()
+                    .map(|h| HostRowJson {
+                        id: h.id,
+                        what: h.what,
+                        stats: h.stats.with_ns(hk),
+                    })
+                    .collect(),
+            },
+            instructions_source: self.instructions_source.as_deref(),
+            table: ROWS
+                .iter()
+                .map(|&(id, mechanism, host_mechanism)| {
+                    let g = self.guest.row(id);
+                    let guest_ns = g.map(|g| ns(g.stats.median, gk));
+                    let host_ns = self.host_row(id).map(|h| ns(h.stats.median, hk));
+                    TableRowJson {
+                        id,
+                        mechanism,
+                        host_mechanism,
+                        guest_cycles: g.map(|g| g.stats.median),
+                        guest_ns,
+                        host_ns,
+                        ratio_guest_over_host: match (guest_ns, host_ns) {
+                            (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                            _ => None,
+                        },
+                        instructions: self.instructions.get(id).copied(),
+                    }
+                })
+                .collect(),
+        }
     }
+}
+
+/// `vmm bench --json`: the environment, every sample, and the table.
+#[derive(Debug, Serialize)]
+pub struct ReportJson<'a> {
+    pub environment: EnvironmentJson<'a>,
+    /// Why these figures say nothing about hardware, where they do not.
+    pub note: Option<String>,
+    pub unit: &'static str,
+    pub guest: GuestJson<'a>,
+    pub host: HostJson<'a>,
+    pub instructions_source: Option<&'a str>,
+    pub table: Vec<TableRowJson>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GuestJson<'a> {
+    pub iters: u32,
+    pub header: &'a str,
+    pub wall_s: f64,
+    pub rows: Vec<GuestRowJson<'a>>,
+    pub skipped: Vec<SkippedJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct GuestRowJson<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    #[serde(flatten)]
+    pub stats: StatsJson,
+    /// Per-iteration cycles.
+    pub samples: &'a [u64],
+}
+
+#[derive(Debug, Serialize)]
+pub struct SkippedJson<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub reason: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostJson<'a> {
+    pub rows: Vec<HostRowJson<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct HostRowJson<'a> {
+    pub id: &'a str,
+    pub what: &'a str,
+    #[serde(flatten)]
+    pub stats: StatsJson,
+}
+
+/// One line of the printed table.
+#[derive(Debug, Serialize)]
+pub struct TableRowJson {
+    pub id: &'static str,
+    pub mechanism: &'static str,
+    pub host_mechanism: Option<&'static str>,
+    pub guest_cycles: Option<u64>,
+    pub guest_ns: Option<f64>,
+    pub host_ns: Option<f64>,
+    pub ratio_guest_over_host: Option<f64>,
+    pub instructions: Option<u64>,
 }

@@ -1,6 +1,6 @@
 //! Percentiles of per-iteration cycles, and how the table prints them.
 
-use serde_json::{json, Value};
+use serde::Serialize;
 
 /// Percentiles of one row's per-iteration cycles.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -33,13 +33,35 @@ impl Stats {
         }
     }
 
-    pub(super) fn json(&self, khz: f64) -> Value {
-        json!({
-            "n": self.n, "median": self.median, "p10": self.p10, "p90": self.p90,
-            "min": self.min, "max": self.max,
-            "median_ns": ns(self.median, khz), "p10_ns": ns(self.p10, khz), "p90_ns": ns(self.p90, khz),
-        })
+    /// With the percentiles in nanoseconds at `khz`, as the JSON carries them.
+    pub fn with_ns(&self, khz: f64) -> StatsJson {
+        StatsJson {
+            n: self.n,
+            median: self.median,
+            p10: self.p10,
+            p90: self.p90,
+            min: self.min,
+            max: self.max,
+            median_ns: ns(self.median, khz),
+            p10_ns: ns(self.p10, khz),
+            p90_ns: ns(self.p90, khz),
+        }
     }
+}
+
+/// A row's statistics in the JSON: cycles, and nanoseconds (null when the
+/// TSC rate is unknown).
+#[derive(Clone, Debug, Serialize)]
+pub struct StatsJson {
+    pub n: u64,
+    pub median: u64,
+    pub p10: u64,
+    pub p90: u64,
+    pub min: u64,
+    pub max: u64,
+    pub median_ns: f64,
+    pub p10_ns: f64,
+    pub p90_ns: f64,
 }
 
 /// Two significant digits or more.

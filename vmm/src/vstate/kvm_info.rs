@@ -58,7 +58,7 @@ pub fn detect_flavor(sys_module: &Path) -> Flavor {
 }
 
 /// One row of the capability table.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Capability {
     pub name: &'static str,
     pub works: bool,
@@ -248,26 +248,37 @@ impl KvmInfo {
         }
     }
 
+    /// `vmm kvm-info --json`: one line.
     pub fn to_json(&self) -> String {
-        let caps: Vec<String> = self
-            .capabilities
-            .iter()
-            .map(|c| format!("{{\"name\":{:?},\"works\":{},\"note\":{:?}}}", c.name, c.works, c.note))
-            .collect();
-        format!(
-            "{{\"device\":{:?},\"flavor\":{:?},\"pvm\":{},\"hardware\":{},\"api_version\":{},\"max_vcpus\":{},\"guest_debug\":{},\"dr_breakpoints_exit\":{},\"default_break_by\":{:?},\"capabilities\":[{}]}}",
-            self.device.display().to_string(),
-            self.flavor.name(),
-            self.flavor.is_pvm(),
-            self.flavor.is_hardware(),
-            self.api_version,
-            self.max_vcpus,
-            self.has_guest_debug,
-            self.dr_breakpoints_exit.as_ref().map_or("null".to_string(), |b| b.to_string()),
-            self.default_break_by(),
-            caps.join(",")
-        )
+        let view = KvmInfoJson {
+            device: self.device.display().to_string(),
+            flavor: self.flavor.name(),
+            pvm: self.flavor.is_pvm(),
+            hardware: self.flavor.is_hardware(),
+            api_version: self.api_version,
+            max_vcpus: self.max_vcpus,
+            guest_debug: self.has_guest_debug,
+            dr_breakpoints_exit: self.dr_breakpoints_exit.as_ref().ok().copied(),
+            default_break_by: self.default_break_by(),
+            capabilities: &self.capabilities,
+        };
+        serde_json::to_string(&view).expect("strings, numbers and booleans serialize")
     }
+}
+
+/// What `--json` shows of [`KvmInfo`] (null: the DR probe could not run).
+#[derive(serde::Serialize)]
+struct KvmInfoJson<'a> {
+    device: String,
+    flavor: &'static str,
+    pvm: bool,
+    hardware: bool,
+    api_version: i32,
+    max_vcpus: usize,
+    guest_debug: bool,
+    dr_breakpoints_exit: Option<bool>,
+    default_break_by: &'static str,
+    capabilities: &'a [Capability],
 }
 
 #[cfg(test)]
