@@ -73,7 +73,18 @@ fn bench() -> Res<()> {
     Ok(())
 }
 
-/// One `vmm run --stats`, as the process's parent sees it.
+/// What the benchmark reads of `vmm run --stats=json` (vmm/src/report.rs).
+#[derive(serde::Deserialize)]
+struct RunStats {
+    kvm_setup_us: u64,
+    load_us: u64,
+    in_kvm_run_us: u64,
+    total_us: u64,
+    exits: u64,
+    pio_exits: u64,
+}
+
+/// One `vmm run --stats=json`, as the process's parent sees it.
 struct Sample {
     wall: Duration,
     kvm_setup_us: f64,
@@ -90,7 +101,7 @@ fn run_vmm(bin: &Path) -> Res<Sample> {
     let mut child = Command::new(bin)
         // The boot itself: banner, then exit without starting init (the
         // built-in init's tour is a demonstration, not boot time).
-        .args(["run", "--stats", "--cmdline", "init=none"])
+        .args(["run", "--stats=json", "--cmdline", "init=none"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -109,27 +120,22 @@ fn run_vmm(bin: &Path) -> Res<Sample> {
         .map_err(|e| format!("read vmm stderr: {e}"))?;
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
         return Err(format!(
-            "`vmm run --stats` failed (wait status {status:#x}); stderr:\n{stderr}"
+            "`vmm run --stats=json` failed (wait status {status:#x}); stderr:\n{stderr}"
         ));
     }
     let line = stderr
         .lines()
-        .find_map(|l| l.strip_prefix("vmm: stats "))
-        .ok_or_else(|| format!("no `vmm: stats` line in vmm's stderr:\n{stderr}"))?;
-    let field = |name: &str| -> Res<u64> {
-        line.split_whitespace()
-            .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
-            .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("stats line lacks {name}: {line}"))
-    };
+        .find(|l| l.starts_with('{'))
+        .ok_or_else(|| format!("no --stats=json line in vmm's stderr:\n{stderr}"))?;
+    let st: RunStats = serde_json::from_str(line).map_err(|e| format!("vmm's --stats=json line: {e}: {line}"))?;
     Ok(Sample {
         wall,
-        kvm_setup_us: field("kvm_setup_us")? as f64,
-        load_us: field("load_us")? as f64,
-        in_kvm_run_us: field("in_kvm_run_us")? as f64,
-        total_us: field("total_us")? as f64,
-        exits: field("exits")?,
-        pio_exits: field("pio_exits")?,
+        kvm_setup_us: st.kvm_setup_us as f64,
+        load_us: st.load_us as f64,
+        in_kvm_run_us: st.in_kvm_run_us as f64,
+        total_us: st.total_us as f64,
+        exits: st.exits,
+        pio_exits: st.pio_exits,
         max_rss_kib: rusage.ru_maxrss as u64,
     })
 }

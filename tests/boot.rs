@@ -161,3 +161,36 @@ fn kvm_info_names_the_flavor_and_capabilities() {
         .stdout_has("API version   12")
         .stdout_has("single-step in ring 0");
 }
+
+#[test]
+fn stats_json_is_one_object_with_the_text_numbers() {
+    let r = vmm(&[
+        "run",
+        "--stats=json",
+        "--",
+        common::programs::programs().hello_asm.to_str().unwrap(),
+    ]);
+    r.assert_status(0).stdout_has("Hello from as+ld");
+    let lines: Vec<&str> = r.stderr.lines().filter(|l| l.starts_with('{')).collect();
+    assert_eq!(lines.len(), 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("vmm: stats"), "{}", r.stderr);
+    let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    for k in [
+        "kvm_setup_us",
+        "load_us",
+        "seccomp_us",
+        "in_kvm_run_us",
+        "exits",
+        "pio_exits",
+        "total_us",
+    ] {
+        assert!(v[k].is_u64(), "{k} in {v}");
+    }
+    // The program's write and exit, seen by the kernel's own counter.
+    assert_eq!(v["kernel"]["syscalls"], 2, "{v}");
+    assert_eq!(v["serial_bytes"], "Hello from as+ld via syscall\n".len(), "{v}");
+    // The text form is unchanged: two lines.
+    let t = vmm(&["run", "--stats", "--cmdline", "init=none"]);
+    t.assert_status(0);
+    assert!(t.stderr.contains("vmm: kernel syscalls=0 ") && t.stderr.contains("vmm: stats kvm_setup_us="));
+}

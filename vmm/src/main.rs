@@ -47,9 +47,11 @@ enum Command {
 struct RunArgs {
     #[command(flatten)]
     guest: GuestArgs,
-    /// Print setup and run timings, VM-exit counts and the kernel's counters to stderr.
-    #[arg(long)]
-    stats: bool,
+    /// Print setup and run timings, VM-exit counts and the kernel's counters
+    /// to stderr: two `vmm:` lines, or with `--stats=json` one JSON object.
+    #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true,
+          default_missing_value = "text")]
+    stats: Option<report::StatsFormat>,
     /// Stop at this kernel or program symbol (or 0xADDRESS), then single-step
     /// `--stepi` instructions, printing CPL, RIP and each instruction to stderr.
     #[arg(long, value_name = "SYMBOL|ADDR")]
@@ -180,22 +182,9 @@ fn run(args: RunArgs) -> ExitCode {
     }
     let outcome = vm.run();
     finish(&mut vm, &outcome);
-    if args.stats {
-        let total_us = t0.elapsed().as_micros();
-        let counters: Vec<String> = vm.kernel_counters().iter().map(|(k, v)| format!("{k}={v}")).collect();
-        eprintln!("vmm: kernel {}", counters.join(" "));
-        let t = &vm.timings;
-        eprintln!(
-            "vmm: stats kvm_setup_us={} load_us={} seccomp_us={} in_kvm_run_us={} exits={} pio_exits={} serial_bytes={} total_us={}",
-            t.kvm_setup.as_micros(),
-            t.load.as_micros(),
-            t.seccomp.as_micros(),
-            t.in_kvm_run.as_micros(),
-            t.exits,
-            t.pio_exits,
-            vm.com1.output().bytes,
-            total_us
-        );
+    if let Some(format) = args.stats {
+        let total = t0.elapsed();
+        eprint!("{}", report::RunStats::of(&mut vm, total).render(format));
     }
     ExitCode::from(outcome.status())
 }
