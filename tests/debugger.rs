@@ -299,3 +299,86 @@ fn exit_instruction_breakpoints_are_refused_in_ring_3() {
         assert!(r.stdout.contains("Breakpoint 1 at 0x401000"), "{}", r.stdout);
     }
 }
+
+#[test]
+fn tracers_reach_their_points_by_exit_instruction_patches_too() {
+    // The same engine as the debugger's: strace, funcgraph and --break-at
+    // with `in al, dx` patched over their kernel trace points.
+    let r = vmm(&[
+        "run",
+        "--strace",
+        "--break-by",
+        "exit-insn",
+        "--",
+        &path(&programs().musl),
+        "x",
+    ]);
+    r.assert_status(0);
+    let names: Vec<&str> = r
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("[pid 1] "))
+        .map(|l| l.split('(').next().unwrap())
+        .collect();
+    assert_eq!(names, common::programs::MUSL_SYSCALLS, "{}", r.stderr);
+    r.stderr_has("exit-instruction breakpoints");
+    // The original bytes are back: nothing the kernel runs sees `in al, dx`.
+    r.stdout_has("musl: syscount(getpid)=4");
+
+    let f = vmm(&[
+        "trace",
+        "--funcgraph",
+        "kernel::console::sys_write",
+        "--break-by",
+        "exit-insn",
+        "--",
+        &path(&programs().hello_asm),
+    ]);
+    f.assert_status(0)
+        .stderr_has("|  kernel::console::sys_write() {")
+        .stderr_has("funcgraph: 1 calls traced");
+
+    // sys_write runs once, for the program's write: the same 31 stops
+    // whichever way the breakpoint is reached (steps hold interrupts off).
+    let stop = "kernel::console::sys_write";
+    let by = |m: &str| {
+        let r = vmm(&[
+            "run",
+            "--break-at",
+            stop,
+            "--break-by",
+            m,
+            "--stepi",
+            "30",
+            "--",
+            &path(&programs().hello_asm),
+        ]);
+        r.assert_status(0);
+        r.stderr
+            .lines()
+            .filter(|l| l.starts_with("step "))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let patched = by("exit-insn");
+    assert_eq!(patched.len(), 31, "{patched:?}");
+    assert!(patched[0].contains("<kernel::console::sys_write>"), "{patched:?}");
+    assert_eq!(patched, by("step"));
+}
+
+#[test]
+fn exit_instruction_trace_points_are_refused_in_ring_3() {
+    let r = vmm(&[
+        "run",
+        "--break-at",
+        "_start",
+        "--break-by",
+        "exit-insn",
+        "--",
+        &path(&programs().hello_asm),
+    ]);
+    assert_eq!(r.status, i32::from(vmm::status::SETUP_ERROR), "{}", r.stderr);
+    if !pvm() {
+        r.stderr_has("ring-3 address");
+    }
+}

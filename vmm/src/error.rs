@@ -171,11 +171,6 @@ pub enum Error {
     #[error("measuring whether debug-register breakpoints exit: {0}; pass --break-by to choose a method")]
     DrProbe(crate::debug::DebugError),
 
-    #[error(
-        "{what}: --break-by exit-insn is for breakpoints that stop once (vmm debug, --gdb); trace points use dr0 or step"
-    )]
-    ExitInsnForTracing { what: &'static str },
-
     #[error("{at}: {reason}")]
     Symbol {
         at: String,

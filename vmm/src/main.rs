@@ -4,12 +4,15 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vmm::debug::engine::{self, BreakMethod};
+use vmm::debug::DebugError;
 use vmm::error::Error;
 use vmm::introspect::symbols::Symbols;
 use vmm::trace::stepper::Stepper;
+use vmm::trace::tracer::{Trace, Tracer};
 use vmm::vstate::launch::GuestArgs;
 use vmm::vstate::vm::{Outcome, Vm};
 use vmm::{report, status, vstate::kvm_info};
+use vmm_abi::layout::KERNEL_BASE;
 
 #[derive(Parser)]
 #[command(
@@ -60,9 +63,10 @@ struct RunArgs {
     #[arg(long, default_value_t = 40, value_name = "N",
           value_parser = clap::value_parser!(u64).range(0..=vmm::debug::parse::MAX_STEPI))]
     stepi: u64,
-    /// How breakpoints stop the guest: `dr0` (debug registers), `step`
-    /// (single-step until RIP matches) or, with --gdb, `exit-insn`. Default:
-    /// what works on this host, measured (see `vmm kvm-info`).
+    /// How breakpoints and trace points stop the guest: `dr0` (debug
+    /// registers), `exit-insn` (`in al, dx` patched over a kernel
+    /// instruction) or `step` (single-step until RIP matches). Default: what
+    /// works on this host, measured (see `vmm kvm-info`).
     #[arg(long, value_enum)]
     break_by: Option<BreakMethod>,
     /// Trace every ring-3 system call, strace-style, from outside the guest (to stderr).
@@ -91,8 +95,8 @@ struct TraceArgs {
     #[arg(long, default_value_t = 8, value_name = "N",
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
     depth: usize,
-    /// How the breakpoint at SYMBOL stops the guest: `dr0` or `step`
-    /// (default: what works on this host, measured).
+    /// How the breakpoint at SYMBOL stops the guest: `dr0`, `exit-insn` or
+    /// `step` (default: what works on this host, measured).
     #[arg(long, value_enum)]
     break_by: Option<BreakMethod>,
 }
@@ -139,49 +143,18 @@ fn run(args: RunArgs) -> ExitCode {
             Err(e) => setup_error(e),
         };
     }
-    let needs_method = args.break_at.is_some() || args.strace || args.strace_file.is_some();
-    let method = match needs_method.then(|| tracing_method(args.break_by, &args.guest, "--break-at/--strace")) {
-        Some(Err(e)) => return setup_error(e),
-        Some(Ok(m)) => m,
-        None => BreakMethod::DebugRegister,
+    let mut trace = match run_tracer(&args, &mut vm, user_symbols.get()) {
+        Ok(t) => t,
+        Err(e) => return setup_error(e),
     };
-    if let Some(at) = &args.break_at {
-        match stepper_for(&vm, at, args.stepi, user_symbols.get()) {
-            Ok(mut st) => {
-                st.by_stepping = method == BreakMethod::Step;
-                st.regs = engine::ExitRegs::enable(vm.vcpu_mut(), &args.guest.kvm_device);
-                vm.tracer = Some(Box::new(st))
-            }
-            Err(e) => return setup_error(e),
-        }
-    }
-    if args.strace || args.strace_file.is_some() {
-        let out: Box<dyn std::io::Write + Send> = match &args.strace_file {
-            Some(p) => match std::fs::File::create(p) {
-                Ok(f) => Box::new(std::io::BufWriter::new(f)),
-                Err(source) => {
-                    return setup_error(Error::StraceFile {
-                        path: p.clone(),
-                        source,
-                    })
-                }
-            },
-            None => Box::new(std::io::stderr()),
-        };
-        match vmm::trace::strace::Strace::new(vm.kernel.symbols(), vm.flavor.is_pvm(), out) {
-            Ok(mut t) => {
-                t.by_step = method == BreakMethod::Step;
-                t.regs = engine::ExitRegs::enable(vm.vcpu_mut(), &args.guest.kvm_device);
-                vm.tracer = Some(Box::new(t));
-            }
-            Err(e) => return setup_error(e),
-        }
-    }
     if let Err(e) = vm.lock_down(vmm::seccomp::Profile::Run) {
         return setup_error(e);
     }
-    let outcome = vm.run();
-    finish(&mut vm, &outcome);
+    let outcome = match trace.as_mut() {
+        Some(t) => t.run(&mut vm),
+        None => vm.run(),
+    };
+    finish(&mut vm, &outcome, trace.as_mut());
     if let Some(format) = args.stats {
         let total = t0.elapsed();
         eprint!("{}", report::RunStats::of(&mut vm, total).render(format));
@@ -189,12 +162,44 @@ fn run(args: RunArgs) -> ExitCode {
     ExitCode::from(outcome.status())
 }
 
+/// `vmm run`'s tracer, if `--break-at` or `--strace` asks for one (with
+/// both, strace), prepared to run on `vm` by the method `--break-by` names or
+/// that works here.
+fn run_tracer(args: &RunArgs, vm: &mut Vm, user: &Symbols) -> Result<Option<Trace>, Error> {
+    let mut tracer: Option<(Box<dyn Tracer>, u64)> = None;
+    if let Some(at) = &args.break_at {
+        let st = stepper_for(vm, at, args.stepi, user)?;
+        let addr = st.break_at;
+        tracer = Some((Box::new(st), addr));
+    }
+    if args.strace || args.strace_file.is_some() {
+        let out: Box<dyn std::io::Write + Send> = match &args.strace_file {
+            Some(p) => match std::fs::File::create(p) {
+                Ok(f) => Box::new(std::io::BufWriter::new(f)),
+                Err(source) => {
+                    return Err(Error::StraceFile {
+                        path: p.clone(),
+                        source,
+                    })
+                }
+            },
+            None => Box::new(std::io::stderr()),
+        };
+        let st = vmm::trace::strace::Strace::new(vm.kernel.symbols(), vm.flavor.is_pvm(), out)?;
+        // Its trace points are the kernel's entry and exit paths.
+        tracer = Some((Box::new(st), KERNEL_BASE));
+    }
+    let Some((tracer, addr)) = tracer else {
+        return Ok(None);
+    };
+    let method = tracing_method(args.break_by, &args.guest, addr)?;
+    Ok(Some(Trace::new(vm, tracer, method, &args.guest.kvm_device)?))
+}
+
 /// The tracer's closing lines, and a report unless the guest exited cleanly.
-fn finish(vm: &mut Vm, outcome: &Outcome) {
-    if let Some(t) = vm.tracer.as_mut() {
-        for line in t.report() {
-            eprintln!("{line}");
-        }
+fn finish(vm: &mut Vm, outcome: &Outcome, trace: Option<&mut Trace>) {
+    for line in trace.map(Trace::report).unwrap_or_default() {
+        eprintln!("{line}");
     }
     match outcome {
         Outcome::Exited(s) if *s >= status::FIRST_RESERVED => {
@@ -214,40 +219,41 @@ fn trace(args: TraceArgs) -> ExitCode {
         Ok(a) => a,
         Err(e) => return setup_error(e),
     };
-    if target < vmm_abi::layout::KERNEL_BASE {
+    if target < KERNEL_BASE {
         return setup_error(Error::NotAKernelFunction(args.funcgraph.clone()));
     }
-    let method = match tracing_method(args.break_by, &args.guest, "--funcgraph") {
-        Ok(m) => m,
+    let fg = vmm::trace::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
+    let trace = tracing_method(args.break_by, &args.guest, target)
+        .and_then(|method| Ok(Trace::new(&mut vm, Box::new(fg), method, &args.guest.kvm_device)?));
+    let mut trace = match trace {
+        Ok(t) => t,
         Err(e) => return setup_error(e),
     };
-    let mut fg = vmm::trace::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
-    fg.by_step = method == BreakMethod::Step;
-    fg.regs = engine::ExitRegs::enable(vm.vcpu_mut(), &args.guest.kvm_device);
-    vm.tracer = Some(Box::new(fg));
     if let Err(e) = vm.lock_down(vmm::seccomp::Profile::Run) {
         return setup_error(e);
     }
-    let outcome = vm.run();
-    finish(&mut vm, &outcome);
+    let outcome = trace.run(&mut vm);
+    finish(&mut vm, &outcome, Some(&mut trace));
     ExitCode::from(outcome.status())
 }
 
-/// How a trace point that stops many times is reached: `--break-by`, or
-/// debug registers where a probe shows they exit, stepping where not.
-fn tracing_method(
-    requested: Option<BreakMethod>,
-    guest: &vmm::vstate::launch::GuestArgs,
-    what: &'static str,
-) -> Result<BreakMethod, Error> {
+/// How a trace point at `addr` is reached: `--break-by`, or what works
+/// here for such an address — debug registers where a probe shows they
+/// exit, else an exit-instruction patch in the kernel and stepping in ring 3.
+fn tracing_method(requested: Option<BreakMethod>, guest: &GuestArgs, addr: u64) -> Result<BreakMethod, Error> {
     let dr_works = match requested {
         Some(_) => true,
         None => engine::probe_dr_breakpoints(&guest.kvm_device).map_err(Error::DrProbe)?,
     };
-    match BreakMethod::for_tracing(requested, dr_works) {
-        BreakMethod::ExitInsn => Err(Error::ExitInsnForTracing { what }),
-        m => Ok(m),
+    let method = BreakMethod::for_address(requested, dr_works, addr);
+    if method == BreakMethod::ExitInsn && addr < KERNEL_BASE {
+        return Err(DebugError::ExitInsnNotHere {
+            addr,
+            what: "a ring-3 address (an `in` there is #GP, not an exit)",
+        }
+        .into());
     }
+    Ok(method)
 }
 
 /// A symbol of the init program or the kernel, or an address.
@@ -261,7 +267,7 @@ fn resolve(vm: &Vm, at: &str, user: &Symbols) -> Result<u64, Error> {
 /// Resolve `--break-at` and refuse what this host's KVM cannot do.
 fn stepper_for(vm: &Vm, at: &str, steps: u64, user: &Symbols) -> Result<Stepper, Error> {
     let addr = resolve(vm, at, user)?;
-    if vm.flavor.is_pvm() && addr < vmm_abi::layout::KERNEL_BASE {
+    if vm.flavor.is_pvm() && addr < KERNEL_BASE {
         return Err(Error::RingThreeBreakOnPvm {
             at: at.to_string(),
             addr,

@@ -5,7 +5,6 @@ use super::engine::{self, BreakMethod, DrSlot};
 use super::error::{DebugError, Result};
 use super::Debugger;
 use crate::introspect::memory;
-use vm_memory::{Bytes, GuestAddress};
 use vmm_abi::layout::KERNEL_BASE;
 
 /// A breakpoint or watchpoint.
@@ -125,59 +124,13 @@ impl Debugger {
         self.bps.iter().any(|b| b.method == BreakMethod::Step)
     }
 
-    /// Write `in al, dx` over each exit-instruction breakpoint; returns what
-    /// to put back.
-    pub(super) fn patch_in(&mut self) -> Result<Vec<(u64, u64, u8)>> {
-        let cr3 = self.sregs()?.cr3;
-        let mut saved = Vec::new();
-        let addrs: Vec<u64> = self
-            .bps
+    /// The exit-instruction breakpoints' addresses.
+    pub(super) fn exit_insn_addrs(&self) -> Vec<u64> {
+        self.bps
             .iter()
             .filter(|b| b.method == BreakMethod::ExitInsn)
             .map(|b| b.addr)
-            .collect();
-        for addr in addrs {
-            if saved.iter().any(|&(a, _, _)| a == addr) {
-                continue;
-            }
-            let phys = crate::arch::paging::walk(&self.vm.mem, cr3, addr)
-                .1
-                .ok_or(DebugError::PatchNotMapped(addr))?;
-            let orig: u8 = self.vm.mem.read_obj(GuestAddress(phys))?;
-            self.vm.mem.write_obj(engine::EXIT_INSN, GuestAddress(phys))?;
-            saved.push((addr, phys, orig));
-        }
-        self.vm.exit_patches.addrs = saved.iter().map(|&(a, _, _)| a).collect();
-        Ok(saved)
-    }
-
-    pub(super) fn patch_out(&mut self, saved: &[(u64, u64, u8)]) {
-        for &(_, phys, orig) in saved {
-            let _ = self.vm.mem.write_obj(orig, GuestAddress(phys));
-        }
-        self.vm.exit_patches.addrs.clear();
-    }
-
-    /// The vCPU stopped on a patched `in al, dx`, the original byte now back:
-    /// let KVM finish the pending port read without running the guest
-    /// (immediate_exit), then put RIP and RAX back so that the original
-    /// instruction runs next.
-    pub(super) fn complete_exit_insn(&mut self) -> Result<()> {
-        let regs = self.vm.vcpu().get_regs().map_err(DebugError::kvm("KVM_GET_REGS"))?;
-        self.vm.vcpu_mut().set_kvm_immediate_exit(1);
-        let r = self.vm.vcpu_mut().run().map(|_| ()).err();
-        self.vm.vcpu_mut().set_kvm_immediate_exit(0);
-        match r {
-            Some(e) if e.errno() == libc::EINTR => {}
-            Some(e) => return Err(DebugError::PortRead(e)),
-            None => return Err(DebugError::PortReadRanGuest),
-        }
-        self.vm
-            .vcpu()
-            .set_regs(&regs)
-            .map_err(DebugError::kvm("KVM_SET_REGS"))?;
-        self.cache.set(None);
-        Ok(())
+            .collect()
     }
 
     /// The breakpoint (not watchpoint) at `rip`.

@@ -48,7 +48,7 @@ impl Debugger {
     fn report(&mut self, why: StopReason) -> Result<()> {
         match why {
             StopReason::Ended => {
-                let o = self.ended.clone().expect("ended");
+                let o = self.ended().cloned().expect("ended");
                 println!("guest ended: {}", o.describe());
                 return Ok(());
             }

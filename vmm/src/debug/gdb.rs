@@ -213,8 +213,8 @@ impl run_blocking::BlockingEventLoop for EventLoop {
         let reason = match why {
             StopReason::Step | StopReason::StepLimit(_) => SingleThreadStopReason::DoneStep,
             StopReason::Breakpoint(_) | StopReason::Watchpoint(_) => SingleThreadStopReason::HwBreak(()),
-            StopReason::Ended => match target.dbg.ended {
-                Some(Outcome::Exited(code)) => SingleThreadStopReason::Exited(code),
+            StopReason::Ended => match target.dbg.ended() {
+                Some(&Outcome::Exited(code)) => SingleThreadStopReason::Exited(code),
                 _ => SingleThreadStopReason::Terminated(Signal::SIGSEGV),
             },
         };
@@ -248,15 +248,15 @@ pub fn serve(mut dbg: Debugger, addr: &str) -> Result<Outcome, crate::error::Err
     match stub.run_blocking::<EventLoop>(&mut target) {
         Ok(DisconnectReason::TargetExited(_)) | Ok(DisconnectReason::TargetTerminated(_)) => {}
         // gdb's kill ends the VM where it stands.
-        Ok(DisconnectReason::Kill) => return Ok(target.dbg.ended.clone().unwrap_or(Outcome::Exited(0))),
+        Ok(DisconnectReason::Kill) => return Ok(target.dbg.ended().cloned().unwrap_or(Outcome::Exited(0))),
         // Detached: let the guest run on to its end.
         Ok(DisconnectReason::Disconnect) => {
-            if target.dbg.ended.is_none() {
+            if target.dbg.ended().is_none() {
                 target.dbg.bps.clear();
                 let _ = target.dbg.cont();
             }
         }
         Err(e) => return Err(DebugError::GdbSession(e.to_string()).into()),
     }
-    Ok(target.dbg.ended.clone().unwrap_or(Outcome::Exited(0)))
+    Ok(target.dbg.ended().cloned().unwrap_or(Outcome::Exited(0)))
 }

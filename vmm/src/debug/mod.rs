@@ -1,5 +1,5 @@
 //! `vmm debug`: a gdb-like debugger driven through KVM's debug exits
-//! (KVM_SET_GUEST_DEBUG) and the engine in engine.rs. Breakpoints are debug
+//! (KVM_SET_GUEST_DEBUG) and the engine in engine/. Breakpoints are debug
 //! registers (DR0–DR3) where they exit, exit-instruction patches in ring 0
 //! where they do not (the KVM box), or silent single-steps until RIP matches
 //! (`--break-by step`). Every stop prints one line: CPL, RIP with symbol,
@@ -17,17 +17,15 @@ mod inspect;
 pub mod parse;
 
 pub use breakpoints::Breakpoint;
-pub use control::Stop;
+pub use engine::Stop;
 pub use error::{CommandError, DebugError};
 
 use crate::introspect::symbols::Symbols;
-use crate::trace::tracer::let_tf_through_syscall;
 use crate::vstate::kvm_info::Flavor;
 use crate::vstate::vm::{Outcome, Vm};
-use engine::{BreakMethod, StopControl};
+use engine::{BreakMethod, Runner};
 use error::Result;
 use kvm_bindings::{kvm_regs, kvm_sregs};
-use std::cell::Cell;
 
 /// Why the guest stopped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,35 +47,15 @@ pub struct Debugger {
     pub requested: Option<BreakMethod>,
     /// Measured: a DR0 execute breakpoint exits on this host's KVM.
     pub dr_works: bool,
-    /// KVM_SET_GUEST_DEBUG, only when the request changes.
-    stop: StopControl,
-    /// Registers at this stop (from kvm_run's sync area when KVM offers it).
-    cache: Cell<Option<(kvm_regs, kvm_sregs)>>,
-    /// KVM_CAP_SYNC_REGS: kvm_run carries regs and sregs after every exit.
-    sync_regs: bool,
-    /// The last single step may have dropped TF: arm it again.
-    rearm_step: bool,
+    /// Resumes the guest and follows it from stop to stop (the engine's,
+    /// shared with the tracers).
+    runner: Runner,
     /// Silent steps taken by `continue` in step mode.
     pub silent_steps: u64,
     /// Silent steps a `continue` may take in step mode before giving up.
     pub step_limit: u64,
     /// CPL at the last printed stop.
     last_cpl: Option<u8>,
-    /// The instruction about to run when the guest was last resumed.
-    last_insn: String,
-    /// CPL after the last resume, printed or not.
-    step_cpl: Option<u8>,
-    /// The most recent privilege change: (from, to, via instruction).
-    transition: Option<(u8, u8, String)>,
-    /// A step followed `syscall` into ring 0 with TF set: the saved user
-    /// RFLAGS (R11) carries TF and `sysretq` would restore it.
-    tf_in_saved_rflags: bool,
-    pub ended: Option<Outcome>,
-    /// The guest has run at least one instruction.
-    pub started: bool,
-    /// When the command in progress (a continue or nexti, which may take
-    /// many silent steps) runs out of --timeout.
-    deadline: Option<std::time::Instant>,
 }
 
 impl Debugger {
@@ -89,14 +67,11 @@ impl Debugger {
         requested: Option<BreakMethod>,
         kvm_device: &std::path::Path,
     ) -> Result<Debugger> {
-        // While debugging, `syscall` must not clear TF, or single-steps would
-        // skip the whole kernel path.
-        let_tf_through_syscall(vm.vcpu()).map_err(DebugError::kvm("KVM_SET_MSRS"))?;
         let dr_works = match requested {
             Some(m) => m == BreakMethod::DebugRegister,
             None => engine::probe_dr_breakpoints(kvm_device)?,
         };
-        let sync_regs = engine::ExitRegs::enable(vm.vcpu_mut(), kvm_device).sync;
+        let runner = Runner::new(&mut vm, kvm_device)?;
         Ok(Debugger {
             vm,
             user_symbols,
@@ -104,33 +79,16 @@ impl Debugger {
             next_id: 1,
             requested,
             dr_works,
-            stop: StopControl::default(),
-            cache: Cell::new(None),
-            sync_regs,
-            rearm_step: true,
+            runner,
             silent_steps: 0,
             step_limit: 20_000_000,
             last_cpl: None,
-            last_insn: String::new(),
-            step_cpl: None,
-            transition: None,
-            tf_in_saved_rflags: false,
-            ended: None,
-            started: false,
-            deadline: None,
         })
     }
 
     /// Registers and system registers at this stop, read once per stop.
     pub(super) fn both(&self) -> Result<(kvm_regs, kvm_sregs)> {
-        if let Some(c) = self.cache.get() {
-            return Ok(c);
-        }
-        let v = self.vm.vcpu();
-        let r = v.get_regs().map_err(DebugError::kvm("KVM_GET_REGS"))?;
-        let s = v.get_sregs().map_err(DebugError::kvm("KVM_GET_SREGS"))?;
-        self.cache.set(Some((r, s)));
-        Ok((r, s))
+        self.runner.both(&self.vm)
     }
 
     pub fn regs(&self) -> Result<kvm_regs> {
@@ -143,20 +101,12 @@ impl Debugger {
 
     /// KVM_SET_REGS, keeping the per-stop copy in step.
     pub fn set_regs(&mut self, r: &kvm_regs) -> Result<()> {
-        self.vm.vcpu().set_regs(r).map_err(DebugError::kvm("KVM_SET_REGS"))?;
-        if let Some((_, s)) = self.cache.get() {
-            self.cache.set(Some((*r, s)));
-        }
-        Ok(())
+        self.runner.set_regs(&self.vm, r)
     }
 
-    /// After an exit: the registers KVM left in kvm_run, if it does.
-    pub(super) fn take_exit_regs(&mut self) {
-        self.cache.set(None);
-        if self.sync_regs {
-            let s = self.vm.vcpu().sync_regs();
-            self.cache.set(Some((s.regs, s.sregs)));
-        }
+    /// How the guest ended, once it has.
+    pub fn ended(&self) -> Option<&Outcome> {
+        self.runner.ended.as_ref()
     }
 
     pub fn flavor(&self) -> Flavor {

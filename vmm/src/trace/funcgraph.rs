@@ -1,20 +1,16 @@
 //! `vmm trace --funcgraph SYMBOL`: a call tree of the guest kernel in the
 //! format of ftrace's function_graph tracer (as perf-tools' funcgraph prints
-//! it), seen entirely from outside. A debug-register breakpoint stops the
-//! vCPU at SYMBOL; from there the VMM single-steps, follows every `call` and
-//! `ret`, and prints each function with its instruction count and duration.
+//! it), seen entirely from outside. A breakpoint (by the `--break-by`
+//! method, through the debug engine) stops the vCPU at SYMBOL; from there
+//! the VMM single-steps, follows every `call` and `ret`, and prints each
+//! function with its instruction count and duration.
 //! Durations include the single-stepping itself (a VM exit per instruction)
 //! and, on a PVM host, ring-0 emulation: the instruction counts are the
 //! figures to compare.
 
-use crate::debug::engine::{dr7_exec, ExitRegs, StopControl, StopRequest};
-use crate::introspect::memory::decode_one;
-use crate::introspect::symbols::Symbols;
-use crate::trace::tracer::{let_tf_through_syscall, KvmResult, Tracer};
-use kvm_ioctls::VcpuFd;
+use crate::trace::tracer::{Next, TraceStop, TraceSummary, Tracer};
 use std::io::Write;
 use std::time::Instant;
-use vm_memory::GuestMemoryMmap;
 
 struct Frame {
     name: String,
@@ -29,16 +25,10 @@ struct Frame {
 pub struct Funcgraph {
     target: u64,
     max_depth: usize,
-    pub by_step: bool,
     stack: Vec<Frame>,
     insns: u64,
-    /// The instruction about to execute at the last stop.
-    last_insn: String,
     out: Box<dyn Write + Send>,
     pub graphs: u64,
-    pub exits: u64,
-    pub stop: StopControl,
-    pub regs: ExitRegs,
 }
 
 /// ftrace's duration column: a marker for long calls, then microseconds.
@@ -60,15 +50,10 @@ impl Funcgraph {
         Funcgraph {
             target,
             max_depth: max_depth.max(1),
-            by_step: false,
             stack: Vec::new(),
             insns: 0,
-            last_insn: String::new(),
             out,
             graphs: 0,
-            exits: 0,
-            stop: StopControl::default(),
-            regs: ExitRegs::default(),
         }
     }
 
@@ -117,76 +102,56 @@ impl Funcgraph {
             self.line(depth, Some(n), Some(us), &format!("{}();", f.name));
         }
     }
-
-    fn arm_breakpoint(&mut self, vcpu: &VcpuFd) -> KvmResult<()> {
-        if self.by_step {
-            let lost = StopControl::step_lost_tf(&self.last_insn, false);
-            return self.stop.set(vcpu, StopRequest::STEP, lost);
-        }
-        let req = StopRequest::breakpoints([self.target, 0, 0, 0], dr7_exec(1));
-        self.stop.set(vcpu, req, false)
-    }
 }
 
 impl Tracer for Funcgraph {
-    fn arm(&mut self, vcpu: &VcpuFd) -> KvmResult<()> {
-        let_tf_through_syscall(vcpu)?;
+    fn points(&self) -> Vec<u64> {
+        vec![self.target]
+    }
+
+    fn begin(&mut self) {
         let _ = writeln!(
             self.out,
             "# CPU  INSNS        DURATION       FUNCTION CALLS\n# |     |             |              |   |   |   |"
         );
-        self.arm_breakpoint(vcpu)
     }
 
-    fn on_debug_exit(&mut self, vcpu: &VcpuFd, mem: &GuestMemoryMmap, kernel: &Symbols) -> KvmResult<()> {
-        self.exits += 1;
-        let (regs, sregs) = self.regs.read(vcpu)?;
-        let cr3 = sregs.cr3;
-        let executed = self.last_insn.clone();
+    fn on_stop(&mut self, stop: &TraceStop) -> Next {
+        let regs = &stop.regs;
         let name = |addr: u64| {
-            kernel
+            stop.kernel
                 .lookup(addr)
                 .map(|(n, _)| n)
                 .unwrap_or_else(|| format!("{addr:#x}"))
         };
-        if self.stack.is_empty() {
-            if regs.rip != self.target {
-                // Stepping toward the target (--break-by step).
-                let r = self.arm_breakpoint(vcpu);
-                self.last_insn = decode_one(mem, cr3, regs.rip).map(|(t, _)| t).unwrap_or_default();
-                return r;
-            }
+        if stop.at_point && self.stack.is_empty() {
             self.graphs += 1;
             self.insns = 0;
             self.enter(name(regs.rip), regs.rsp);
-        } else {
-            self.insns += 1;
-            let prev = self.last_insn.clone();
-            if prev.starts_with("call") {
-                self.enter(name(regs.rip), regs.rsp);
-            } else if prev.starts_with("ret") {
-                // Pop every frame whose stack this return left (tail calls included).
-                while self.stack.last().is_some_and(|f| regs.rsp > f.rsp) {
-                    self.leave();
-                }
-            }
-            if self.stack.is_empty() {
-                // SYMBOL returned: wait for its next call.
-                let _ = self.out.flush();
-                return self.arm_breakpoint(vcpu);
+            return Next::Step;
+        }
+        self.insns += 1;
+        if stop.executed.starts_with("call") {
+            self.enter(name(regs.rip), regs.rsp);
+        } else if stop.executed.starts_with("ret") {
+            // Pop every frame whose stack this return left (tail calls included).
+            while self.stack.last().is_some_and(|f| regs.rsp > f.rsp) {
+                self.leave();
             }
         }
-        // Whether the step just taken (`prev`) may have dropped TF.
-        let lost = StopControl::step_lost_tf(&executed, false);
-        self.last_insn = decode_one(mem, cr3, regs.rip).map(|(t, _)| t).unwrap_or_default();
-        self.stop.set(vcpu, StopRequest::STEP, lost)
+        if self.stack.is_empty() {
+            // SYMBOL returned: wait for its next call.
+            let _ = self.out.flush();
+            return Next::Continue;
+        }
+        Next::Step
     }
 
-    fn report(&mut self) -> Vec<String> {
+    fn report(&mut self, summary: &TraceSummary) -> Vec<String> {
         let _ = self.out.flush();
         vec![format!(
             "vmm: funcgraph: {} calls traced, {} debug exits (one per instruction stepped)",
-            self.graphs, self.exits
+            self.graphs, summary.stops
         )]
     }
 }

@@ -1,6 +1,7 @@
 //! `vmm run --strace`: every ring-3 system call, strace-style, seen from the
-//! hypervisor with no help from the guest. Debug-register breakpoints at the
-//! kernel's entry and exit points stop the vCPU; the VMM reads the number and
+//! hypervisor with no help from the guest. Breakpoints at the kernel's entry
+//! and exit points (debug registers, or exit-instruction patches where those
+//! do not exit; through the debug engine) stop the vCPU; the VMM reads the number and
 //! arguments from the registers (or the trap frame), strings and buffers
 //! through the user's page tables, and the result at the way out:
 //!
@@ -10,14 +11,14 @@
 //!
 //! Trace points: `entry_SYSCALL_64` / `syscall_return` for the `syscall`
 //! instruction on hardware KVM; `do_trap` / `exc_return` for `int 0x80` and
-//! for PVM, where system calls arrive as faults. One debug exit per event.
+//! for PVM, where system calls arrive as faults. One exit per event where
+//! RFLAGS.RF lets a debug-register breakpoint be left without a step.
 
-use crate::debug::engine::{dr7_exec, ExitRegs, StopControl, StopRequest};
+use crate::debug::engine::BreakMethod;
 use crate::introspect::memory::read_virt;
 use crate::introspect::symbols::Symbols;
-use crate::trace::tracer::{KvmResult, Tracer};
+use crate::trace::tracer::{Next, TraceStop, TraceSummary, Tracer};
 use kvm_bindings::kvm_regs;
-use kvm_ioctls::VcpuFd;
 use std::collections::HashMap;
 use std::io::Write;
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
@@ -198,21 +199,10 @@ pub struct Strace {
     trap_ret: u64,
     pid_addr: Option<u64>,
     pvm: bool,
-    /// Reach the trace points by single-stepping (KVMs whose DR breakpoints never exit).
-    pub by_step: bool,
     pending: HashMap<u64, Pending>,
     out: Box<dyn Write + Send>,
-    /// RIP of the last breakpoint stop (to notice a breakpoint that RF failed to suppress).
-    last_stop: Option<u64>,
-    rf_failed: bool,
-    /// Debug exits taken, and system calls traced.
-    pub exits: u64,
+    /// System calls traced.
     pub calls: u64,
-    pub stop: StopControl,
-    pub regs: ExitRegs,
-    /// Step mode: the instruction just stepped, and the CPL before it.
-    last_insn: String,
-    last_cpl: u8,
 }
 
 impl Strace {
@@ -225,21 +215,13 @@ impl Strace {
             trap_ret: need("exc_return")?,
             pid_addr: kernel.address_of("PERCPU").map(|a| a + PERCPU_PID as u64),
             pvm,
-            by_step: false,
             pending: HashMap::new(),
             out,
-            last_stop: None,
-            rf_failed: false,
-            exits: 0,
             calls: 0,
-            stop: StopControl::default(),
-            regs: ExitRegs::default(),
-            last_insn: String::new(),
-            last_cpl: 0,
         })
     }
 
-    fn points(&self) -> [u64; 4] {
+    fn trace_points(&self) -> [u64; 4] {
         [self.entry, self.ret, self.trap, self.trap_ret]
     }
 
@@ -315,67 +297,35 @@ impl Strace {
 }
 
 impl Tracer for Strace {
-    fn arm(&mut self, vcpu: &VcpuFd) -> KvmResult<()> {
-        if self.by_step {
-            crate::trace::tracer::let_tf_through_syscall(vcpu)?;
-            return self.stop.set(vcpu, StopRequest::STEP, true);
-        }
-        self.stop
-            .set(vcpu, StopRequest::breakpoints(self.points(), dr7_exec(4)), false)
+    fn points(&self) -> Vec<u64> {
+        self.trace_points().to_vec()
     }
 
-    fn on_debug_exit(&mut self, vcpu: &VcpuFd, mem: &GuestMemoryMmap, _kernel: &Symbols) -> KvmResult<()> {
-        self.exits += 1;
-        let (mut regs, sregs) = self.regs.read(vcpu)?;
-        let at_point = self.points().contains(&regs.rip);
-        if self.by_step {
-            if at_point {
-                self.at_point(&regs, sregs.cr3, mem);
-            }
-            // Arm the step again only where it may have lost TF (an iretq or
-            // sysretq that loaded RFLAGS without it).
-            let cpl = (sregs.cs.selector & 3) as u8;
-            let lost = StopControl::step_lost_tf(&self.last_insn, cpl != self.last_cpl);
-            self.last_cpl = cpl;
-            self.last_insn = crate::introspect::memory::disassemble_one(mem, sregs.cr3, regs.rip).unwrap_or_default();
-            return self.stop.set(vcpu, StopRequest::STEP, lost);
+    fn on_stop(&mut self, stop: &TraceStop) -> Next {
+        if self.trace_points().contains(&stop.regs.rip) {
+            self.at_point(&stop.regs, stop.sregs.cr3, stop.mem);
         }
-        if !at_point {
-            // The single step over a breakpoint (the fallback below): re-arm.
-            return self.arm(vcpu);
-        }
-        if self.last_stop == Some(regs.rip) && !self.rf_failed {
-            // RF did not suppress the breakpoint on this KVM: step over instead.
-            self.rf_failed = true;
-        } else {
-            self.at_point(&regs, sregs.cr3, mem);
-        }
-        self.last_stop = Some(regs.rip);
-        if self.rf_failed {
-            // Step over the instruction at the breakpoint, then re-arm.
-            return self.stop.set(vcpu, StopRequest::STEP, false);
-        }
-        // RFLAGS.RF suppresses instruction breakpoints for one instruction,
-        // so the guest goes on without a second exit: one exit per event.
-        regs.rflags |= 1 << 16;
-        vcpu.set_regs(&regs)
+        Next::Continue
     }
 
-    fn report(&mut self) -> Vec<String> {
+    fn report(&mut self, summary: &TraceSummary) -> Vec<String> {
         let _ = self.out.flush();
-        let how = if self.by_step {
-            "single-stepping every instruction"
-        } else if self.rf_failed {
-            "DR breakpoints; RFLAGS.RF was not honoured, so each stop also single-steps"
-        } else {
-            "DR breakpoints, one exit per stop"
+        let how = match summary.method {
+            BreakMethod::Step => "single-stepping every instruction",
+            BreakMethod::ExitInsn => {
+                "exit-instruction breakpoints; each stop also single-steps the restored instruction"
+            }
+            BreakMethod::DebugRegister if summary.rf_failed => {
+                "DR breakpoints; RFLAGS.RF was not honoured, so each stop also single-steps"
+            }
+            BreakMethod::DebugRegister => "DR breakpoints, one exit per stop",
         };
+        let exits = summary.stops;
         vec![format!(
-            "vmm: strace: {} system calls, {} debug exits ({:.1} per call; {how})",
+            "vmm: strace: {} system calls, {exits} debug exits ({:.1} per call; {how})",
             self.calls,
-            self.exits,
             if self.calls > 0 {
-                self.exits as f64 / self.calls as f64
+                exits as f64 / self.calls as f64
             } else {
                 0.0
             }

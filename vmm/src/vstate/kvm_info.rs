@@ -133,7 +133,7 @@ pub struct KvmInfo {
     pub max_vcpus: usize,
     pub has_guest_debug: bool,
     pub has_hw_bp: bool,
-    /// Measured now (debug/engine.rs): does a DR0 execute breakpoint exit?
+    /// Measured now (debug/engine/probe.rs): does a DR0 execute breakpoint exit?
     /// Err: the probe VM could not run.
     pub dr_breakpoints_exit: std::result::Result<bool, crate::debug::DebugError>,
     pub capabilities: Vec<Capability>,

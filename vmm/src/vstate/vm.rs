@@ -145,8 +145,6 @@ pub struct Vm {
     pub com1: Com1,
     pub timings: Timings,
     timeout: Option<Duration>,
-    /// Breakpoint and single-step tracing, if asked for.
-    pub tracer: Option<Box<dyn crate::trace::tracer::Tracer>>,
     /// Seccomp is on and the vCPU thread's filter not yet installed.
     seccomp_pending: bool,
     /// Exit-instruction breakpoints the debugger has patched in.
@@ -308,7 +306,6 @@ impl Vm {
                 ..Default::default()
             },
             timeout: cfg.timeout,
-            tracer: None,
             seccomp_pending: cfg.seccomp,
             exit_patches: crate::debug::engine::ExitPatches::new(vcpu_fd),
         })
@@ -344,11 +341,6 @@ impl Vm {
 
     /// Run until the guest exits, fails, or the timeout expires.
     pub fn run(&mut self) -> Outcome {
-        if let Some(t) = self.tracer.as_mut() {
-            if let Err(e) = t.arm(&self.vcpu) {
-                return Outcome::KvmError(format!("KVM_SET_GUEST_DEBUG failed: {e}"));
-            }
-        }
         match self.run_until(false, true) {
             Event::Ended(o) => o,
             Event::Debug(_) | Event::ExitInsn(_) | Event::Interrupted => {
@@ -439,12 +431,6 @@ impl Vm {
                     drop(watchdog);
                     self.com1.output().write_out();
                     return Event::Debug(arch);
-                }
-                Ok(VcpuExit::Debug(_)) if self.tracer.is_some() => {
-                    let t = self.tracer.as_mut().unwrap();
-                    t.on_debug_exit(&self.vcpu, &self.mem, self.kernel.symbols())
-                        .err()
-                        .map(|e| Outcome::KvmError(format!("single-step failed: {e}")))
                 }
                 Ok(other) => Some(Outcome::Unhandled(format!("{other:?}"))),
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => match &watchdog {

@@ -1,25 +1,37 @@
 //! The one layer under every debug exit: the debugger, `--break-at`,
 //! `--strace`, `--funcgraph` and the GDB stub all ask KVM for stops here.
 //!
+//! - [`Runner`] (runner.rs): the one way to resume the guest — a single
+//!   step, or a run to the next breakpoint — and the registers at the stop.
+//! - [`StepTracker`] (track.rs): the privilege changes between stops and the
+//!   instruction that made each, whether a step must be requested again,
+//!   and TF that must not reach ring 3's own RFLAGS.
 //! - [`BreakMethod`]: how a breakpoint stops the guest, parsed once by clap
 //!   (`--break-by`), or chosen per address from what this host measurably
-//!   does ([`probe_dr_breakpoints`]).
+//!   does ([`probe_dr_breakpoints`], probe.rs).
 //! - [`StopControl`]: the KVM_SET_GUEST_DEBUG request, issued only when it
 //!   changes; DR7 built once ([`dr7`]) with typed values; DR6 read typed
 //!   ([`dr6_hit`]).
-//! - [`ExitPatches`]: exit-instruction breakpoints — the first byte of the
-//!   target replaced by `in al, dx` (0xEC), which exits to the VMM from ring
-//!   0 on every KVM flavor.
-//! - [`clear_user_tf`]: TF must not reach ring 3's own RFLAGS.
+//! - [`ExitPatches`] (patch.rs): exit-instruction breakpoints — the first
+//!   byte of the target replaced by `in al, dx` (0xEC), which exits to the
+//!   VMM from ring 0 on every KVM flavor.
 //! - [`Symbolizer`]: an address with its kernel or program symbol.
 
-use super::error::DebugError;
+mod patch;
+mod probe;
+mod runner;
+mod track;
+
+pub use patch::{ExitPatches, EXIT_INSN};
+pub use probe::{measure_dr_breakpoints, probe_dr_breakpoints};
+pub use runner::{Resume, Runner, Stop};
+pub use track::{mnemonic, AfterStop, StepTracker, Transition};
+
 use crate::arch::msr;
 use crate::introspect::symbols::Symbols;
-use crate::trace::tracer::KvmResult;
-use kvm_bindings::{kvm_guest_debug, kvm_guest_debug_arch, kvm_regs};
+use kvm_bindings::{kvm_guest_debug, kvm_guest_debug_arch, Msrs};
 use kvm_ioctls::VcpuFd;
-use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use vmm_abi::layout::KERNEL_BASE;
 use x86_64::registers::debug::{
     BreakpointCondition, BreakpointSize, DebugAddressRegisterNumber, Dr6Flags, Dr7Flags, Dr7Value,
@@ -58,16 +70,6 @@ impl BreakMethod {
             Some(m) => m,
             None if dr_works => BreakMethod::DebugRegister,
             None if addr >= KERNEL_BASE => BreakMethod::ExitInsn,
-            None => BreakMethod::Step,
-        }
-    }
-
-    /// For a trace point that stops many times (strace, funcgraph,
-    /// `--break-at`): DR where it exits, otherwise stepping.
-    pub fn for_tracing(requested: Option<BreakMethod>, dr_works: bool) -> BreakMethod {
-        match requested {
-            Some(m) => m,
-            None if dr_works => BreakMethod::DebugRegister,
             None => BreakMethod::Step,
         }
     }
@@ -145,7 +147,7 @@ impl StopRequest {
             control |= kvm_bindings::KVM_GUESTDBG_ENABLE;
         }
         if self.single_step {
-            control |= kvm_bindings::KVM_GUESTDBG_SINGLESTEP | crate::trace::tracer::block_irq();
+            control |= kvm_bindings::KVM_GUESTDBG_SINGLESTEP | block_irq();
         }
         let mut arch = kvm_guest_debug_arch::default();
         if let Some((dr, dr7)) = self.drs {
@@ -158,7 +160,37 @@ impl StopRequest {
 }
 
 /// Request every single step again (set by `Vm::new` when the VM has a LAPIC).
-pub static STEP_ALWAYS_REARM: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+pub static STEP_ALWAYS_REARM: AtomicBool = AtomicBool::new(false);
+
+/// KVM_GUESTDBG_BLOCKIRQ if this KVM offers it (KVM_CAP_SET_GUEST_DEBUG2),
+/// set by `Vm::new`. Single steps hold interrupts off with it (as QEMU's
+/// gdbstub does): the LAPIC timer runs in host time, and stepping the tick
+/// handler one exit per instruction takes longer than a tick, so without it
+/// a stepped guest never gets past the next interrupt — and each step would
+/// land in the handler.
+pub static BLOCK_IRQ: AtomicU32 = AtomicU32::new(0);
+
+/// The BLOCKIRQ bit to add to a single-step request (0 if KVM lacks it).
+pub fn block_irq() -> u32 {
+    BLOCK_IRQ.load(Ordering::Relaxed)
+}
+
+/// A KVM ioctl's result.
+pub type KvmResult<T> = Result<T, kvm_ioctls::Error>;
+
+/// KVM single-steps with RFLAGS.TF, and `syscall` clears the SFMASK bits:
+/// with TF in SFMASK, a step over `syscall` would run the whole kernel path
+/// unseen. Debugging leaves TF out of SFMASK so steps follow the CPU inside.
+pub fn let_tf_through_syscall(vcpu: &VcpuFd) -> KvmResult<()> {
+    let mask = msr::BOOT_SFMASK & !msr::RFLAGS_TF;
+    let entries = [kvm_bindings::kvm_msr_entry {
+        index: msr::MSR_SYSCALL_MASK,
+        data: mask,
+        ..Default::default()
+    }];
+    vcpu.set_msrs(&Msrs::from_entries(&entries).expect("one MSR"))
+        .map(|_| ())
+}
 
 /// KVM_SET_GUEST_DEBUG, issued only when the request changes — or when a
 /// step may have lost TF (see [`StopControl::step_needs_rearm`]).
@@ -200,7 +232,7 @@ impl StopControl {
     /// KVM box: a stepped boot ran away past its breakpoint), and every step
     /// is requested again, one ioctl more per step.
     pub fn step_lost_tf(last_insn: &str, cpl_changed: bool) -> bool {
-        STEP_ALWAYS_REARM.load(std::sync::atomic::Ordering::Relaxed) || Self::step_needs_rearm(last_insn, cpl_changed)
+        STEP_ALWAYS_REARM.load(Ordering::Relaxed) || Self::step_needs_rearm(last_insn, cpl_changed)
     }
 
     /// Forget the last request (someone else called KVM_SET_GUEST_DEBUG).
@@ -229,66 +261,6 @@ impl ExitRegs {
         }
         ExitRegs { sync }
     }
-
-    /// Valid right after an exit, before anyone sets registers.
-    pub fn read(self, vcpu: &VcpuFd) -> KvmResult<(kvm_regs, kvm_bindings::kvm_sregs)> {
-        if self.sync {
-            let s = vcpu.sync_regs();
-            return Ok((s.regs, s.sregs));
-        }
-        Ok((vcpu.get_regs()?, vcpu.get_sregs()?))
-    }
-}
-
-/// Clear TF in RFLAGS: back in ring 3 after tracing, TF from the saved user
-/// RFLAGS (R11 or the iretq frame) would make the program take a #DB itself.
-pub fn clear_user_tf(vcpu: &VcpuFd, regs: &mut kvm_regs) -> KvmResult<()> {
-    if regs.rflags & msr::RFLAGS_TF != 0 {
-        regs.rflags &= !msr::RFLAGS_TF;
-        vcpu.set_regs(regs)?;
-    }
-    Ok(())
-}
-
-/// `in al, dx`: one byte, exits to the VMM from ring 0 on every KVM.
-pub const EXIT_INSN: u8 = 0xec;
-
-/// The addresses currently patched with [`EXIT_INSN`]; the run loop (vm.rs)
-/// asks [`ExitPatches::hit`] on an `in` exit whether RIP is one of them.
-pub struct ExitPatches {
-    /// The vCPU's fd, for KVM_GET_REGS while the run loop holds the exit.
-    vcpu_fd: RawFd,
-    pub addrs: Vec<u64>,
-}
-
-vmm_sys_util::ioctl_ior_nr!(KVM_GET_REGS, kvm_bindings::KVMIO, 0x81, kvm_regs);
-
-impl ExitPatches {
-    pub fn new(vcpu_fd: RawFd) -> ExitPatches {
-        ExitPatches {
-            vcpu_fd,
-            addrs: Vec::new(),
-        }
-    }
-
-    /// The patched address the vCPU stopped at, if an `in` exit is one.
-    pub fn hit(&self) -> Option<u64> {
-        if self.addrs.is_empty() {
-            return None;
-        }
-        let mut regs = kvm_regs::default();
-        // SAFETY: KVM_GET_REGS writes one kvm_regs to the pointer; the fd is the live vCPU's.
-        let r =
-            unsafe { vmm_sys_util::ioctl::ioctl_with_mut_ref(&RawFdHolder(self.vcpu_fd), KVM_GET_REGS(), &mut regs) };
-        (r == 0 && self.addrs.contains(&regs.rip)).then_some(regs.rip)
-    }
-}
-
-struct RawFdHolder(RawFd);
-impl std::os::fd::AsRawFd for RawFdHolder {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0
-    }
 }
 
 /// Addresses with their symbols: the kernel's in the kernel half, the init
@@ -305,92 +277,6 @@ impl Symbolizer<'_> {
         } else {
             self.user.describe(addr)
         }
-    }
-}
-
-/// Does a DR0 execute breakpoint exit on this host's KVM? Measured once per
-/// kernel release and /dev/kvm (cached under $XDG_CACHE_HOME/vmm or /tmp):
-/// a throw-away VM with the built-in kernel, DR0 at its first instruction
-/// and single-stepping armed: DR0 exits before the instruction runs (DR6.B0,
-/// RIP unchanged); a KVM that ignores DR0 steps past it.
-pub fn probe_dr_breakpoints(kvm_device: &std::path::Path) -> Result<bool, DebugError> {
-    let cache = cache_file(kvm_device);
-    if let Some(v) = cache.as_ref().and_then(|p| std::fs::read_to_string(p).ok()) {
-        match v.trim() {
-            "yes" => return Ok(true),
-            "no" => return Ok(false),
-            _ => {}
-        }
-    }
-    let works = measure_dr_breakpoints(kvm_device)?;
-    if let Some(p) = cache {
-        if let Some(dir) = p.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let _ = std::fs::write(&p, if works { "yes\n" } else { "no\n" });
-    }
-    Ok(works)
-}
-
-fn cache_file(kvm_device: &std::path::Path) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(kvm_device).ok()?;
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").ok()?;
-    let dir = std::env::var_os("XDG_CACHE_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir)
-        .join("vmm");
-    let flavor = crate::vstate::kvm_info::detect_flavor(std::path::Path::new("/sys/module"));
-    let key = format!("{}-{:x}-{:?}", release.trim(), meta.rdev(), flavor).replace(['/', ' '], "_");
-    Some(dir.join(format!("dr-breakpoints-{key}")))
-}
-
-/// The measurement itself (a few milliseconds).
-pub fn measure_dr_breakpoints(kvm_device: &std::path::Path) -> Result<bool, DebugError> {
-    let cfg = crate::vstate::vm::VmConfig {
-        kvm_device: kvm_device.into(),
-        mem_mib: 16,
-        timeout: None,
-        cmdline: "quiet".into(),
-        init: None,
-        forward_stdin: false,
-        output: Box::new(std::io::sink()),
-        seccomp: false,
-        // No interrupt controller: the probe runs one instruction.
-        lapic: false,
-    };
-    let vm = crate::vstate::vm::Vm::new(
-        std::path::Path::new(crate::boot::guest_image::KERNEL_PATH),
-        std::borrow::Cow::Borrowed(crate::boot::guest_image::KERNEL),
-        cfg,
-    )
-    .map_err(|e| DebugError::ProbeVm(Box::new(e)))?;
-    let mut vcpu_owner = vm;
-    let entry = vcpu_owner
-        .vcpu()
-        .get_regs()
-        .map_err(DebugError::kvm("KVM_GET_REGS"))?
-        .rip;
-    let req = StopRequest {
-        single_step: true,
-        drs: Some(([entry, 0, 0, 0], dr7_exec(1))),
-    };
-    vcpu_owner
-        .vcpu()
-        .set_guest_debug(&req.to_kvm())
-        .map_err(DebugError::kvm("KVM_SET_GUEST_DEBUG"))?;
-    match vcpu_owner.vcpu_mut().run() {
-        Ok(kvm_ioctls::VcpuExit::Debug(arch)) => {
-            let rip = vcpu_owner
-                .vcpu()
-                .get_regs()
-                .map_err(DebugError::kvm("KVM_GET_REGS"))?
-                .rip;
-            Ok(dr6_hit(arch.dr6) == Some(0) || rip == entry)
-        }
-        Ok(other) => Err(DebugError::ProbeExit(format!("{other:?}"))),
-        Err(e) => Err(DebugError::ProbeRun(e)),
     }
 }
 

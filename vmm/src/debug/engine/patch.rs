@@ -1,0 +1,98 @@
+//! Exit-instruction breakpoints: the first byte of a ring-0 instruction
+//! replaced by `in al, dx` (0xEC), which exits to the VMM on every KVM
+//! flavor, and put back at the stop.
+
+use crate::debug::error::{DebugError, Result};
+use crate::vstate::vm::Vm;
+use kvm_bindings::kvm_regs;
+use std::os::fd::RawFd;
+use vm_memory::{Bytes, GuestAddress};
+
+/// `in al, dx`: one byte, exits to the VMM from ring 0 on every KVM.
+pub const EXIT_INSN: u8 = 0xec;
+
+/// The addresses currently patched with [`EXIT_INSN`]; the run loop (vm.rs)
+/// asks [`ExitPatches::hit`] on an `in` exit whether RIP is one of them.
+pub struct ExitPatches {
+    /// The vCPU's fd, for KVM_GET_REGS while the run loop holds the exit.
+    vcpu_fd: RawFd,
+    pub addrs: Vec<u64>,
+}
+
+vmm_sys_util::ioctl_ior_nr!(KVM_GET_REGS, kvm_bindings::KVMIO, 0x81, kvm_regs);
+
+impl ExitPatches {
+    pub fn new(vcpu_fd: RawFd) -> ExitPatches {
+        ExitPatches {
+            vcpu_fd,
+            addrs: Vec::new(),
+        }
+    }
+
+    /// The patched address the vCPU stopped at, if an `in` exit is one.
+    pub fn hit(&self) -> Option<u64> {
+        if self.addrs.is_empty() {
+            return None;
+        }
+        let mut regs = kvm_regs::default();
+        // SAFETY: KVM_GET_REGS writes one kvm_regs to the pointer; the fd is the live vCPU's.
+        let r =
+            unsafe { vmm_sys_util::ioctl::ioctl_with_mut_ref(&RawFdHolder(self.vcpu_fd), KVM_GET_REGS(), &mut regs) };
+        (r == 0 && self.addrs.contains(&regs.rip)).then_some(regs.rip)
+    }
+}
+
+struct RawFdHolder(RawFd);
+impl std::os::fd::AsRawFd for RawFdHolder {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+/// A patched byte: (virtual address, physical address, original byte).
+pub type Patched = (u64, u64, u8);
+
+/// Write `in al, dx` over the first byte at each of `addrs` (virtual, through
+/// the tables at `cr3`); returns what to put back.
+pub fn patch_in(vm: &mut Vm, cr3: u64, addrs: &[u64]) -> Result<Vec<Patched>> {
+    let mut saved: Vec<Patched> = Vec::new();
+    for &addr in addrs {
+        if saved.iter().any(|&(a, _, _)| a == addr) {
+            continue;
+        }
+        let phys = crate::arch::paging::walk(&vm.mem, cr3, addr)
+            .1
+            .ok_or(DebugError::PatchNotMapped(addr))?;
+        let orig: u8 = vm.mem.read_obj(GuestAddress(phys))?;
+        vm.mem.write_obj(EXIT_INSN, GuestAddress(phys))?;
+        saved.push((addr, phys, orig));
+    }
+    vm.exit_patches.addrs = saved.iter().map(|&(a, _, _)| a).collect();
+    Ok(saved)
+}
+
+/// Put the original bytes back.
+pub fn patch_out(vm: &mut Vm, saved: &[Patched]) {
+    for &(_, phys, orig) in saved {
+        let _ = vm.mem.write_obj(orig, GuestAddress(phys));
+    }
+    vm.exit_patches.addrs.clear();
+}
+
+/// The vCPU stopped on a patched `in al, dx`, the original byte now back:
+/// let KVM finish the pending port read without running the guest
+/// (immediate_exit), then put RIP and RAX back so that the original
+/// instruction runs next.
+pub fn complete_exit_insn(vm: &mut Vm) -> Result<()> {
+    let regs = vm.vcpu().get_regs().map_err(DebugError::kvm("KVM_GET_REGS"))?;
+    vm.vcpu_mut().set_kvm_immediate_exit(1);
+    let r = vm.vcpu_mut().run().map(|_| ()).err();
+    vm.vcpu_mut().set_kvm_immediate_exit(0);
+    match r {
+        Some(e) if e.errno() == libc::EINTR => {}
+        Some(e) => return Err(DebugError::PortRead(e)),
+        None => return Err(DebugError::PortReadRanGuest),
+    }
+    vm.vcpu().set_regs(&regs).map_err(DebugError::kvm("KVM_SET_REGS"))?;
+    Ok(())
+}
