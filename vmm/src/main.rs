@@ -7,6 +7,7 @@ use vmm::debug::engine::{self, BreakMethod};
 use vmm::error::Error;
 use vmm::introspect::symbols::Symbols;
 use vmm::trace::stepper::Stepper;
+use vmm::vstate::event_loop::InterruptPolicy;
 use vmm::vstate::launch::GuestArgs;
 use vmm::vstate::vm::{Outcome, Vm};
 use vmm::{report, status, vstate::kvm_info};
@@ -123,6 +124,10 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return setup_error(e),
     };
+    // Ctrl-C and SIGTERM stop the guest with a report (event_loop.rs).
+    if let Err(e) = vm.catch_signals(InterruptPolicy::Stop) {
+        return setup_error(e);
+    }
     if let Some(addr) = args.gdb.as_deref() {
         let served = vmm::debug::Debugger::new(vm, user_symbols.get().clone(), args.break_by, &args.guest.kvm_device)
             .and_then(|dbg| vmm::debug::gdb::serve(dbg, addr));
@@ -131,7 +136,7 @@ fn run(args: RunArgs) -> ExitCode {
                 if !matches!(o, Outcome::Exited(_)) {
                     eprintln!("vmm: {}", o.describe());
                 }
-                ExitCode::from(o.status())
+                exit_with(&o)
             }
             Err(e) => setup_error(Error::Gdb(e)),
         };
@@ -196,6 +201,23 @@ fn run(args: RunArgs) -> ExitCode {
             total_us
         );
     }
+    drop(vm);
+    exit_with(&outcome)
+}
+
+/// vmm's exit status for `outcome`. Stopped by a signal, vmm dies of that
+/// signal after its report (the VM is gone and the terminal restored by
+/// then): the shell sees what it saw before vmm caught the signal, and a
+/// script stops at Ctrl-C as it should.
+fn exit_with(outcome: &Outcome) -> ExitCode {
+    if let Outcome::Stopped(sig) = *outcome {
+        // SAFETY: restoring the default action and raising the signal in
+        // this thread; the seccomp filter allows both (seccomp.rs).
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+    }
     ExitCode::from(outcome.status())
 }
 
@@ -235,12 +257,16 @@ fn trace(args: TraceArgs) -> ExitCode {
     fg.by_step = method == BreakMethod::Step;
     fg.regs = engine::ExitRegs::enable(vm.vcpu_mut(), &args.guest.kvm_device);
     vm.tracer = Some(Box::new(fg));
+    if let Err(e) = vm.catch_signals(InterruptPolicy::Stop) {
+        return setup_error(e);
+    }
     if let Err(e) = vm.lock_down(vmm::seccomp::Profile::Run) {
         return setup_error(e);
     }
     let outcome = vm.run();
     finish(&mut vm, &outcome);
-    ExitCode::from(outcome.status())
+    drop(vm);
+    exit_with(&outcome)
 }
 
 /// How a trace point that stops many times is reached: `--break-by`, or
