@@ -201,6 +201,7 @@ fn run(args: RunArgs) -> ExitCode {
             total_us
         );
     }
+    vm.release_for_exit();
     drop(vm);
     exit_with(&outcome)
 }
@@ -265,6 +266,7 @@ fn trace(args: TraceArgs) -> ExitCode {
     }
     let outcome = vm.run();
     finish(&mut vm, &outcome);
+    vm.release_for_exit();
     drop(vm);
     exit_with(&outcome)
 }

@@ -394,6 +394,19 @@ impl EventLoop {
         self.send(Ctl::InterruptOnInput(fd));
     }
 
+    /// For a process about to exit: tell the VMM thread to end and give the
+    /// terminal back, without waiting for the thread. Joining it costs a
+    /// scheduling round trip, 0.2 ms and up to 4 ms on a loaded host
+    /// (measured), which `vmm run` would pay at every exit; the kernel
+    /// closes the loop's fds at exit. (The join handle is leaked, so the
+    /// thread keeps its manager and closes nothing itself: its filter allows
+    /// no close.)
+    pub fn abandon(mut self) {
+        self.send(Ctl::Exit);
+        tty::restore();
+        std::mem::forget(self.thread.take());
+    }
+
     fn send(&self, c: Ctl) {
         self.queue.lock().unwrap().push_back(c);
         let _ = self.control.write(1);

@@ -330,6 +330,15 @@ impl Vm {
         Ok(())
     }
 
+    /// vmm is about to exit: end the VMM thread without waiting for it
+    /// (see `EventLoop::abandon`). The rest of the VM is dropped as usual.
+    pub fn release_for_exit(&mut self) {
+        self.vcpu_reg.take();
+        if let Some(ev) = self.events.take() {
+            ev.abandon();
+        }
+    }
+
     /// While the guest runs, input on `fd` (gdb's connection) stops it
     /// with an interrupt: gdb's Ctrl-C.
     pub fn interrupt_on_input(&self, fd: std::os::fd::RawFd) {
