@@ -303,3 +303,68 @@ fn gdbs_ctrl_c_stops_a_running_guest() {
     let status = child.wait().unwrap();
     assert!(status.code().is_some(), "vmm ended by itself after gdb's kill");
 }
+
+/// What a reader thread has collected so far.
+type Screen = std::sync::Arc<std::sync::Mutex<Vec<u8>>>;
+
+fn collect(mut from: impl Read + Send + 'static) -> Screen {
+    let screen = Screen::default();
+    let s = screen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            s.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    screen
+}
+
+/// Wait (at most 30 s, then fail) until `screen` shows `what`.
+fn wait_for(screen: &Screen, what: &str) {
+    let t0 = Instant::now();
+    while !String::from_utf8_lossy(&screen.lock().unwrap()).contains(what) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no {what:?} in {:?}",
+            String::from_utf8_lossy(&screen.lock().unwrap())
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn in_the_debugger_sigint_stops_a_running_guest_and_the_prompt_comes_back() {
+    let (master, slave) = openpty();
+    let mut child = Command::new(vmm_bin())
+        .args(["debug", "--timeout", "60", "--", path(&programs().timer), "spin"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let screen = collect(std::fs::File::from(master.try_clone().unwrap()));
+    let errors = collect(child.stderr.take().unwrap());
+    let mut keys = std::fs::File::from(master.try_clone().unwrap());
+    wait_for(&screen, "(vmm) ");
+    keys.write_all(b"continue\r").unwrap();
+    // The line is read: rustyline leaves raw mode (bracketed paste off) and
+    // has given SIGINT back to vmm's handler; the guest spins in ring 3
+    // until interrupted.
+    wait_for(&screen, "\x1b[?2004l");
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: signalling our own child, which has not been reaped yet.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    wait_for(&errors, "interrupted (Ctrl-C)");
+    keys.write_all(b"quit\r").unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&screen.lock().unwrap())
+    );
+    drop(slave);
+}

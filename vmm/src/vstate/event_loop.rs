@@ -416,8 +416,9 @@ impl EventLoop {
 impl Drop for EventLoop {
     fn drop(&mut self) {
         let _ = SIGNAL_FD.compare_exchange(self.signal_fd, -1, Ordering::SeqCst, Ordering::SeqCst);
-        self.send(Ctl::Exit);
+        // Not after `abandon`, which told the thread already.
         if let Some(t) = self.thread.take() {
+            self.send(Ctl::Exit);
             let _ = t.join();
         }
         // The VMM thread restored the terminal as it ended; if it could not
