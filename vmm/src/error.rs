@@ -147,6 +147,9 @@ pub enum Error {
     Seccomp(#[from] crate::seccomp::SeccompError),
 
     #[error(transparent)]
+    EventLoop(#[from] crate::vstate::event_loop::EventLoopError),
+
+    #[error(transparent)]
     Archive(#[from] crate::boot::initrd::ArchiveError),
 
     #[error("--cmdline is {len} bytes; at most {max} fit (a page of the boot contract)")]

@@ -8,7 +8,8 @@
 //! - `arch`: pure machine-state builders and decoders (no file descriptors);
 //! - `boot`: the kernel, programs and archive placed in guest memory;
 //! - `devices`: the UART and console ports;
-//! - `vstate`: the VM, its vCPU and run loop, launching, KVM probing;
+//! - `vstate`: the VM, its vCPU and run loop, the VMM thread's event loop,
+//!   launching, KVM probing;
 //! - `introspect`: memory through page tables, disassembly, symbols;
 //! - `trace` and `debug`: tracers, the debugger and its GDB stub;
 //! - `bench`: the benchmarks.

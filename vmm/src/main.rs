@@ -9,6 +9,7 @@ use vmm::error::Error;
 use vmm::introspect::symbols::Symbols;
 use vmm::trace::stepper::Stepper;
 use vmm::trace::tracer::{Trace, Tracer};
+use vmm::vstate::event_loop::InterruptPolicy;
 use vmm::vstate::launch::GuestArgs;
 use vmm::vstate::vm::{Outcome, Vm};
 use vmm::{report, status, vstate::kvm_info};
@@ -129,6 +130,10 @@ fn run(args: RunArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return setup_error(e),
     };
+    // Ctrl-C and SIGTERM stop the guest with a report (event_loop.rs).
+    if let Err(e) = vm.catch_signals(InterruptPolicy::Stop) {
+        return setup_error(e);
+    }
     if let Some(addr) = args.gdb.as_deref() {
         let served = vmm::debug::Debugger::new(vm, user_symbols.get().clone(), args.break_by, &args.guest.kvm_device)
             .map_err(Error::from)
@@ -138,7 +143,7 @@ fn run(args: RunArgs) -> ExitCode {
                 if !matches!(o, Outcome::Exited(_)) {
                     eprintln!("vmm: {}", o.describe());
                 }
-                ExitCode::from(o.status())
+                exit_with(&o)
             }
             Err(e) => setup_error(e),
         };
@@ -159,7 +164,9 @@ fn run(args: RunArgs) -> ExitCode {
         let total = t0.elapsed();
         eprint!("{}", report::RunStats::of(&mut vm, total).render(format));
     }
-    ExitCode::from(outcome.status())
+    vm.release_for_exit();
+    drop(vm);
+    exit_with(&outcome)
 }
 
 /// `vmm run`'s tracer, if `--break-at` or `--strace` asks for one (with
@@ -196,6 +203,22 @@ fn run_tracer(args: &RunArgs, vm: &mut Vm, user: &Symbols) -> Result<Option<Trac
     Ok(Some(Trace::new(vm, tracer, method, &args.guest.kvm_device)?))
 }
 
+/// vmm's exit status for `outcome`. Stopped by a signal, vmm dies of that
+/// signal after its report (the VM is gone and the terminal restored by
+/// then): the shell sees what it saw before vmm caught the signal, and a
+/// script stops at Ctrl-C as it should.
+fn exit_with(outcome: &Outcome) -> ExitCode {
+    if let Outcome::Stopped(sig) = *outcome {
+        // SAFETY: restoring the default action and raising the signal in
+        // this thread; the seccomp filter allows both (seccomp.rs).
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig);
+        }
+    }
+    ExitCode::from(outcome.status())
+}
+
 /// The tracer's closing lines, and a report unless the guest exited cleanly.
 fn finish(vm: &mut Vm, outcome: &Outcome, trace: Option<&mut Trace>) {
     for line in trace.map(Trace::report).unwrap_or_default() {
@@ -229,12 +252,17 @@ fn trace(args: TraceArgs) -> ExitCode {
         Ok(t) => t,
         Err(e) => return setup_error(e),
     };
+    if let Err(e) = vm.catch_signals(InterruptPolicy::Stop) {
+        return setup_error(e);
+    }
     if let Err(e) = vm.lock_down(vmm::seccomp::Profile::Run) {
         return setup_error(e);
     }
     let outcome = trace.run(&mut vm);
     finish(&mut vm, &outcome, Some(&mut trace));
-    ExitCode::from(outcome.status())
+    vm.release_for_exit();
+    drop(vm);
+    exit_with(&outcome)
 }
 
 /// How a trace point at `addr` is reached: `--break-by`, or what works

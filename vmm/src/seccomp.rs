@@ -9,13 +9,11 @@
 //! - the **vCPU thread** (the main thread: KVM_RUN, exit handling, and the
 //!   debugger's prompt or the GDB stub, which run on it) installs
 //!   [`VcpuFilter`] for its [`Profile`] right before its first KVM_RUN
-//!   (`Vm::lock_down`). The
-//!   **watchdog** thread that enforces `--timeout` is spawned after that and
-//!   inherits the same filter, so the list also covers starting a thread,
-//!   sleeping, and signalling the vCPU thread.
-//! - the **stdin** thread (serial.rs), which only copies host stdin into the
-//!   UART's queue, installs the much shorter [`StdinFilter`] itself, first
-//!   thing (a SIGSYS handler is in place by then: `Vm::new`).
+//!   (`Vm::lock_down`). It arms the `--timeout` timer and kicks other vCPUs.
+//! - the **VMM thread** (vstate/event_loop.rs: stdin, `--timeout`, signals,
+//!   gdb's interrupt), installs [`LoopFilter`] itself, first thing (a SIGSYS
+//!   handler is in place by then: `Vm::new`): epoll, reads of its own fds
+//!   only, the one KVM request that raises IRQ 4, and the kick.
 //!
 //! A call off the list raises SIGSYS (`SECCOMP_RET_TRAP`); the handler here
 //! prints which system call it was and how to debug it (`--no-seccomp`), and
@@ -23,7 +21,7 @@
 //! seccomp: it times host system calls in-process (a filter would add its own
 //! cost to every host row) and boots two VMs one after the other.
 //!
-//! `VMM_SECCOMP_SELFTEST=vcpu` (or `stdin`) makes that thread call
+//! `VMM_SECCOMP_SELFTEST=vcpu` (or `loop`) makes that thread call
 //! `socket(2)` once its filter is in place: the tests' proof that a
 //! forbidden call stops vmm with the message.
 
@@ -70,7 +68,7 @@ ioctl_ior_nr!(KVM_GET_SREGS, KVMIO, 0x83, kvm_sregs);
 ioctl_iowr_nr!(KVM_GET_MSRS, KVMIO, 0x88, kvm_msrs);
 ioctl_iow_nr!(KVM_SET_MSRS, KVMIO, 0x89, kvm_msrs);
 ioctl_iow_nr!(KVM_SET_GUEST_DEBUG, KVMIO, 0x9b, kvm_guest_debug);
-// The stdin thread raises IRQ 4 as an MSI straight to the LAPIC (vm.rs).
+// The VMM thread raises IRQ 4 as an MSI straight to the LAPIC (vm.rs).
 ioctl_iow_nr!(KVM_SIGNAL_MSI, KVMIO, 0xa5, kvm_msi);
 
 /// `(ioctl request, why)`: the requests the vCPU thread may make.
@@ -111,13 +109,6 @@ pub enum Profile {
     /// Also a prompt or a remote debugger: `vmm debug` (rustyline) and
     /// `vmm run --gdb` (gdbstub on a TCP connection).
     Interactive,
-}
-
-/// One 64-bit comparison.
-fn cond(arg: u8, op: SeccompCmpOp, value: u64, thread: &'static str) -> Result<SeccompRule> {
-    let c = SeccompCondition::new(arg, SeccompCmpArgLen::Qword, op, value)
-        .map_err(|source| SeccompError::Compile { thread, source })?;
-    SeccompRule::new(vec![c]).map_err(|source| SeccompError::Compile { thread, source })
 }
 
 /// `arg == value`, comparing the low 32 bits only: for `int` arguments
@@ -162,7 +153,7 @@ fn common_rules() -> BTreeMap<i64, Vec<SeccompRule>> {
         // stack-overflow guard page handler has a sigaltstack per thread.
         (libc::SYS_rt_sigprocmask, any()),
         (libc::SYS_sigaltstack, any()),
-        // Returning from any signal handler (the watchdog's kick, Ctrl-C in
+        // Returning from any signal handler (the kick out of KVM_RUN, Ctrl-C in
         // the debugger), and a blocking call restarted after a stop/continue.
         (libc::SYS_rt_sigreturn, any()),
         (libc::SYS_restart_syscall, any()),
@@ -177,18 +168,21 @@ fn common_rules() -> BTreeMap<i64, Vec<SeccompRule>> {
 
 /// The vCPU thread's filter: it runs the guest and everything that reacts
 /// to it (serial output, reports, tracers; the debugger or GDB stub with
-/// [`Profile::Interactive`]), and spawns the watchdog thread, which
-/// inherits this filter.
+/// [`Profile::Interactive`]). It starts no thread: the VMM thread exists
+/// before the filter is installed (a `clone` would stop vmm with the
+/// seccomp message; `clone3` is answered ENOSYS first, see below).
 pub struct VcpuFilter(BpfProgram);
 
 impl VcpuFilter {
     pub fn compile(profile: Profile) -> Result<VcpuFilter> {
         const T: &str = "vCPU";
         let mut rules = common_rules();
-        let ioctls = vcpu_ioctls(profile)
+        let mut ioctls = vcpu_ioctls(profile)
             .iter()
             .map(|&(request, _why)| arg_eq32(1, request, T))
             .collect::<Result<Vec<_>>>()?;
+        // The panic hook gives the terminal its settings back (tty.rs).
+        ioctls.extend(restore_terminal(T)?);
         rules.extend([
             // KVM (and, interactive, the terminal) by request number (see
             // vcpu_ioctls). The fd is not checked: the requests are the risk.
@@ -199,47 +193,31 @@ impl VcpuFilter {
             // Dropping the VM (KVM fds); rustyline's socketpair, a gdb
             // connection.
             (libc::SYS_close, any()),
-            // The watchdog installs its kick handler per run; the debugger
-            // its Ctrl-C handler; rustyline SIGINT/SIGWINCH.
+            // The debugger its Ctrl-C handler; rustyline SIGINT/SIGWINCH;
+            // restoring SIGINT's default before dying of it.
             (libc::SYS_rt_sigaction, any()),
-            // Spawning the watchdog thread: only clone with CLONE_THREAD (a
-            // thread, never a process; CLONE_THREAD implies CLONE_VM).
-            // clone3 passes its flags in memory, where BPF cannot look: the
-            // prefix added below answers it ENOSYS, and glibc falls back to
-            // clone.
-            (
-                libc::SYS_clone,
-                vec![cond(
-                    0,
-                    SeccompCmpOp::MaskedEq(libc::CLONE_THREAD as u64),
-                    libc::CLONE_THREAD as u64,
-                    T,
-                )?],
-            ),
-            // What a new thread does before its closure: glibc registers
-            // rseq and its robust futex list, Rust reads its stack bounds
-            // (pthread_getattr_np → sched_getaffinity) and thread id.
-            (libc::SYS_rseq, any()),
-            (libc::SYS_set_robust_list, any()),
-            (libc::SYS_sched_getaffinity, any()),
-            (libc::SYS_gettid, any()),
-            // The watchdog: sleeps (park_timeout is a futex), reads the clock
-            // (normally the vDSO, a real call when the clocksource has no
-            // vDSO support, as in some VMs), and kicks the vCPU thread out of
-            // KVM_RUN with pthread_kill (getpid + tgkill): only threads of
-            // this process, only the kick signal, or SIGABRT for abort().
-            (libc::SYS_clock_nanosleep, any()),
-            (libc::SYS_nanosleep, any()),
-            (libc::SYS_clock_gettime, any()),
-            (libc::SYS_gettimeofday, any()),
+            // Arming and disarming --timeout's timer for each run.
+            (libc::SYS_timerfd_settime, any()),
+            // The kick of other vCPUs out of KVM_RUN (pthread_kill: getpid
+            // + tgkill), only the kick signal to threads of this process;
+            // SIGABRT for abort(); SIGINT and SIGTERM to itself, to die of
+            // the signal that stopped the guest after the report (main.rs:
+            // raise() is gettid + tgkill).
             (libc::SYS_getpid, any()),
+            (libc::SYS_gettid, any()),
             (
                 libc::SYS_tgkill,
                 vec![
-                    own_thread_signal(crate::vstate::vm::kick_signal(), T)?,
+                    own_thread_signal(crate::vstate::event_loop::kick_signal(), T)?,
                     own_thread_signal(libc::SIGABRT, T)?,
+                    own_thread_signal(libc::SIGINT, T)?,
+                    own_thread_signal(libc::SIGTERM, T)?,
                 ],
             ),
+            // Waiting for the VMM thread to end (join: a futex), reading
+            // the clock where the vDSO cannot.
+            (libc::SYS_clock_gettime, any()),
+            (libc::SYS_gettimeofday, any()),
         ]);
         if cfg!(debug_assertions) {
             // Debug builds of Rust check that an fd is open before closing
@@ -340,34 +318,80 @@ fn own_thread_signal(sig: libc::c_int, thread: &'static str) -> Result<SeccompRu
     args_eq32(&[(0, pid as u64), (2, sig as u64)], thread)
 }
 
-/// The stdin thread's filter: it reads fd 0 and appends to a locked queue.
-pub struct StdinFilter(BpfProgram);
+/// `ioctl(0, TCSETS)` then `ioctl(0, TCGETS)`: tcsetattr(0, TCSANOW, saved)
+/// of tty::restore (glibc reads the settings back to check them).
+fn restore_terminal(thread: &'static str) -> Result<Vec<SeccompRule>> {
+    Ok(vec![
+        args_eq32(&[(0, 0), (1, libc::TCSETS)], thread)?,
+        args_eq32(&[(0, 0), (1, libc::TCGETS)], thread)?,
+    ])
+}
 
-impl StdinFilter {
-    pub fn compile() -> Result<StdinFilter> {
-        const T: &str = "stdin";
+/// The VMM thread's filter (vstate/event_loop.rs): it waits in epoll, reads
+/// its own fds, raises IRQ 4 and kicks vCPUs. Nothing else.
+pub struct LoopFilter(BpfProgram);
+
+impl LoopFilter {
+    /// `reads`: the fds the thread reads (stdin, its eventfds and timerfd);
+    /// `vm_fd`: the VM, for KVM_SIGNAL_MSI; `echo`: it echoes typed keys to
+    /// the terminal on fd 0 (tty.rs).
+    pub fn compile(reads: &[i32], vm_fd: i32, echo: bool) -> Result<LoopFilter> {
+        const T: &str = "VMM (event loop)";
         let mut rules = common_rules();
+        let fd_rules =
+            |fds: &[i32]| -> Result<Vec<SeccompRule>> { fds.iter().map(|&fd| arg_eq32(0, fd as u64, T)).collect() };
+        let mut writes = vec![2];
+        if echo {
+            writes.push(0);
+        }
         rules.extend([
-            // Host stdin, and nothing else.
-            (libc::SYS_read, vec![arg_eq32(0, 0, T)?]),
-            // Only the SIGSYS handler's message, on stderr.
-            (libc::SYS_write, vec![arg_eq32(0, 2, T)?]),
-            // Waiting while the guest is INPUT_MAX bytes behind (serial.rs).
-            (libc::SYS_clock_nanosleep, any()),
-            (libc::SYS_nanosleep, any()),
-            // IRQ 4 when input arrives or ends: that one KVM request only.
-            (libc::SYS_ioctl, vec![arg_eq32(1, KVM_SIGNAL_MSI(), T)?]),
+            // The loop itself. glibc's epoll_wait is epoll_wait or, in newer
+            // versions, epoll_pwait; epoll_ctl adds and removes stdin and
+            // the gdb socket (only in its own epoll set).
+            (libc::SYS_epoll_wait, any()),
+            (libc::SYS_epoll_pwait, any()),
+            (libc::SYS_epoll_ctl, any()),
+            // Stdin, its eventfds, the timerfd: and no other fd.
+            (libc::SYS_read, fd_rules(reads)?),
+            // Error messages and the SIGSYS report (fd 2); the echo of typed
+            // keys to the terminal (fd 0).
+            (libc::SYS_write, fd_rules(&writes)?),
+            // IRQ 4 (KVM_SIGNAL_MSI on the VM fd), and the terminal's
+            // settings given back when the thread ends (tty::restore).
+            (
+                libc::SYS_ioctl,
+                [
+                    vec![args_eq32(&[(0, vm_fd as u64), (1, KVM_SIGNAL_MSI())], T)?],
+                    restore_terminal(T)?,
+                ]
+                .concat(),
+            ),
+            // The kick: pthread_kill is getpid + tgkill, only the kick
+            // signal, only to threads of this process.
+            (libc::SYS_getpid, any()),
+            (
+                libc::SYS_tgkill,
+                vec![
+                    own_thread_signal(crate::vstate::event_loop::kick_signal(), T)?,
+                    own_thread_signal(libc::SIGABRT, T)?,
+                ],
+            ),
         ]);
-        compile(T, rules, SeccompAction::Trap, SeccompAction::Allow).map(StdinFilter)
+        if cfg!(debug_assertions) {
+            // Debug builds of Rust check that an fd is open before closing
+            // it (OwnedFd::drop → fcntl(fd, F_GETFD)).
+            rules.insert(libc::SYS_fcntl, vec![arg_eq32(1, libc::F_GETFD as u64, T)?]);
+        }
+        compile(T, rules, SeccompAction::Trap, SeccompAction::Allow).map(LoopFilter)
     }
 
-    /// Install on the calling thread, which must be the stdin thread.
+    /// Install on the calling thread, which must be the VMM thread.
     pub fn apply(self) -> Result<()> {
         seccompiler::apply_filter(&self.0).map_err(|source| SeccompError::Install {
-            thread: "stdin",
+            thread: "VMM (event loop)",
             source,
         })?;
-        selftest("stdin");
+        selftest("loop");
         Ok(())
     }
 }
@@ -390,19 +414,9 @@ fn selftest(thread: &str) {
 
 /// Install the SIGSYS handler (process-wide), before any filter.
 pub fn install_sigsys_handler() -> Result<()> {
-    // SAFETY: a zeroed sigaction with SA_SIGINFO and a handler of the
-    // matching signature, which only makes async-signal-safe calls.
-    let rc = unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_sigsys as *const () as usize;
-        sa.sa_flags = libc::SA_SIGINFO;
-        libc::sigfillset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGSYS, &sa, std::ptr::null_mut())
-    };
-    if rc != 0 {
-        return Err(SeccompError::Handler(std::io::Error::last_os_error()));
-    }
-    Ok(())
+    // SA_SIGINFO, every signal blocked while it runs; the handler only makes
+    // async-signal-safe calls.
+    vmm_sys_util::signal::register_signal_handler(libc::SIGSYS, on_sigsys).map_err(|e| SeccompError::Handler(e.into()))
 }
 
 /// The SIGSYS part of `siginfo_t` on x86-64 (`_sigsys` in the kernel's
@@ -482,6 +496,9 @@ extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut
     m.push(b"  vmm exit status ");
     m.push_num(u64::from(status::SECCOMP_VIOLATION), 10);
     m.push(b"\n");
+    // A terminal in raw mode gets its settings back (every filter allows
+    // that one ioctl); the shell after vmm would not echo otherwise.
+    crate::devices::tty::restore();
     // SAFETY: write(2) and _exit(2) are async-signal-safe, and every filter
     // allows write to fd 2 and exit_group.
     unsafe {
@@ -563,6 +580,10 @@ fn syscall_name(nr: i64) -> Option<&'static str> {
         (SYS_clock_gettime, "clock_gettime"),
         (SYS_clock_nanosleep, "clock_nanosleep"),
         (SYS_exit_group, "exit_group"),
+        (SYS_epoll_wait, "epoll_wait"),
+        (SYS_epoll_ctl, "epoll_ctl"),
+        (SYS_epoll_pwait, "epoll_pwait"),
+        (SYS_timerfd_settime, "timerfd_settime"),
         (SYS_tgkill, "tgkill"),
         (SYS_openat, "openat"),
         (SYS_newfstatat, "newfstatat"),
@@ -592,7 +613,7 @@ mod tests {
     fn filters_compile() {
         assert!(VcpuFilter::compile(Profile::Run).is_ok());
         assert!(VcpuFilter::compile(Profile::Interactive).is_ok());
-        assert!(StdinFilter::compile().is_ok());
+        assert!(LoopFilter::compile(&[0, 5, 6], 4, true).is_ok());
     }
 
     #[test]

@@ -29,6 +29,12 @@ pub struct DebugArgs {
 fn setup(args: &DebugArgs) -> Result<Debugger, crate::error::Error> {
     let (vm, user_symbols) = args.guest.vm(false)?;
     let mut dbg = Debugger::new(vm, user_symbols.get().clone(), args.break_by, &args.guest.kvm_device)?;
+    // At a terminal, Ctrl-C stops a running guest and returns to the prompt
+    // instead of killing vmm (the VMM thread turns SIGINT into a kick).
+    if !args.batch && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        dbg.vm
+            .catch_signals(crate::vstate::event_loop::InterruptPolicy::Interrupt)?;
+    }
     // From here on only commands run: the prompt and the guest, under seccomp.
     dbg.vm.lock_down(crate::seccomp::Profile::Interactive)?;
     Ok(dbg)
@@ -72,7 +78,6 @@ pub fn main(args: DebugArgs) -> ExitCode {
 fn prompt(dbg: &mut Debugger) -> ExitCode {
     let is_tty = std::io::IsTerminal::is_terminal(&std::io::stdin());
     if is_tty {
-        crate::vstate::vm::catch_sigint();
         println!("type help for commands (Ctrl-C stops a running guest)");
         let Ok(mut rl) = rustyline::DefaultEditor::new() else {
             return plain_lines(dbg);

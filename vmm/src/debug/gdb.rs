@@ -208,8 +208,16 @@ impl run_blocking::BlockingEventLoop for EventLoop {
         let why = match target.resume {
             Resume::Step => target.dbg.step(),
             Resume::Continue => target.dbg.cont(),
-        }
-        .map_err(run_blocking::WaitForStopReasonError::Target)?;
+        };
+        let why = match why {
+            // gdb's Ctrl-C while the guest ran: the VMM thread saw it arrive
+            // and stopped the guest (event_loop.rs). The byte is the stub's.
+            Err(DebugError::Interrupted) => {
+                let byte = conn.read().map_err(run_blocking::WaitForStopReasonError::Connection)?;
+                return Ok(run_blocking::Event::IncomingData(byte));
+            }
+            other => other.map_err(run_blocking::WaitForStopReasonError::Target)?,
+        };
         let reason = match why {
             StopReason::Step | StopReason::StepLimit(_) => SingleThreadStopReason::DoneStep,
             StopReason::Breakpoint(_) | StopReason::Watchpoint(_) => SingleThreadStopReason::HwBreak(()),
@@ -237,6 +245,8 @@ pub fn serve(mut dbg: Debugger, addr: &str) -> Result<Outcome, crate::error::Err
     eprintln!("vmm: waiting for gdb on {addr} (gdb KERNEL -ex 'target remote {addr}')");
     let (stream, peer) = listener.accept().map_err(socket)?;
     eprintln!("vmm: gdb connected from {peer}");
+    // gdb's Ctrl-C while the guest runs stops it (the VMM thread watches).
+    dbg.vm.interrupt_on_input(std::os::fd::AsRawFd::as_raw_fd(&stream));
     // The listening socket is no longer needed, and seccomp forbids accept.
     drop(listener);
     dbg.vm.lock_down(crate::seccomp::Profile::Interactive)?;

@@ -1,17 +1,18 @@
 //! COM1: a 16550 UART from vm-superio. Output goes to stdout, line by line
 //! (or in pieces of at most `LINE_MAX` bytes), and the tail is kept for crash
 //! reports; host stdin feeds the receive FIFO, and its end is reported on
-//! the `CONSOLE_EOF` port. When the VM has a LAPIC, the stdin thread raises
-//! IRQ 4 (an MSI with `vmm_abi::irq::SERIAL_VECTOR`) each time input arrives
-//! or ends, and a guest waiting in read() wakes up; without one it polls LSR.
+//! the `CONSOLE_EOF` port. The VMM thread (vstate/event_loop.rs) reads
+//! stdin into an [`Input`] queue and, when the VM has a LAPIC, raises IRQ 4
+//! (an MSI with `vmm_abi::irq::SERIAL_VECTOR`) each time input arrives or
+//! ends, and a guest waiting in read() wakes up; without one it polls LSR.
 
-use crate::seccomp::{SeccompError, StdinFilter};
 use std::collections::VecDeque;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use vm_superio::{Serial, Trigger};
 use vmm_abi::ports::COM1;
+use vmm_sys_util::eventfd::EventFd;
 
 /// The 16550's receive FIFO (vm-superio's size).
 const FIFO_SIZE: usize = 64;
@@ -25,7 +26,7 @@ const TAIL_BYTES: usize = 2048;
 const LINE_MAX: usize = 4096;
 
 /// vm-superio's own interrupt output is not wired: IRQ 4 is raised by the
-/// stdin thread (see [`Com1::set_irq`]), when bytes wait in the input queue
+/// VMM thread (see [`Com1::set_irq`]), when bytes wait in the input queue
 /// and not only once they sit in the 64-byte FIFO.
 pub struct NoIrq;
 
@@ -97,6 +98,9 @@ impl Write for Output {
 impl Output {
     /// Write out the pending partial line (at the end of a run).
     pub fn write_out(&mut self) {
+        if self.line.is_empty() {
+            return;
+        }
         // A closed stdout (e.g. `vmm run | head`) must not stop the guest.
         let _ = self.sink.write_all(&self.line);
         let _ = self.sink.flush();
@@ -128,29 +132,94 @@ pub struct Com1 {
 }
 
 /// Host stdin on its way to the guest: bytes read but not yet in the UART's
-/// FIFO, and whether the stream has ended.
+/// FIFO, and whether the stream has ended. The VMM thread fills it, the
+/// vCPU thread drains it into the FIFO.
 #[derive(Default)]
-struct Input {
+pub struct Input {
     queue: Mutex<VecDeque<u8>>,
     ended: AtomicBool,
     /// Raises the guest's IRQ 4, if the VM has an interrupt controller.
     irq: Mutex<Option<RaiseIrq>>,
+    /// The VMM thread stopped reading stdin because the queue was full, and
+    /// waits for `room` (the guest's reads make room).
+    wants_room: AtomicBool,
+    /// Rung by the vCPU thread when the queue is half empty again.
+    room: Option<Arc<EventFd>>,
 }
 
 /// A function that raises the serial interrupt in the guest.
 pub type RaiseIrq = Box<dyn Fn() + Send>;
 
+/// Bytes of stdin queued ahead of the guest at most; the VMM thread stops
+/// reading stdin while the guest is this far behind (memory stays bounded).
+pub const INPUT_MAX: usize = 64 << 10;
+
 impl Input {
-    fn raise(&self) {
+    /// An input the VMM thread feeds; `room` is rung when the guest has made
+    /// room after the feeder stopped at [`INPUT_MAX`].
+    pub fn fed(room: Arc<EventFd>) -> Input {
+        Input {
+            room: Some(room),
+            ..Default::default()
+        }
+    }
+
+    pub fn raise(&self) {
         if let Some(f) = self.irq.lock().unwrap().as_ref() {
             f()
         }
     }
-}
 
-/// Bytes of stdin queued ahead of the guest at most; the reader thread
-/// waits while the guest is this far behind (memory stays bounded).
-const INPUT_MAX: usize = 64 << 10;
+    /// Bytes that may still be queued.
+    pub fn space(&self) -> usize {
+        INPUT_MAX.saturating_sub(self.queue.lock().unwrap().len())
+    }
+
+    /// Queue bytes for the guest and tell it (IRQ 4).
+    pub fn push(&self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.queue.lock().unwrap().extend(bytes);
+        self.raise();
+    }
+
+    /// The stream has ended: once the queue is drained, the guest's read(0)
+    /// returns 0.
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::SeqCst);
+        self.raise();
+    }
+
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::SeqCst)
+    }
+
+    /// The feeder found the queue full: ask to be told when there is room.
+    /// False if there is room already (the guest drained the queue between
+    /// the feeder's look and this call): read on.
+    pub fn wait_for_room(&self) -> bool {
+        self.wants_room.store(true, Ordering::SeqCst);
+        if self.space() > 0 && self.wants_room.swap(false, Ordering::SeqCst) {
+            return false;
+        }
+        true
+    }
+
+    /// After the vCPU thread took bytes: ring the feeder if it waits for
+    /// room and half of the queue is free (not at every byte: one wake-up
+    /// per 32 KiB).
+    fn made_room(&self, queued: usize) {
+        if queued <= INPUT_MAX / 2
+            && self.wants_room.load(Ordering::SeqCst)
+            && self.wants_room.swap(false, Ordering::SeqCst)
+        {
+            if let Some(r) = &self.room {
+                let _ = r.write(1);
+            }
+        }
+    }
+}
 
 impl Com1 {
     /// A UART whose input has already ended (nothing is forwarded).
@@ -164,57 +233,17 @@ impl Com1 {
         }
     }
 
-    /// Feed host stdin to the guest — a terminal, a pipe, a file or
-    /// /dev/null — until it ends; the guest's `read(0)` then returns 0.
-    /// With `seccomp`, the thread first installs its filter: it only ever
-    /// reads fd 0 (seccomp.rs).
-    pub fn forward_stdin(&mut self, seccomp: bool) -> Result<(), SeccompError> {
-        let filter = if seccomp { Some(StdinFilter::compile()?) } else { None };
-        let input = Arc::new(Input::default());
+    /// Replace the (ended) input with `input`, which the VMM thread feeds
+    /// from host stdin — a terminal, a pipe, a file or /dev/null — until it
+    /// ends; the guest's `read(0)` then returns 0. Keeps the IRQ set before.
+    pub fn feed_from(&mut self, input: Arc<Input>) {
         *input.irq.lock().unwrap() = self.input.irq.lock().unwrap().take();
-        let feed = input.clone();
-        let spawned = std::thread::Builder::new().name("stdin".into()).spawn(move || {
-            if let Some(f) = filter {
-                if let Err(e) = f.apply() {
-                    eprintln!("vmm: {e}\nvmm: guest serial input is off");
-                    feed.ended.store(true, Ordering::SeqCst);
-                    return;
-                }
-            }
-            let mut buf = [0u8; 4096];
-            let mut stdin = std::io::stdin().lock();
-            loop {
-                while feed.queue.lock().unwrap().len() >= INPUT_MAX {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-                match stdin.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        feed.queue.lock().unwrap().extend(&buf[..n]);
-                        feed.raise();
-                    }
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    // A closed or unreadable stdin ends the input like EOF.
-                    Err(_) => break,
-                }
-            }
-            feed.ended.store(true, Ordering::SeqCst);
-            feed.raise();
-        });
-        if spawned.is_ok() {
-            self.input = input;
-        }
-        Ok(())
+        self.input = input;
     }
 
     /// How to raise the guest's IRQ 4 when input arrives or ends.
     pub fn set_irq(&mut self, raise: RaiseIrq) {
         *self.input.irq.lock().unwrap() = Some(raise);
-    }
-
-    /// Stop raising IRQ 4 (the VM is going away; the stdin thread may not).
-    pub fn clear_irq(&mut self) {
-        self.input.irq.lock().unwrap().take();
     }
 
     /// Move queued input into the UART's FIFO before the guest reads it.
@@ -227,6 +256,9 @@ impl Com1 {
                 Ok(n) => drop(q.drain(..n)),
             }
         }
+        let queued = q.len();
+        drop(q);
+        self.input.made_room(queued);
     }
 
     /// The guest's end-of-file test (`vmm_abi::ports::CONSOLE_EOF`): stdin
@@ -235,7 +267,15 @@ impl Com1 {
         // Read `ended` first: bytes queued before it was set are seen below.
         let ended = self.input.ended.load(Ordering::SeqCst);
         self.pump_input();
-        ended && self.input.queue.lock().unwrap().is_empty() && self.uart.fifo_capacity() == FIFO_SIZE
+        let ended = ended && self.input.queue.lock().unwrap().is_empty() && self.uart.fifo_capacity() == FIFO_SIZE;
+        if !ended {
+            // The guest asks because it found no input and is about to wait
+            // for some: what it printed so far (a prompt without a newline)
+            // must be on the screen first, as C's stdio flushes stdout before
+            // reading stdin. No timer needed.
+            self.output().write_out();
+        }
+        ended
     }
 
     pub fn pio_write(&mut self, port: u16, value: u8) {

@@ -3,16 +3,17 @@
 use crate::arch::boot_info::{self, Placement};
 use crate::arch::paging::{PageTableBuilder, PTE_A, PTE_D, PTE_G, PTE_NX, PTE_PCD, PTE_PWT, PTE_RW};
 use crate::boot::loader::KernelImage;
-use crate::devices::serial::{Com1, Output, COM1_PORTS};
+use crate::devices::serial::{Com1, Input, Output, COM1_PORTS};
 use crate::error::{Error, Result};
 use crate::seccomp::{self, Profile, VcpuFilter};
 use crate::status;
+use crate::vstate::event_loop::{EventLoop, InterruptPolicy, LoopConfig, Stop, VcpuRegistration};
 use crate::vstate::kvm_info::{self, Flavor};
 use crate::{arch::cpuid, arch::gdt, arch::idt, arch::msr, arch::regs, arch::tss};
 use kvm_bindings::{kvm_userspace_memory_region, Msrs, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -57,6 +58,9 @@ pub enum Outcome {
     KvmError(String),
     Unhandled(String),
     Timeout(Duration),
+    /// SIGINT/Ctrl-C or SIGTERM stopped the guest (event_loop.rs); vmm
+    /// reports, then dies of the signal, as it did before it caught it.
+    Stopped(i32),
 }
 
 impl Outcome {
@@ -68,6 +72,7 @@ impl Outcome {
             Outcome::KvmError(_) => status::KVM_ERROR,
             Outcome::Unhandled(_) => status::UNHANDLED_EXIT,
             Outcome::Timeout(_) => status::TIMEOUT,
+            Outcome::Stopped(sig) => 128 + *sig as u8,
         }
     }
 
@@ -82,6 +87,9 @@ impl Outcome {
                 "timeout: the guest was still running after {} s (--timeout)",
                 t.as_secs_f64()
             ),
+            Outcome::Stopped(libc::SIGINT) => "stopped by Ctrl-C (SIGINT)".into(),
+            Outcome::Stopped(libc::SIGTERM) => "stopped by SIGTERM".into(),
+            Outcome::Stopped(sig) => format!("stopped by signal {sig}"),
         }
     }
 }
@@ -95,26 +103,6 @@ pub enum Event {
     ExitInsn(u64),
     /// SIGINT (Ctrl-C) while the debugger let the guest run.
     Interrupted,
-}
-
-/// Set by the debugger's SIGINT handler; KVM_RUN returns EINTR and the run
-/// loop hands control back.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Make Ctrl-C stop the guest and return to the debugger's prompt instead of
-/// killing vmm (no SA_RESTART, so a blocked KVM_RUN returns EINTR).
-pub fn catch_sigint() {
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_sigint as *const () as usize;
-        libc::sigemptyset(&mut sa.sa_mask);
-        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
-    }
 }
 
 /// Where the time went, for `--stats` and the boot benchmark.
@@ -135,7 +123,11 @@ pub struct Timings {
 }
 
 pub struct Vm {
-    // Field order is drop order: the vCPU before the VM before KVM.
+    // Field order is drop order: the kicker forgets the vCPU before it goes,
+    // the vCPU before the VM before KVM.
+    vcpu_reg: Option<VcpuRegistration>,
+    /// The VMM thread (event_loop.rs): stdin, --timeout, signals.
+    events: Option<EventLoop>,
     vcpu: VcpuFd,
     _vm: Arc<VmFd>,
     _kvm: Kvm,
@@ -149,12 +141,16 @@ pub struct Vm {
     seccomp_pending: bool,
     /// Exit-instruction breakpoints the debugger has patched in.
     pub exit_patches: crate::debug::engine::ExitPatches,
+    /// Seccomp is on (for a VMM thread started late: `catch_signals`).
+    seccomp: bool,
 }
 
 impl Drop for Vm {
     fn drop(&mut self) {
-        // The stdin thread may outlive the VM: stop it raising IRQ 4 on it.
-        self.com1.clear_irq();
+        // The VMM thread ends (and gives the terminal back) before the VM it
+        // raises IRQ 4 on, and before the vCPU it may kick, go away.
+        self.vcpu_reg.take();
+        self.events.take();
     }
 }
 
@@ -266,7 +262,7 @@ impl Vm {
             .map_err(Error::kvm("KVM_SET_REGS"))?;
         let load = t1.elapsed();
 
-        // The stdin thread installs its filter as it starts; the vCPU
+        // The VMM thread installs its filter as it starts; the vCPU
         // thread's waits for lock_down.
         let t2 = Instant::now();
         if cfg.seccomp {
@@ -275,7 +271,7 @@ impl Vm {
         let mut com1 = Com1::new(Output::new(cfg.output));
         if lapic {
             // IRQ 4: an MSI straight to the LAPIC (there is no IOAPIC), from
-            // the stdin thread whenever input arrives or ends.
+            // the VMM thread whenever input arrives or ends.
             let vm = vm.clone();
             com1.set_irq(Box::new(move || {
                 let msi = kvm_bindings::kvm_msi {
@@ -286,12 +282,18 @@ impl Vm {
                 let _ = vm.signal_msi(msi);
             }));
         }
-        if cfg.forward_stdin {
-            com1.forward_stdin(cfg.seccomp)?;
-        }
+        // The VMM thread only when there is work for it: stdin or a
+        // timeout (`catch_signals` starts it later otherwise).
+        let events = if cfg.forward_stdin || cfg.timeout.is_some() {
+            Some(start_events(&mut com1, &vm, cfg.forward_stdin, cfg.seccomp)?)
+        } else {
+            None
+        };
         let seccomp = if cfg.seccomp { t2.elapsed() } else { Duration::ZERO };
         let vcpu_fd = std::os::fd::AsRawFd::as_raw_fd(&vcpu);
         Ok(Vm {
+            vcpu_reg: None,
+            events,
             vcpu,
             _vm: vm,
             _kvm: kvm,
@@ -308,7 +310,84 @@ impl Vm {
             timeout: cfg.timeout,
             seccomp_pending: cfg.seccomp,
             exit_patches: crate::debug::engine::ExitPatches::new(vcpu_fd),
+            seccomp: cfg.seccomp,
         })
+    }
+
+    /// Catch SIGINT (and SIGTERM with `InterruptPolicy::Stop`) for this VM:
+    /// they stop the guest as `policy` says instead of killing vmm. Call
+    /// before `lock_down` (it may start the VMM thread).
+    pub fn catch_signals(&mut self, policy: InterruptPolicy) -> Result<()> {
+        if self.events.is_none() {
+            self.events = Some(start_events(&mut self.com1, &self._vm, false, self.seccomp)?);
+        }
+        if let Some(ev) = &self.events {
+            ev.catch_signals(policy)?;
+        }
+        Ok(())
+    }
+
+    /// vmm is about to exit: end the VMM thread without waiting for it
+    /// (see `EventLoop::abandon`). The rest of the VM is dropped as usual.
+    pub fn release_for_exit(&mut self) {
+        self.vcpu_reg.take();
+        if let Some(ev) = self.events.take() {
+            ev.abandon();
+        }
+    }
+
+    /// While the guest runs, input on `fd` (gdb's connection) stops it
+    /// with an interrupt: gdb's Ctrl-C.
+    pub fn interrupt_on_input(&self, fd: std::os::fd::RawFd) {
+        if let Some(ev) = &self.events {
+            ev.interrupt_on_input(fd);
+        }
+    }
+
+    /// Register the calling thread as this vCPU's with the VMM thread's
+    /// kicker (again if the VM moved to another thread), and say it runs.
+    fn enter_run(&mut self, timed: bool) {
+        let Some(ev) = self.events.as_mut() else { return };
+        ev.arm_timeout(if timed { self.timeout } else { None });
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        if self.vcpu_reg.as_ref().is_none_or(|r| r.thread() != me) {
+            self.vcpu_reg = None;
+            // SAFETY: `vcpu_reg` is dropped before `vcpu` (field order and
+            // Drop), and only this thread runs the vCPU.
+            self.vcpu_reg = Some(unsafe { ev.kicker().register(&mut self.vcpu) });
+        }
+        if let Some(r) = &self.vcpu_reg {
+            r.running(true);
+        }
+    }
+
+    /// The end of a run: stop the clock, write out the last partial line.
+    fn leave_run(&mut self) {
+        if let Some(r) = &self.vcpu_reg {
+            r.running(false);
+        }
+        if let Some(ev) = self.events.as_mut() {
+            ev.disarm_timeout();
+        }
+        self.com1.output().write_out();
+    }
+
+    /// A stop request for this run (checked before every KVM_RUN).
+    fn stop_requested(&self, timed: bool) -> Option<Stop> {
+        let kicker = self.events.as_ref()?.kicker();
+        match kicker.pending()? {
+            // A single step has no deadline: a late expiry is stale.
+            Stop::Timeout if !timed => {
+                kicker.clear(Stop::Timeout);
+                None
+            }
+            Stop::Interrupt => {
+                kicker.clear(Stop::Interrupt);
+                Some(Stop::Interrupt)
+            }
+            s => Some(s),
+        }
     }
 
     /// Install the vCPU thread's seccomp filter for `profile` (seccomp.rs)
@@ -357,12 +436,17 @@ impl Vm {
         if let Err(e) = self.lock_down(Profile::Interactive) {
             return Event::Ended(Outcome::KvmError(e.to_string()));
         }
-        let watchdog = if timed { self.timeout.map(Watchdog::start) } else { None };
+        self.enter_run(timed);
         let outcome = loop {
-            if stop_on_debug && INTERRUPTED.swap(false, Ordering::SeqCst) {
-                drop(watchdog);
-                self.com1.output().write_out();
-                return Event::Interrupted;
+            match self.stop_requested(timed) {
+                None => {}
+                Some(Stop::Interrupt) if stop_on_debug => {
+                    self.leave_run();
+                    return Event::Interrupted;
+                }
+                Some(Stop::Interrupt) => break Outcome::Stopped(libc::SIGINT),
+                Some(Stop::Timeout) => break Outcome::Timeout(self.timeout.unwrap_or_default()),
+                Some(Stop::Signal(sig)) => break Outcome::Stopped(sig),
             }
             let t = Instant::now();
             let exit = self.vcpu.run();
@@ -393,8 +477,7 @@ impl Vm {
                     }
                 }
                 Ok(VcpuExit::IoIn(..)) if stop_on_debug && self.exit_patches.hit().is_some() => {
-                    drop(watchdog);
-                    self.com1.output().write_out();
+                    self.leave_run();
                     return Event::ExitInsn(self.exit_patches.hit().unwrap_or_default());
                 }
                 Ok(VcpuExit::IoIn(port, data)) => {
@@ -428,24 +511,24 @@ impl Vm {
                     Some(Outcome::Unhandled(format!("MMIO write at {addr:#x}: no device there")))
                 }
                 Ok(VcpuExit::Debug(arch)) if stop_on_debug => {
-                    drop(watchdog);
-                    self.com1.output().write_out();
+                    self.leave_run();
                     return Event::Debug(arch);
                 }
                 Ok(other) => Some(Outcome::Unhandled(format!("{other:?}"))),
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => match &watchdog {
-                    Some(w) if w.fired.load(Ordering::SeqCst) => Some(Outcome::Timeout(w.after)),
-                    // Ctrl-C in the debugger: the loop's next turn returns Interrupted.
-                    _ => None,
-                },
+                // A kick (event_loop.rs): clear immediate_exit before the
+                // loop's next turn looks for the request, so that a kick
+                // made after the look still stops the next KVM_RUN.
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    self.vcpu.set_kvm_immediate_exit(0);
+                    None
+                }
                 Err(e) => Some(Outcome::KvmError(format!("KVM_RUN failed: {e}"))),
             };
             if let Some(o) = step {
                 break o;
             }
         };
-        drop(watchdog);
-        self.com1.output().write_out();
+        self.leave_run();
         Event::Ended(outcome)
     }
 
@@ -555,65 +638,27 @@ fn write_cpu_tables(mem: &GuestMemoryMmap, kernel: &KernelImage) -> Result<()> {
     Ok(())
 }
 
-/// Ends a run after a deadline: it interrupts KVM_RUN with a signal, again
-/// every few milliseconds until the vCPU thread notices (a signal that lands
-/// while the VMM handles an exit would otherwise be lost).
-struct Watchdog {
-    fired: Arc<AtomicBool>,
-    done: Arc<AtomicBool>,
-    after: Duration,
-    thread: std::thread::Thread,
-}
-
-extern "C" fn on_kick(_: libc::c_int) {}
-
-/// The signal that interrupts KVM_RUN (seccomp.rs lets tgkill send only this).
-pub(crate) fn kick_signal() -> libc::c_int {
-    libc::SIGRTMIN() + 1
-}
-
-impl Watchdog {
-    fn start(after: Duration) -> Watchdog {
-        // SAFETY: installing a handler that does nothing; no SA_RESTART, so
-        // the blocked KVM_RUN ioctl returns EINTR.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_kick as *const () as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(kick_signal(), &sa, std::ptr::null_mut());
-        }
-        let fired = Arc::new(AtomicBool::new(false));
-        let done = Arc::new(AtomicBool::new(false));
-        // SAFETY: pthread_self has no preconditions.
-        let vcpu_thread = unsafe { libc::pthread_self() };
-        let (f, d) = (fired.clone(), done.clone());
-        let deadline = Instant::now() + after;
-        let handle = std::thread::spawn(move || {
-            while Instant::now() < deadline {
-                if d.load(Ordering::SeqCst) {
-                    return;
+/// Start the VMM thread: stdin (if `forward_stdin`) into COM1's input
+/// queue, the --timeout clock, signals.
+fn start_events(com1: &mut Com1, vm: &VmFd, forward_stdin: bool, seccomp: bool) -> Result<EventLoop> {
+    let stdin = if forward_stdin {
+        let room = Arc::new(
+            vmm_sys_util::eventfd::EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).map_err(|source| {
+                crate::vstate::event_loop::EventLoopError::Fd {
+                    what: "stdin eventfd",
+                    source,
                 }
-                std::thread::park_timeout(deadline.saturating_duration_since(Instant::now()));
-            }
-            f.store(true, Ordering::SeqCst);
-            while !d.load(Ordering::SeqCst) {
-                // SAFETY: the vCPU thread outlives the watchdog (Drop waits on `done`).
-                unsafe { libc::pthread_kill(vcpu_thread, kick_signal()) };
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        Watchdog {
-            fired,
-            done,
-            after,
-            thread: handle.thread().clone(),
-        }
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        self.done.store(true, Ordering::SeqCst);
-        self.thread.unpark();
-    }
+            })?,
+        );
+        let input = Arc::new(Input::fed(room.clone()));
+        com1.feed_from(input.clone());
+        Some((input, room))
+    } else {
+        None
+    };
+    Ok(EventLoop::start(LoopConfig {
+        stdin,
+        vm_fd: std::os::fd::AsRawFd::as_raw_fd(vm),
+        seccomp,
+    })?)
 }
