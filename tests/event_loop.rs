@@ -172,19 +172,33 @@ fn termios(fd: &OwnedFd) -> libc::termios {
     t
 }
 
-/// Run `vmm run -- cat` on a terminal, type `keys` (one write each, once the
-/// guest runs), and return how vmm ended, what the terminal showed, vmm's
-/// stderr, and whether the terminal's settings are as before.
-fn at_a_terminal(keys: &[&[u8]]) -> (std::process::ExitStatus, String, String, bool) {
+/// Run `vmm run -- PROGRAM` on a terminal (its controlling terminal, as in a
+/// shell), type `keys` (one write each, once the guest runs), and return how
+/// vmm ended, what the terminal showed, vmm's stderr, and whether the
+/// terminal's settings are as before.
+fn at_a_terminal(program: &[&str], keys: &[&[u8]]) -> (std::process::ExitStatus, String, String, bool) {
+    use std::os::unix::process::CommandExt;
     let (master, slave) = openpty();
     let before = termios(&slave);
-    let mut child = Command::new(vmm_bin())
-        .args(["run", "--timeout", "60", "--", path(&programs().cat)])
+    let mut cmd = Command::new(vmm_bin());
+    cmd.args(["run", "--timeout", "60", "--"])
+        .args(program)
         .stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec, only async-signal-safe calls: a new
+    // session whose controlling terminal is the pty on fd 0, so that its
+    // keys (^C in cooked mode) signal vmm as a shell's terminal would.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    // The command holds slave fds: the screen reader's EIO waits for them.
+    drop(cmd);
     let mut reader = std::fs::File::from(master.try_clone().unwrap());
     let screen = std::thread::spawn(move || {
         let mut seen = Vec::new();
@@ -227,7 +241,7 @@ fn at_a_terminal(keys: &[&[u8]]) -> (std::process::ExitStatus, String, String, b
 
 #[test]
 fn at_a_terminal_vmm_echoes_edits_and_ends_the_input_at_ctrl_d() {
-    let (st, screen, err, restored) = at_a_terminal(&[b"abc\r", b"xy\x7fz\r", b"\x04"]);
+    let (st, screen, err, restored) = at_a_terminal(&[path(&programs().cat)], &[b"abc\r", b"xy\x7fz\r", b"\x04"]);
     assert_eq!(st.code(), Some(0), "{err}\n{screen:?}");
     // The echo of each line and cat's copy of it (in either order: the
     // next key may be echoed before the guest writes); the erased y never
@@ -240,11 +254,21 @@ fn at_a_terminal_vmm_echoes_edits_and_ends_the_input_at_ctrl_d() {
 
 #[test]
 fn at_a_terminal_ctrl_c_stops_vmm_with_a_report_and_gives_the_terminal_back() {
-    let (st, screen, err, restored) = at_a_terminal(&[b"half a line", b"\x03"]);
+    let (st, screen, err, restored) = at_a_terminal(&[path(&programs().cat)], &[b"half a line", b"\x03"]);
     assert_eq!(st.signal(), Some(libc::SIGINT), "{err}\n{screen:?}");
     assert!(screen.contains("half a line^C"), "{screen:?}");
     assert!(err.contains("vmm: stopped by Ctrl-C (SIGINT)"), "{err}");
     assert!(restored, "the terminal was left in raw mode");
+}
+
+#[test]
+fn at_a_terminal_ctrl_c_still_stops_vmm_after_ctrl_d_ended_the_input() {
+    // The spinner never reads: after ^D the terminal is cooked again, and
+    // its ^C is a SIGINT that vmm catches.
+    let (st, screen, err, restored) = at_a_terminal(&[path(&programs().timer), "spin"], &[b"\x04", b"\x03"]);
+    assert_eq!(st.signal(), Some(libc::SIGINT), "{err}\n{screen:?}");
+    assert!(err.contains("vmm: stopped by Ctrl-C (SIGINT)"), "{err}");
+    assert!(restored);
 }
 
 /// A GDB remote-protocol packet.

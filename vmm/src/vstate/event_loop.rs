@@ -554,6 +554,13 @@ impl StdinFeed {
     fn end(&mut self, ops: &mut EventOps) {
         self.unwatch(ops);
         self.input.end();
+        // At a terminal: the input is over, so vmm stops reading keys, and
+        // the terminal gets its own settings back at once — Ctrl-C is then
+        // SIGINT again (caught: the guest stops as before), not a byte
+        // nobody reads.
+        if self.discipline.take().is_some() {
+            tty::restore();
+        }
     }
 
     fn watch(&mut self, ops: &mut EventOps) {
