@@ -392,3 +392,23 @@ fn in_the_debugger_sigint_stops_a_running_guest_and_the_prompt_comes_back() {
     );
     drop(slave);
 }
+
+#[test]
+fn a_prompt_without_a_newline_shows_before_the_guest_waits_for_input() {
+    // Output is written a line at a time; a partial line goes out when the
+    // guest finds no input and waits (it asks the end-of-file port).
+    let mut child = Command::new(vmm_bin())
+        .args(["run", "--timeout", "60", "--", path(&programs().prompt)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let screen = collect(child.stdout.take().unwrap());
+    wait_for(&screen, "name? ");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"bob\n").unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    wait_for(&screen, "name? hello bob\n");
+}
