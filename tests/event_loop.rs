@@ -412,3 +412,39 @@ fn a_prompt_without_a_newline_shows_before_the_guest_waits_for_input() {
     assert!(child.wait().unwrap().success());
     wait_for(&screen, "name? hello bob\n");
 }
+
+#[test]
+fn a_background_vmm_leaves_the_terminal_alone_and_is_not_stopped() {
+    use std::os::unix::process::CommandExt;
+    // A shell with job control (`set -m`) on a terminal runs vmm as a
+    // background job: changing the terminal's settings would stop it with
+    // SIGTTOU (the shell would say 150), reading it with SIGTTIN.
+    let (master, slave) = openpty();
+    let script = format!(
+        "set -m; {} run --timeout 60 -- {} sleep 100 & wait $!; echo st=$?",
+        vmm_bin().display(),
+        path(&programs().timer)
+    );
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(script)
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()));
+    // SAFETY: between fork and exec, only async-signal-safe calls: the shell
+    // leads a new session whose controlling terminal is the pty.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    drop(slave);
+    let screen = collect(std::fs::File::from(master));
+    wait_for(&screen, "st=");
+    child.wait().unwrap();
+    wait_for(&screen, "st=0");
+}

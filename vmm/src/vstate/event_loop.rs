@@ -288,7 +288,7 @@ impl EventLoop {
         let mut echo = false;
         if let Some((input, room)) = cfg.stdin {
             // A terminal: raw mode, and vmm is its line discipline (tty.rs).
-            let discipline = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            let discipline = if std::io::IsTerminal::is_terminal(&std::io::stdin()) && tty::in_foreground() {
                 match tty::enter_raw_mode() {
                     Ok(keys) => Some(LineDiscipline::new(keys)),
                     Err(e) => {
