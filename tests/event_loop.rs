@@ -17,6 +17,19 @@ fn path(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Kills a child vmm if the test fails before it ended (a failed wait
+/// would otherwise leave it running).
+struct KillOnPanic(i32);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // SAFETY: signalling our own child; it is reaped only by the test.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
 #[test]
 fn the_timeout_stops_a_ring3_loop_with_a_report() {
     vmm(&["run", "--timeout", "1", "--", path(&programs().timer), "spin"])
@@ -35,6 +48,7 @@ fn the_timeout_stops_a_halted_guest_with_a_report() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
     // Held open until vmm has ended (wait_with_output would close it).
     let stdin = child.stdin.take();
     let out = child.wait_with_output().unwrap();
@@ -76,6 +90,7 @@ fn signalled(sig: i32, program: &[&str], stdin: Stdio) -> (std::process::ExitSta
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
     wait_until_running(&mut child);
     // A piped stdin stays open (cat waits in read(0)) until vmm has ended.
     let stdin = child.stdin.take();
@@ -114,6 +129,7 @@ fn endless_producer(program: &[&str], extra: &[&str]) -> (i32, String, u64) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
     let mut stdin = child.stdin.take().unwrap();
     let producer = std::thread::spawn(move || {
         let line = [b'y', b'\n'].repeat(2048);
@@ -197,6 +213,7 @@ fn at_a_terminal(program: &[&str], keys: &[&[u8]]) -> (std::process::ExitStatus,
         });
     }
     let mut child = cmd.spawn().unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
     // The command holds slave fds: the screen reader's EIO waits for them.
     drop(cmd);
     let mut reader = std::fs::File::from(master.try_clone().unwrap());
@@ -297,6 +314,7 @@ fn gdbs_ctrl_c_stops_a_running_guest() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
@@ -369,6 +387,7 @@ fn in_the_debugger_sigint_stops_a_running_guest_and_the_prompt_comes_back() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
     let screen = collect(std::fs::File::from(master.try_clone().unwrap()));
     let errors = collect(child.stderr.take().unwrap());
     let mut keys = std::fs::File::from(master.try_clone().unwrap());
@@ -404,6 +423,7 @@ fn a_prompt_without_a_newline_shows_before_the_guest_waits_for_input() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
     let screen = collect(child.stdout.take().unwrap());
     wait_for(&screen, "name? ");
     let mut stdin = child.stdin.take().unwrap();
@@ -441,6 +461,7 @@ fn a_background_vmm_leaves_the_terminal_alone_and_is_not_stopped() {
         });
     }
     let mut child = cmd.spawn().unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
     drop(cmd);
     drop(slave);
     let screen = collect(std::fs::File::from(master));
