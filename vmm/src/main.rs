@@ -7,7 +7,7 @@ use vmm::debug::engine::{self, BreakMethod};
 use vmm::error::Error;
 use vmm::introspect::symbols::Symbols;
 use vmm::trace::stepper::Stepper;
-use vmm::vstate::event_loop::InterruptPolicy;
+use vmm::vstate::kick::InterruptPolicy;
 use vmm::vstate::launch::GuestArgs;
 use vmm::vstate::vm::{Outcome, Vm};
 use vmm::{report, status, vstate::kvm_info};
