@@ -17,6 +17,19 @@ fn path(p: &std::path::Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Kills a child vmm if the test fails before it ended (a failed wait
+/// would otherwise leave it running).
+struct KillOnPanic(i32);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // SAFETY: signalling our own child; it is reaped only by the test.
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
+    }
+}
+
 #[test]
 fn the_timeout_stops_a_ring3_loop_with_a_report() {
     vmm(&["run", "--timeout", "1", "--", path(&programs().timer), "spin"])
@@ -35,6 +48,7 @@ fn the_timeout_stops_a_halted_guest_with_a_report() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
     // Held open until vmm has ended (wait_with_output would close it).
     let stdin = child.stdin.take();
     let out = child.wait_with_output().unwrap();
@@ -76,6 +90,7 @@ fn signalled(sig: i32, program: &[&str], stdin: Stdio) -> (std::process::ExitSta
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
     wait_until_running(&mut child);
     // A piped stdin stays open (cat waits in read(0)) until vmm has ended.
     let stdin = child.stdin.take();
@@ -114,6 +129,7 @@ fn endless_producer(program: &[&str], extra: &[&str]) -> (i32, String, u64) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
     let mut stdin = child.stdin.take().unwrap();
     let producer = std::thread::spawn(move || {
         let line = [b'y', b'\n'].repeat(2048);
@@ -172,19 +188,34 @@ fn termios(fd: &OwnedFd) -> libc::termios {
     t
 }
 
-/// Run `vmm run -- cat` on a terminal, type `keys` (one write each, once the
-/// guest runs), and return how vmm ended, what the terminal showed, vmm's
-/// stderr, and whether the terminal's settings are as before.
-fn at_a_terminal(keys: &[&[u8]]) -> (std::process::ExitStatus, String, String, bool) {
+/// Run `vmm run -- PROGRAM` on a terminal (its controlling terminal, as in a
+/// shell), type `keys` (one write each, once the guest runs), and return how
+/// vmm ended, what the terminal showed, vmm's stderr, and whether the
+/// terminal's settings are as before.
+fn at_a_terminal(program: &[&str], keys: &[&[u8]]) -> (std::process::ExitStatus, String, String, bool) {
+    use std::os::unix::process::CommandExt;
     let (master, slave) = openpty();
     let before = termios(&slave);
-    let mut child = Command::new(vmm_bin())
-        .args(["run", "--timeout", "60", "--", path(&programs().cat)])
+    let mut cmd = Command::new(vmm_bin());
+    cmd.args(["run", "--timeout", "60", "--"])
+        .args(program)
         .stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave.try_clone().unwrap()))
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec, only async-signal-safe calls: a new
+    // session whose controlling terminal is the pty on fd 0, so that its
+    // keys (^C in cooked mode) signal vmm as a shell's terminal would.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
+    // The command holds slave fds: the screen reader's EIO waits for them.
+    drop(cmd);
     let mut reader = std::fs::File::from(master.try_clone().unwrap());
     let screen = std::thread::spawn(move || {
         let mut seen = Vec::new();
@@ -227,7 +258,7 @@ fn at_a_terminal(keys: &[&[u8]]) -> (std::process::ExitStatus, String, String, b
 
 #[test]
 fn at_a_terminal_vmm_echoes_edits_and_ends_the_input_at_ctrl_d() {
-    let (st, screen, err, restored) = at_a_terminal(&[b"abc\r", b"xy\x7fz\r", b"\x04"]);
+    let (st, screen, err, restored) = at_a_terminal(&[path(&programs().cat)], &[b"abc\r", b"xy\x7fz\r", b"\x04"]);
     assert_eq!(st.code(), Some(0), "{err}\n{screen:?}");
     // The echo of each line and cat's copy of it (in either order: the
     // next key may be echoed before the guest writes); the erased y never
@@ -240,11 +271,21 @@ fn at_a_terminal_vmm_echoes_edits_and_ends_the_input_at_ctrl_d() {
 
 #[test]
 fn at_a_terminal_ctrl_c_stops_vmm_with_a_report_and_gives_the_terminal_back() {
-    let (st, screen, err, restored) = at_a_terminal(&[b"half a line", b"\x03"]);
+    let (st, screen, err, restored) = at_a_terminal(&[path(&programs().cat)], &[b"half a line", b"\x03"]);
     assert_eq!(st.signal(), Some(libc::SIGINT), "{err}\n{screen:?}");
     assert!(screen.contains("half a line^C"), "{screen:?}");
     assert!(err.contains("vmm: stopped by Ctrl-C (SIGINT)"), "{err}");
     assert!(restored, "the terminal was left in raw mode");
+}
+
+#[test]
+fn at_a_terminal_ctrl_c_still_stops_vmm_after_ctrl_d_ended_the_input() {
+    // The spinner never reads: after ^D the terminal is cooked again, and
+    // its ^C is a SIGINT that vmm catches.
+    let (st, screen, err, restored) = at_a_terminal(&[path(&programs().timer), "spin"], &[b"\x04", b"\x03"]);
+    assert_eq!(st.signal(), Some(libc::SIGINT), "{err}\n{screen:?}");
+    assert!(err.contains("vmm: stopped by Ctrl-C (SIGINT)"), "{err}");
+    assert!(restored);
 }
 
 /// A GDB remote-protocol packet.
@@ -273,6 +314,7 @@ fn gdbs_ctrl_c_stops_a_running_guest() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
     let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
@@ -345,6 +387,7 @@ fn in_the_debugger_sigint_stops_a_running_guest_and_the_prompt_comes_back() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
     let screen = collect(std::fs::File::from(master.try_clone().unwrap()));
     let errors = collect(child.stderr.take().unwrap());
     let mut keys = std::fs::File::from(master.try_clone().unwrap());
@@ -367,4 +410,62 @@ fn in_the_debugger_sigint_stops_a_running_guest_and_the_prompt_comes_back() {
         String::from_utf8_lossy(&screen.lock().unwrap())
     );
     drop(slave);
+}
+
+#[test]
+fn a_prompt_without_a_newline_shows_before_the_guest_waits_for_input() {
+    // Output is written a line at a time; a partial line goes out when the
+    // guest finds no input and waits (it asks the end-of-file port).
+    let mut child = Command::new(vmm_bin())
+        .args(["run", "--timeout", "60", "--", path(&programs().prompt)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
+    let screen = collect(child.stdout.take().unwrap());
+    wait_for(&screen, "name? ");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"bob\n").unwrap();
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+    wait_for(&screen, "name? hello bob\n");
+}
+
+#[test]
+fn a_background_vmm_leaves_the_terminal_alone_and_is_not_stopped() {
+    use std::os::unix::process::CommandExt;
+    // A shell with job control (`set -m`) on a terminal runs vmm as a
+    // background job: changing the terminal's settings would stop it with
+    // SIGTTOU (the shell would say 150), reading it with SIGTTIN.
+    let (master, slave) = openpty();
+    let script = format!(
+        "set -m; {} run --timeout 60 -- {} sleep 100 & wait $!; echo st=$?",
+        vmm_bin().display(),
+        path(&programs().timer)
+    );
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(script)
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()));
+    // SAFETY: between fork and exec, only async-signal-safe calls: the shell
+    // leads a new session whose controlling terminal is the pty.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 0);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let _guard = KillOnPanic(child.id() as i32);
+    drop(cmd);
+    drop(slave);
+    let screen = collect(std::fs::File::from(master));
+    wait_for(&screen, "st=");
+    child.wait().unwrap();
+    wait_for(&screen, "st=0");
 }

@@ -231,6 +231,13 @@ fn suite() -> &'static Batch {
             case("triple-fault", &["run", "--cmdline", "crash=triple-fault"]),
             case("page-fault", &["run", "--cmdline", "crash=page-fault"]),
             case("timeout", &["run", "--timeout", "2", "--cmdline", "crash=spin"]),
+            // The VMM thread's kick (immediate_exit + signal) out of a
+            // ring-3 loop and out of a halted vCPU.
+            case("timeout-ring3", &["run", "--timeout", "2", "--", &at(&p.timer), "spin"]),
+            case(
+                "timeout-halted",
+                &["run", "--timeout", "2", "--", &at(&p.timer), "sleep", "600000"],
+            ),
             case("banner-exits", &["run", "--cmdline", "init=none", "--stats"]),
             case("console-edges", &["run", "--stats", "--", &at(&p.conwrite), "edges"]),
             case(
@@ -377,6 +384,20 @@ fn kernel_page_fault_on_hardware() {
 #[test]
 fn timeout_on_hardware() {
     expect("timeout", i32::from(status::TIMEOUT), &[]);
+}
+
+#[test]
+fn timeout_kicks_a_ring3_loop_and_a_halted_vcpu_on_hardware() {
+    expect(
+        "timeout-ring3",
+        i32::from(status::TIMEOUT),
+        &["still running after 2 s", "CPL    3"],
+    );
+    expect(
+        "timeout-halted",
+        i32::from(status::TIMEOUT),
+        &["still running after 2 s", "CPL    0"],
+    );
 }
 
 #[test]

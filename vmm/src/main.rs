@@ -9,7 +9,7 @@ use vmm::error::Error;
 use vmm::introspect::symbols::Symbols;
 use vmm::trace::stepper::Stepper;
 use vmm::trace::tracer::{Trace, Tracer};
-use vmm::vstate::event_loop::InterruptPolicy;
+use vmm::vstate::kick::InterruptPolicy;
 use vmm::vstate::launch::GuestArgs;
 use vmm::vstate::vm::{Outcome, Vm};
 use vmm::{report, status, vstate::kvm_info};

@@ -208,7 +208,7 @@ impl VcpuFilter {
             (
                 libc::SYS_tgkill,
                 vec![
-                    own_thread_signal(crate::vstate::event_loop::kick_signal(), T)?,
+                    own_thread_signal(crate::vstate::kick::kick_signal(), T)?,
                     own_thread_signal(libc::SIGABRT, T)?,
                     own_thread_signal(libc::SIGINT, T)?,
                     own_thread_signal(libc::SIGTERM, T)?,
@@ -372,7 +372,7 @@ impl LoopFilter {
             (
                 libc::SYS_tgkill,
                 vec![
-                    own_thread_signal(crate::vstate::event_loop::kick_signal(), T)?,
+                    own_thread_signal(crate::vstate::kick::kick_signal(), T)?,
                     own_thread_signal(libc::SIGABRT, T)?,
                 ],
             ),

@@ -223,6 +223,8 @@ impl run_blocking::BlockingEventLoop for EventLoop {
             StopReason::Breakpoint(_) | StopReason::Watchpoint(_) => SingleThreadStopReason::HwBreak(()),
             StopReason::Ended => match target.dbg.ended() {
                 Some(&Outcome::Exited(code)) => SingleThreadStopReason::Exited(code),
+                // Ctrl-C at vmm's terminal, or SIGTERM, ended the run.
+                Some(&Outcome::Stopped(sig)) => SingleThreadStopReason::Terminated(Signal(sig as u8)),
                 _ => SingleThreadStopReason::Terminated(Signal::SIGSEGV),
             },
         };

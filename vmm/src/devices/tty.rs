@@ -83,6 +83,15 @@ pub fn enter_raw_mode() -> std::io::Result<Keys> {
     Ok(keys)
 }
 
+/// vmm is in the terminal's foreground process group. A background job
+/// (`vmm run ... &`) must not change the terminal's settings: tcsetattr
+/// would stop it with SIGTTOU (and reading stops it with SIGTTIN, as job
+/// control intends).
+pub fn in_foreground() -> bool {
+    // SAFETY: plain queries on fd 0 and this process.
+    unsafe { libc::tcgetpgrp(0) == libc::getpgrp() }
+}
+
 /// Give the terminal back its settings from before raw mode. Idempotent, and
 /// async-signal-safe (the SIGSYS handler calls it): one tcsetattr, an ioctl
 /// every seccomp filter of vmm allows on fd 0.

@@ -13,12 +13,8 @@
 //! ```
 //!
 //! Whatever must stop the guest — the timeout, Ctrl-C, SIGTERM, gdb's
-//! interrupt — becomes a [`Stop`] request in the [`Kicker`], which then
-//! kicks every registered vCPU out of KVM_RUN: it sets the vCPU's
-//! `kvm_run.immediate_exit` and sends it [`kick_signal`]. A vCPU inside
-//! KVM_RUN returns EINTR at the signal; one between two KVM_RUNs finds
-//! `immediate_exit` set and KVM returns EINTR at once; either way it then
-//! sees the request. No kick is lost, so nothing re-kicks in a loop.
+//! interrupt — becomes a [`Stop`] request in the [`Kicker`] (kick.rs), which
+//! kicks every registered vCPU out of KVM_RUN.
 //!
 //! Costs at start-up: one thread, an epoll fd, three eventfds, a timerfd
 //! (about a dozen system calls); `vmm run` had two threads before (stdin
@@ -27,11 +23,11 @@
 use crate::devices::serial::Input;
 use crate::devices::tty::{self, LineDiscipline};
 use crate::seccomp::{LoopFilter, SeccompError};
+use crate::vstate::kick::{self, InterruptPolicy, Kicker, Stop};
 use event_manager::{EventManager, EventOps, EventSet, Events, MutEventSubscriber, SubscriberOps};
-use kvm_ioctls::VcpuFd;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
@@ -55,166 +51,6 @@ pub enum EventLoopError {
 
 type Result<T> = std::result::Result<T, EventLoopError>;
 
-/// The signal that interrupts KVM_RUN (seccomp.rs lets tgkill send only this).
-pub fn kick_signal() -> libc::c_int {
-    signal::SIGRTMIN() + 1
-}
-
-/// Why the guest must stop.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stop {
-    /// `--timeout` expired.
-    Timeout,
-    /// The user interrupted a guest a debugger runs (Ctrl-C, gdb's
-    /// interrupt): the guest stops and can be resumed.
-    Interrupt,
-    /// SIGINT, SIGTERM, or Ctrl-C at a raw terminal: the run ends, vmm
-    /// reports and then dies of this signal.
-    Signal(i32),
-}
-
-impl Stop {
-    fn encode(self) -> u32 {
-        match self {
-            Stop::Timeout => 1,
-            Stop::Interrupt => 2,
-            Stop::Signal(s) => 0x100 | (s as u32 & 0xff),
-        }
-    }
-
-    fn decode(v: u32) -> Option<Stop> {
-        match v {
-            0 => None,
-            1 => Some(Stop::Timeout),
-            2 => Some(Stop::Interrupt),
-            v => Some(Stop::Signal((v & 0xff) as i32)),
-        }
-    }
-}
-
-/// What SIGINT (and Ctrl-C at a raw terminal) means.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InterruptPolicy {
-    /// `vmm run`, `vmm trace`: stop the VM, report, die of the signal
-    /// (SIGTERM is caught the same way).
-    Stop,
-    /// `vmm debug`: stop the guest and return to the prompt.
-    Interrupt,
-}
-
-/// One vCPU as the kicker sees it: its host thread and where its
-/// `kvm_run.immediate_exit` byte is.
-struct VcpuEntry {
-    thread: libc::pthread_t,
-    immediate_exit: *mut u8,
-    /// Inside a run (between the stop check and the return): only then is
-    /// it kicked, so a kick never lands on a thread waiting at a prompt.
-    running: AtomicBool,
-}
-
-// SAFETY: the pointer is into the vCPU's kvm_run mapping, which outlives the
-// entry (see `Kicker::register`); it is only written atomically.
-unsafe impl Send for VcpuEntry {}
-// SAFETY: as above; `running` is atomic and the rest never changes.
-unsafe impl Sync for VcpuEntry {}
-
-/// Stop requests and the vCPUs to kick for them.
-#[derive(Default)]
-pub struct Kicker {
-    request: AtomicU32,
-    vcpus: Mutex<Vec<Arc<VcpuEntry>>>,
-    policy: AtomicU8,
-}
-
-impl Kicker {
-    /// Ask every vCPU to stop; the first request wins until it is taken.
-    pub fn stop(&self, why: Stop) {
-        let _ = self
-            .request
-            .compare_exchange(0, why.encode(), Ordering::SeqCst, Ordering::SeqCst);
-        for v in self.vcpus.lock().unwrap().iter() {
-            if v.running.load(Ordering::SeqCst) {
-                // SAFETY: immediate_exit points into the live kvm_run page
-                // (the registration is dropped before the VcpuFd); a u8 has
-                // no alignment needs. KVM reads it at KVM_RUN's entry.
-                unsafe { AtomicU8::from_ptr(v.immediate_exit).store(1, Ordering::SeqCst) };
-                // SAFETY: the thread is alive while it is registered. An
-                // error (it just exited) leaves nothing to kick.
-                unsafe { libc::pthread_kill(v.thread, kick_signal()) };
-            }
-        }
-    }
-
-    /// The pending request, left pending.
-    pub fn pending(&self) -> Option<Stop> {
-        Stop::decode(self.request.load(Ordering::SeqCst))
-    }
-
-    /// Clear `why` if it is the pending request (it was dealt with).
-    pub fn clear(&self, why: Stop) {
-        let _ = self
-            .request
-            .compare_exchange(why.encode(), 0, Ordering::SeqCst, Ordering::SeqCst);
-    }
-
-    fn on_interrupt(&self, signal: i32) {
-        match self.policy.load(Ordering::SeqCst) {
-            p if p == InterruptPolicy::Interrupt as u8 + 1 && signal == libc::SIGINT => self.stop(Stop::Interrupt),
-            _ => self.stop(Stop::Signal(signal)),
-        }
-    }
-
-    /// Register the calling thread as the one running `vcpu`, until the
-    /// returned registration is dropped.
-    ///
-    /// # Safety
-    /// The registration must be dropped before `vcpu` (its kvm_run page is
-    /// written by kicks), and only the calling thread may run `vcpu`.
-    pub unsafe fn register(self: &Arc<Self>, vcpu: &mut VcpuFd) -> VcpuRegistration {
-        let entry = Arc::new(VcpuEntry {
-            // SAFETY: pthread_self has no preconditions.
-            thread: unsafe { libc::pthread_self() },
-            immediate_exit: &mut vcpu.get_kvm_run().immediate_exit,
-            running: AtomicBool::new(false),
-        });
-        self.vcpus.lock().unwrap().push(entry.clone());
-        VcpuRegistration {
-            kicker: self.clone(),
-            entry,
-        }
-    }
-}
-
-/// A vCPU thread's registration with the kicker (see [`Kicker::register`]).
-pub struct VcpuRegistration {
-    kicker: Arc<Kicker>,
-    entry: Arc<VcpuEntry>,
-}
-
-impl VcpuRegistration {
-    /// Entering (true) or leaving (false) a run. Entering, check
-    /// [`Kicker::pending`] after this call: a request made before it was
-    /// not followed by a kick.
-    pub fn running(&self, yes: bool) {
-        self.entry.running.store(yes, Ordering::SeqCst);
-    }
-
-    /// The thread that registered.
-    pub fn thread(&self) -> libc::pthread_t {
-        self.entry.thread
-    }
-}
-
-impl Drop for VcpuRegistration {
-    fn drop(&mut self) {
-        self.kicker
-            .vcpus
-            .lock()
-            .unwrap()
-            .retain(|v| !Arc::ptr_eq(v, &self.entry));
-    }
-}
-
 /// The signal handler's way into the loop: the eventfd of the loop that
 /// catches signals, and the last signal.
 static SIGNAL_FD: AtomicI32 = AtomicI32::new(-1);
@@ -229,9 +65,6 @@ extern "C" fn on_signal(sig: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc:
         unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
     }
 }
-
-/// The kick does nothing itself: its arrival makes KVM_RUN return EINTR.
-extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
 
 /// What the vCPU side asks of the VMM thread.
 enum Ctl {
@@ -271,7 +104,10 @@ fn fd<T>(what: &'static str, r: std::io::Result<T>) -> Result<T> {
 impl EventLoop {
     /// Create the loop's fds and start the VMM thread.
     pub fn start(cfg: LoopConfig) -> Result<EventLoop> {
-        install_kick_handler()?;
+        kick::install_handler().map_err(|source| EventLoopError::Signal {
+            signal: kick::kick_signal(),
+            source,
+        })?;
         let kicker = Arc::new(Kicker::default());
         let timer = fd("timerfd", TimerFd::new().map_err(std::io::Error::from))?;
         // Non-blocking: the vCPU thread may disarm it between the epoll
@@ -288,7 +124,7 @@ impl EventLoop {
         let mut echo = false;
         if let Some((input, room)) = cfg.stdin {
             // A terminal: raw mode, and vmm is its line discipline (tty.rs).
-            let discipline = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            let discipline = if std::io::IsTerminal::is_terminal(&std::io::stdin()) && tty::in_foreground() {
                 match tty::enter_raw_mode() {
                     Ok(keys) => Some(LineDiscipline::new(keys)),
                     Err(e) => {
@@ -354,7 +190,7 @@ impl EventLoop {
     /// Catch SIGINT (and, with [`InterruptPolicy::Stop`], SIGTERM): the
     /// handler wakes this loop, which stops the guest as `policy` says.
     pub fn catch_signals(&self, policy: InterruptPolicy) -> Result<()> {
-        self.kicker.policy.store(policy as u8 + 1, Ordering::SeqCst);
+        self.kicker.set_policy(policy);
         SIGNAL_FD.store(self.signal_fd, Ordering::SeqCst);
         let mut sigs = vec![libc::SIGINT];
         if policy == InterruptPolicy::Stop {
@@ -442,15 +278,6 @@ fn set_nonblocking(fd: RawFd) -> Result<()> {
 
 fn fd_err<T>(what: &'static str, source: std::io::Error) -> Result<T> {
     Err(EventLoopError::Fd { what, source })
-}
-
-fn install_kick_handler() -> Result<()> {
-    static DONE: std::sync::OnceLock<std::result::Result<(), i32>> = std::sync::OnceLock::new();
-    DONE.get_or_init(|| signal::register_signal_handler(kick_signal(), on_kick).map_err(|e| e.errno()))
-        .map_err(|errno| EventLoopError::Signal {
-            signal: kick_signal(),
-            source: std::io::Error::from_raw_os_error(errno),
-        })
 }
 
 /// The VMM thread. It hands the manager back as it ends: its fds are
@@ -554,6 +381,13 @@ impl StdinFeed {
     fn end(&mut self, ops: &mut EventOps) {
         self.unwatch(ops);
         self.input.end();
+        // At a terminal: the input is over, so vmm stops reading keys, and
+        // the terminal gets its own settings back at once — Ctrl-C is then
+        // SIGINT again (caught: the guest stops as before), not a byte
+        // nobody reads.
+        if self.discipline.take().is_some() {
+            tty::restore();
+        }
     }
 
     fn watch(&mut self, ops: &mut EventOps) {
@@ -660,14 +494,7 @@ impl MutEventSubscriber for Control {
         if Some(events.fd()) == self.watched {
             // Data from gdb while the guest runs can only be its interrupt
             // request; while the guest is stopped gdb talks to the stub.
-            let running = self
-                .kicker
-                .vcpus
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|v| v.running.load(Ordering::SeqCst));
-            if running {
+            if self.kicker.any_running() {
                 self.kicker.stop(Stop::Interrupt);
             }
             return;
@@ -688,46 +515,5 @@ impl MutEventSubscriber for Control {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stop_requests_round_trip_and_the_first_one_wins() {
-        for s in [
-            Stop::Timeout,
-            Stop::Interrupt,
-            Stop::Signal(libc::SIGINT),
-            Stop::Signal(15),
-        ] {
-            assert_eq!(Stop::decode(s.encode()), Some(s));
-        }
-        let k = Kicker::default();
-        assert_eq!(k.pending(), None);
-        k.stop(Stop::Timeout);
-        k.stop(Stop::Signal(2));
-        assert_eq!(k.pending(), Some(Stop::Timeout));
-        k.clear(Stop::Interrupt);
-        assert_eq!(k.pending(), Some(Stop::Timeout), "only the pending request is cleared");
-        k.clear(Stop::Timeout);
-        assert_eq!(k.pending(), None);
-    }
-
-    #[test]
-    fn sigint_follows_the_policy_and_sigterm_always_stops() {
-        let k = Kicker::default();
-        k.policy.store(InterruptPolicy::Interrupt as u8 + 1, Ordering::SeqCst);
-        k.on_interrupt(libc::SIGINT);
-        assert_eq!(k.pending(), Some(Stop::Interrupt));
-        k.clear(Stop::Interrupt);
-        k.on_interrupt(libc::SIGTERM);
-        assert_eq!(k.pending(), Some(Stop::Signal(libc::SIGTERM)));
-        let k = Kicker::default();
-        k.policy.store(InterruptPolicy::Stop as u8 + 1, Ordering::SeqCst);
-        k.on_interrupt(libc::SIGINT);
-        assert_eq!(k.pending(), Some(Stop::Signal(libc::SIGINT)));
     }
 }

@@ -2,6 +2,7 @@
 //! event loop, launching a guest, and probing what this host's KVM can do.
 
 pub mod event_loop;
+pub mod kick;
 pub mod kvm_info;
 pub mod launch;
 pub mod vm;
