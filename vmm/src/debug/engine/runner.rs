@@ -56,8 +56,8 @@ pub struct Runner {
     tracker: StepTracker,
     /// The last stop may have dropped TF: request the next step again.
     rearm_step: bool,
-    /// When single steps run out of --timeout (a run to a breakpoint is
-    /// timed by the VM's own watchdog).
+    /// When the command or trace in progress runs out of --timeout (each
+    /// run to a breakpoint is also timed by the VM's own watchdog).
     pub deadline: Option<Instant>,
     /// How the guest ended, once it has.
     pub ended: Option<Outcome>,
@@ -135,8 +135,10 @@ impl Runner {
             return Err(DebugError::Ended);
         }
         let single_step = matches!(how, Resume::Step);
+        // Past the deadline: a trace whose every run stops early (a program
+        // making system calls forever) still ends at --timeout.
         if let (Some(d), Some(t)) = (self.deadline, vm.timeout()) {
-            if single_step && Instant::now() >= d {
+            if Instant::now() >= d {
                 self.ended = Some(Outcome::Timeout(t));
                 return Ok(None);
             }
