@@ -68,7 +68,7 @@ pub struct ConsoleWrite {
 
 impl ConsoleWrite {
     /// Size in guest memory.
-    pub const SIZE: usize = core::mem::size_of::<ConsoleWrite>();
+    pub const SIZE: usize = size_of::<ConsoleWrite>();
     /// Offset of `done`; `status` follows it.
     pub const DONE_OFFSET: usize = core::mem::offset_of!(ConsoleWrite, done);
     /// Offset of `status`.

@@ -166,7 +166,7 @@ mod tests {
     fn names_and_numbers_are_linuxs() {
         assert_eq!(lookup(1).unwrap().name, "write");
         assert_eq!(lookup(231).unwrap().name, "exit_group");
-        assert_eq!(lookup(500).unwrap().args, &[Arg::Str, Arg::Argv]);
+        assert_eq!(lookup(500).unwrap().args, &[Str, Argv]);
         assert!(lookup(4).is_none());
         assert!(is_listed(nr::GETPID) && !is_listed(5));
     }

@@ -130,7 +130,7 @@ impl Runner {
     }
 
     /// Resume once. None when the guest ended (see `ended`).
-    pub fn resume(&mut self, vm: &mut Vm, how: Resume) -> Result<Option<Stop>> {
+    pub fn resume(&mut self, vm: &mut Vm, how: Resume<'_>) -> Result<Option<Stop>> {
         if self.ended.is_some() {
             return Err(DebugError::Ended);
         }
