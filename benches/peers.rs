@@ -58,7 +58,8 @@ fn run(cmd: &mut Command) -> Res<Run> {
     // SAFETY: as above; the child is reaped here, not by std.
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
     let wall = t.elapsed();
-    std::mem::forget(child);
+    // Reaped by wait4 above; dropping a Child neither waits nor kills.
+    drop(child);
     if pid < 0 {
         return Err(format!("wait4: {}", std::io::Error::last_os_error()));
     }

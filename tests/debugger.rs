@@ -382,3 +382,40 @@ fn exit_instruction_trace_points_are_refused_in_ring_3() {
         r.stderr_has("ring-3 address");
     }
 }
+
+#[test]
+fn stepping_tracers_still_end_at_the_timeout() {
+    // Single steps that never come back (a ring-3 spin on PVM, `hlt` with
+    // interrupts held off) are timed like runs: a report, not a hang.
+    let spin = path(&programs().timer);
+    for args in [
+        &[
+            "run",
+            "--timeout",
+            "2",
+            "--strace",
+            "--break-by",
+            "step",
+            "--",
+            &spin,
+            "spin",
+        ][..],
+        &["run", "--timeout", "2", "--strace", "--", &spin, "spin"][..],
+        &[
+            "run",
+            "--timeout",
+            "2",
+            "--strace",
+            "--break-by",
+            "step",
+            "--",
+            &spin,
+            "sleep",
+            "5000",
+        ][..],
+    ] {
+        let r = vmm(args);
+        assert_eq!(r.status, i32::from(vmm::status::TIMEOUT), "{args:?}\n{}", r.stderr);
+        r.stderr_has("vmm: strace: ");
+    }
+}

@@ -14,7 +14,7 @@ use vmm::status;
 fn case(name: &'static str, args: &[&str]) -> Case {
     Case {
         name,
-        args: args.iter().map(|s| s.to_string()).collect(),
+        args: args.iter().map(ToString::to_string).collect(),
     }
 }
 

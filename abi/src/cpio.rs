@@ -194,6 +194,7 @@ impl<'a> Iterator for Entries<'a> {
 mod tests {
     extern crate std;
     use super::*;
+    use std::vec;
     use std::vec::Vec;
 
     fn push(out: &mut Vec<u8>, ino: u32, name: &[u8], data: &[u8]) {
@@ -290,5 +291,26 @@ mod tests {
         let mut a = archive(&[(b"f", &[7u8; 0xab])]);
         a[field_offset(F_FILESIZE)..][..8].copy_from_slice(b"000000AB");
         assert_eq!(find(&a, b"f").map(<[u8]>::len), Some(0xab));
+    }
+
+    #[test]
+    fn padding_is_to_four_bytes() {
+        assert_eq!([0, 1, 2, 3, 4, 5, 110, 111].map(pad4), [0, 3, 2, 1, 0, 3, 2, 1]);
+    }
+
+    #[test]
+    fn every_name_and_data_length_reads_back() {
+        // Headers are 110 bytes, so every padding case of name and data
+        // comes up over these lengths.
+        let names: [&[u8]; 5] = [b"a", b"ab", b"abc", b"abcd", b"abcde"];
+        let data: Vec<Vec<u8>> = (0..9).map(|n| vec![n as u8; n]).collect();
+        for n in names {
+            for d in &data {
+                let a = archive(&[(n, d), (b"next", b"x")]);
+                assert_eq!(a.len() % 4, 0);
+                assert_eq!(find(&a, n), Some(&d[..]), "name {n:?}, {} data bytes", d.len());
+                assert_eq!(find(&a, b"next"), Some(&b"x"[..]));
+            }
+        }
     }
 }

@@ -250,4 +250,29 @@ mod tests {
         b[56..58].copy_from_slice(&100u16.to_le_bytes());
         assert_eq!(parse(&b[..200]).unwrap_err(), ElfError::NotElf);
     }
+
+    #[test]
+    fn an_interpreter_means_dynamically_linked() {
+        let mut b = elf(2, &[(0x400000, 0x1000, 0x1000, PF_X)]);
+        // A second header: PT_INTERP.
+        b[56..58].copy_from_slice(&2u16.to_le_bytes());
+        b[64 + PHENT..][..4].copy_from_slice(&PT_INTERP.to_le_bytes());
+        assert_eq!(parse(&b).unwrap_err(), ElfError::NotStatic);
+        assert!(ElfError::NotStatic.describe().contains("-static"));
+    }
+
+    #[test]
+    fn pt_phdr_says_where_the_headers_are_and_no_segments_means_no_brk() {
+        let mut b = elf(2, &[(0x400000, 0x1000, 0x1000, PF_X)]);
+        b[56..58].copy_from_slice(&2u16.to_le_bytes());
+        let ph = &mut b[64 + PHENT..64 + 2 * PHENT];
+        ph[0..4].copy_from_slice(&PT_PHDR.to_le_bytes());
+        ph[16..24].copy_from_slice(&0x400100u64.to_le_bytes());
+        let p = parse(&b).unwrap();
+        assert_eq!(p.phdr_vaddr(), 0x400100);
+        assert_eq!(p.segments().count(), 1, "PT_PHDR is not a segment to load");
+        let empty = elf(2, &[]);
+        let p = parse(&empty).unwrap();
+        assert_eq!((p.brk(), p.phdr_vaddr()), (0, 0));
+    }
 }

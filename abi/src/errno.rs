@@ -45,3 +45,55 @@ pub const EXCEPTION_NAMES: [&str; 32] = [
 pub fn exception_name(vector: u64) -> Option<&'static str> {
     EXCEPTION_NAMES.get(vector as usize).copied()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_linuxs_and_each_has_its_text() {
+        for (e, name) in [
+            (EPERM, "EPERM"),
+            (ENOENT, "ENOENT"),
+            (E2BIG, "E2BIG"),
+            (ENOEXEC, "ENOEXEC"),
+            (EBADF, "EBADF"),
+            (ECHILD, "ECHILD"),
+            (EAGAIN, "EAGAIN"),
+            (ENOMEM, "ENOMEM"),
+            (EFAULT, "EFAULT"),
+            (ENODEV, "ENODEV"),
+            (EINVAL, "EINVAL"),
+            (ENOTTY, "ENOTTY"),
+            (ENOSYS, "ENOSYS"),
+        ] {
+            let (n, text) = describe(e).unwrap();
+            assert_eq!(n, name);
+            assert!(!text.is_empty());
+        }
+        // asm-generic/errno-base.h and errno.h.
+        assert_eq!((EFAULT, EINVAL, ENOTTY, ENOSYS), (14, 22, 25, 38));
+        assert_eq!(describe(0), None);
+        assert_eq!(describe(-14), None, "negated values are results, not errors");
+    }
+
+    #[test]
+    fn exception_names_follow_the_sdm() {
+        for (v, name) in [
+            (0, "#DE"),
+            (1, "#DB"),
+            (2, "NMI"),
+            (3, "#BP"),
+            (6, "#UD"),
+            (8, "#DF"),
+            (9, "#CSO"),
+            (13, "#GP"),
+            (14, "#PF"),
+            (18, "#MC"),
+        ] {
+            assert_eq!(exception_name(v), Some(name), "vector {v}");
+        }
+        assert_eq!(exception_name(32), None);
+        assert_eq!(exception_name(0x80), None);
+    }
+}

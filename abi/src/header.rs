@@ -38,4 +38,4 @@ pub struct KernelHeader<A> {
 }
 
 /// Size of the header in bytes.
-pub const HEADER_SIZE: usize = core::mem::size_of::<KernelHeader<u64>>();
+pub const HEADER_SIZE: usize = size_of::<KernelHeader<u64>>();

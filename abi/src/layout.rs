@@ -51,6 +51,16 @@ pub const fn phys_to_virt(phys: u64) -> u64 {
     DIRECT_MAP_BASE + phys
 }
 
+// The map's order, checked when the contract is compiled: 64 TiB of direct
+// map, in the upper half, below the kernel image; the boot tables, page
+// tables and stacks of the first megabyte apart and below the image.
+const _: () = {
+    assert!(DIRECT_MAP_BASE >= 0xffff_8000_0000_0000 && DIRECT_MAP_BASE + (64 << 40) <= KERNEL_BASE);
+    assert!(phys::CMDLINE + phys::CMDLINE_MAX <= phys::PAGE_TABLES);
+    assert!(phys::PAGE_TABLES_END <= phys::KERNEL_STACK_TOP - phys::KERNEL_STACK_SIZE);
+    assert!(phys::KERNEL_STACK_TOP < phys::IST1_TOP && phys::IST1_TOP <= KERNEL_PHYS_LOAD);
+};
+
 /// GDT selectors. The order is the one `syscall`/`sysret` require:
 /// `syscall` loads CS = STAR[47:32] and SS = STAR[47:32] + 8;
 /// 64-bit `sysret` loads CS = STAR[63:48] + 16 and SS = STAR[63:48] + 8, both with RPL 3.
@@ -149,5 +159,39 @@ mod tests {
         assert!(!access_ok(DIRECT_MAP_BASE + 0x1000, 8));
         assert!(!access_ok(0x1000, u64::MAX), "wraps around");
         assert!(!access_ok(USER_END, 0), "the last page takes no pointers");
+    }
+
+    #[test]
+    fn access_ok_at_the_edges() {
+        // Empty ranges: anywhere up to the top of the stack, not beyond.
+        assert!(access_ok(STACK_TOP, 0));
+        assert!(!access_ok(STACK_TOP + 1, 0));
+        assert!(!access_ok(u64::MAX, 0));
+        assert!(!access_ok(u64::MAX, 1));
+        // The whole user range at once, and one byte more.
+        assert!(access_ok(0, STACK_TOP));
+        assert!(!access_ok(0, STACK_TOP + 1));
+    }
+
+    #[test]
+    fn the_gdt_order_is_the_one_syscall_and_sysret_need() {
+        use super::selector::*;
+        // syscall: CS = STAR[47:32], SS = CS + 8.
+        assert_eq!(KERNEL_DS, KERNEL_CS + 8);
+        // 64-bit sysret: SS = STAR[63:48] + 8, CS = STAR[63:48] + 16, RPL 3,
+        // with STAR[63:48] = the kernel data selector (as Linux's __USER32_CS - 16 + 16).
+        assert_eq!(USER_DS, (KERNEL_DS + 8) | 3);
+        assert_eq!(USER_CS, (KERNEL_DS + 16) | 3);
+        assert_eq!(
+            usize::from(TSS / 8) + 2,
+            GDT_ENTRIES,
+            "the TSS takes the last two slots"
+        );
+    }
+
+    #[test]
+    fn physical_addresses_map_at_the_direct_map() {
+        assert_eq!(phys_to_virt(0), DIRECT_MAP_BASE);
+        assert_eq!(phys_to_virt(phys::GDT), 0xffff_8880_0000_1000);
     }
 }

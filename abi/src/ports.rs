@@ -68,9 +68,24 @@ pub struct ConsoleWrite {
 
 impl ConsoleWrite {
     /// Size in guest memory.
-    pub const SIZE: usize = core::mem::size_of::<ConsoleWrite>();
+    pub const SIZE: usize = size_of::<ConsoleWrite>();
     /// Offset of `done`; `status` follows it.
     pub const DONE_OFFSET: usize = core::mem::offset_of!(ConsoleWrite, done);
     /// Offset of `status`.
     pub const STATUS_OFFSET: usize = core::mem::offset_of!(ConsoleWrite, status);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_console_descriptor_is_five_little_endian_words() {
+        // The VMM writes `done` and `status` at these offsets; the kernel
+        // reads them back after the `out`.
+        assert_eq!(ConsoleWrite::SIZE, 40);
+        assert_eq!(ConsoleWrite::DONE_OFFSET, 24);
+        assert_eq!(ConsoleWrite::STATUS_OFFSET, ConsoleWrite::DONE_OFFSET + 8);
+        assert_ne!(CONSOLE_WRITE_PENDING, CONSOLE_WRITE_FAULT);
+    }
 }

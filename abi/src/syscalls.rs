@@ -166,8 +166,72 @@ mod tests {
     fn names_and_numbers_are_linuxs() {
         assert_eq!(lookup(1).unwrap().name, "write");
         assert_eq!(lookup(231).unwrap().name, "exit_group");
-        assert_eq!(lookup(500).unwrap().args, &[Arg::Str, Arg::Argv]);
+        assert_eq!(lookup(500).unwrap().args, &[Str, Argv]);
         assert!(lookup(4).is_none());
         assert!(is_listed(nr::GETPID) && !is_listed(5));
+    }
+
+    #[test]
+    fn every_linux_number_is_linuxs() {
+        // arch/x86/entry/syscalls/syscall_64.tbl.
+        for (n, name) in [
+            (0, "read"),
+            (1, "write"),
+            (2, "open"),
+            (3, "close"),
+            (9, "mmap"),
+            (10, "mprotect"),
+            (11, "munmap"),
+            (12, "brk"),
+            (13, "rt_sigaction"),
+            (14, "rt_sigprocmask"),
+            (16, "ioctl"),
+            (20, "writev"),
+            (24, "sched_yield"),
+            (35, "nanosleep"),
+            (39, "getpid"),
+            (60, "exit"),
+            (61, "wait4"),
+            (63, "uname"),
+            (96, "gettimeofday"),
+            (102, "getuid"),
+            (104, "getgid"),
+            (107, "geteuid"),
+            (108, "getegid"),
+            (110, "getppid"),
+            (158, "arch_prctl"),
+            (160, "setrlimit"),
+            (186, "gettid"),
+            (218, "set_tid_address"),
+            (228, "clock_gettime"),
+            (230, "clock_nanosleep"),
+            (231, "exit_group"),
+            (257, "openat"),
+        ] {
+            assert_eq!(lookup(n).map(|s| s.name), Some(name), "number {n}");
+        }
+    }
+
+    #[test]
+    fn the_table_is_consistent() {
+        for (i, s) in SYSCALLS.iter().enumerate() {
+            // Names unique, as C identifiers.
+            assert!(s
+                .name
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_'));
+            assert!(SYSCALLS[i + 1..].iter().all(|t| t.name != s.name), "{} twice", s.name);
+            // A buffer's length and an iovec's count are another argument, a number.
+            for a in s.args {
+                if let BufIn(n) | Iovec(n) = *a {
+                    assert!(n < s.args.len() && s.args[n] == Int, "{}: argument {n}", s.name);
+                }
+            }
+        }
+        // lookup and is_listed agree over the whole table and past it.
+        for n in 0..NR_SYSCALLS + 8 {
+            assert_eq!(lookup(n as u64).is_some(), is_listed(n), "number {n}");
+        }
+        assert!(lookup(u64::MAX).is_none());
     }
 }

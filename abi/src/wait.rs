@@ -37,4 +37,17 @@ mod tests {
         assert_eq!(vm_status(killed(11)), 139);
         assert_eq!(vm_status(killed(5)), 133);
     }
+
+    #[test]
+    fn every_code_and_signal_comes_back() {
+        for code in 0..=255 {
+            let st = exited(code);
+            assert_eq!(st & 0x7f, 0, "WIFEXITED({code})");
+            assert_eq!(vm_status(st), code as u8);
+        }
+        for sig in 1..=127 {
+            assert_ne!(killed(sig) & 0x7f, 0, "WIFSIGNALED({sig})");
+            assert_eq!(u32::from(vm_status(killed(sig))), 128 + sig as u32 % 128);
+        }
+    }
 }

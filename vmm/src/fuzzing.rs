@@ -52,8 +52,8 @@ pub fn elf_check(data: &[u8]) {
     shifted[1..].copy_from_slice(data);
     let program_shifted = loader::check_user_program(path, &shifted[1..]);
     assert_eq!(
-        program.as_ref().map_err(|e| e.to_string()),
-        program_shifted.as_ref().map_err(|e| e.to_string()),
+        program.as_ref().map_err(ToString::to_string),
+        program_shifted.as_ref().map_err(ToString::to_string),
         "the verdict depends on alignment"
     );
     // The program's symbols, as launch::ProgramSymbols reads them.

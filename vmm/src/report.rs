@@ -122,7 +122,7 @@ fn in_order<S: Serializer>(pairs: &[(&'static str, u64)], s: S) -> Result<S::Ok,
 }
 
 impl fmt::Display for RunStats {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let counters: Vec<String> = self.kernel.iter().map(|(k, v)| format!("{k}={v}")).collect();
         writeln!(f, "vmm: kernel {}", counters.join(" "))?;
         writeln!(

@@ -25,7 +25,7 @@ impl Environment {
         let dir = Path::new("/sys/devices/system/cpu/vulnerabilities");
         let mut mitigations: Vec<(String, String)> = std::fs::read_dir(dir)
             .map(|d| {
-                d.filter_map(|e| e.ok())
+                d.filter_map(Result::ok)
                     .map(|e| {
                         let state = std::fs::read_to_string(e.path()).unwrap_or_default();
                         (e.file_name().to_string_lossy().into_owned(), state.trim().to_string())

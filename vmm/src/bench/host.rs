@@ -52,7 +52,7 @@ pub fn calibrate_tsc_khz() -> u64 {
 }
 
 fn time_n(n: usize, mut f: impl FnMut()) -> Stats {
-    for _ in 0..n.min(1000) / 10 + 1 {
+    for _ in 0..=(n.min(1000) / 10) {
         f();
     }
     let mut v = Vec::with_capacity(n);
@@ -157,10 +157,10 @@ fn pipe_pingpong(n: usize) -> Result<Stats> {
     // SAFETY: as above.
     let pinned = unsafe {
         let cpu = libc::sched_getcpu();
-        let got = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) == 0;
+        let got = libc::sched_getaffinity(0, size_of::<libc::cpu_set_t>(), &mut old) == 0;
         let mut one: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu.max(0) as usize, &mut one);
-        got && libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) == 0
+        got && libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &one) == 0
     };
     let total = n + n.min(1000) / 10 + 1;
     // SAFETY: the child only calls read, write and _exit (async-signal-safe).
@@ -198,7 +198,7 @@ fn pipe_pingpong(n: usize) -> Result<Stats> {
             libc::close(fd);
         }
         if pinned {
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &old);
+            libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &old);
         }
     }
     if !(ok && libc::WIFEXITED(st) && libc::WEXITSTATUS(st) == 0) {

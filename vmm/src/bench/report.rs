@@ -59,7 +59,7 @@ impl Report {
                 (Some(g), Some(h)) if h.stats.median > 0 => fmt_ratio(ns(g.stats.median, gk) / ns(h.stats.median, hk)),
                 _ => "-".into(),
             };
-            let instr = self.instructions.get(id).map_or("-".into(), |n| n.to_string());
+            let instr = self.instructions.get(id).map_or("-".into(), ToString::to_string);
             t += &format!("{id:<4}{what:<52}{gc:>12} {gr:>19}{gns:>12}{hns:>12}{ratio:>11}{instr:>8}\n");
             if host_what.is_some_and(|w| w != "same" && !w.starts_with("syscall(") && !w.starts_with("write(")) {
                 t += &format!("{:<8}host: {}\n", "", host_what.unwrap());

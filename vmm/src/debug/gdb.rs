@@ -258,7 +258,7 @@ pub fn serve(mut dbg: Debugger, addr: &str) -> Result<Outcome, crate::error::Err
     };
     let stub = GdbStub::new(stream);
     match stub.run_blocking::<EventLoop>(&mut target) {
-        Ok(DisconnectReason::TargetExited(_)) | Ok(DisconnectReason::TargetTerminated(_)) => {}
+        Ok(DisconnectReason::TargetExited(_) | DisconnectReason::TargetTerminated(_)) => {}
         // gdb's kill ends the VM where it stands.
         Ok(DisconnectReason::Kill) => return Ok(target.dbg.ended().cloned().unwrap_or(Outcome::Exited(0))),
         // Detached: let the guest run on to its end.

@@ -64,7 +64,7 @@ impl SelectorView {
 }
 
 impl fmt::Display for SelectorView {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&selector(self.value))
     }
 }
@@ -107,7 +107,7 @@ impl DescriptorView {
 
 /// One line for a descriptor's attributes.
 impl fmt::Display for DescriptorView {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "base {:#x} limit {:#x} type {:#x} = {}  S={} DPL={} P={} AVL={} L={} D/B={} G={}",

@@ -120,7 +120,7 @@ pub struct PageWalk {
 }
 
 impl fmt::Display for PageWalk {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "page walk for {:#x}, CR3 {:#x}", self.va, self.cr3)?;
         for s in &self.steps {
             writeln!(

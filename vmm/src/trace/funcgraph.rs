@@ -116,7 +116,7 @@ impl Tracer for Funcgraph {
         );
     }
 
-    fn on_stop(&mut self, stop: &TraceStop) -> Next {
+    fn on_stop(&mut self, stop: &TraceStop<'_>) -> Next {
         let regs = &stop.regs;
         let name = |addr: u64| {
             stop.kernel

@@ -41,7 +41,7 @@ impl Tracer for Stepper {
         vec![self.break_at]
     }
 
-    fn on_stop(&mut self, stop: &TraceStop) -> Next {
+    fn on_stop(&mut self, stop: &TraceStop<'_>) -> Next {
         let (regs, sregs, cpl) = (&stop.regs, &stop.sregs, stop.cpl);
         // The first stop is the breakpoint itself: nothing was stepped yet.
         if self.taken > 0 {

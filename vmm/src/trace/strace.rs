@@ -103,7 +103,7 @@ fn show_arg(mem: &GuestMemoryMmap, cr3: u64, kind: Arg, v: u64, args: &[u64; 6])
         BufOut => format!("{v:#x}"),
         Str => {
             let mut s = Vec::new();
-            for i in 0..STRING_MAX as u64 + 1 {
+            for i in 0..=(STRING_MAX as u64) {
                 match read(v + i, 1) {
                     Some(b) if b[0] != 0 => s.push(b[0]),
                     Some(_) => return quote(&s, STRING_MAX, false),
@@ -301,7 +301,7 @@ impl Tracer for Strace {
         self.trace_points().to_vec()
     }
 
-    fn on_stop(&mut self, stop: &TraceStop) -> Next {
+    fn on_stop(&mut self, stop: &TraceStop<'_>) -> Next {
         if self.trace_points().contains(&stop.regs.rip) {
             self.at_point(&stop.regs, stop.sregs.cr3, stop.mem);
         }

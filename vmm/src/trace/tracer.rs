@@ -66,7 +66,7 @@ pub trait Tracer {
     /// Before the guest runs.
     fn begin(&mut self) {}
     /// The guest stopped: look, print, and say how it goes on.
-    fn on_stop(&mut self, stop: &TraceStop) -> Next;
+    fn on_stop(&mut self, stop: &TraceStop<'_>) -> Next;
     /// Lines to print once the guest has ended.
     fn report(&mut self, summary: &TraceSummary) -> Vec<String>;
 }

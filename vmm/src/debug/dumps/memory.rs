@@ -22,7 +22,7 @@ impl Examine {
 }
 
 impl fmt::Display for Examine {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let w = self.size * 2;
         for (chunk, sym) in self.values.chunks(Self::per_line(self.size)).zip(&self.line_symbols) {
             let units: Vec<String> = chunk.iter().map(|v| format!("0x{v:0w$x}")).collect();
@@ -48,7 +48,7 @@ pub struct Disassembly {
 }
 
 impl fmt::Display for Disassembly {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for i in &self.instructions {
             let mark = if i.addr == self.rip { "=>" } else { "  " };
             writeln!(f, "{mark} {:<48} {}", i.symbol, i.text)?;
@@ -72,7 +72,7 @@ pub struct Backtrace {
 }
 
 impl fmt::Display for Backtrace {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for fr in &self.frames {
             writeln!(f, "#{:<2} {}", fr.depth, fr.symbol)?;
         }
@@ -99,7 +99,7 @@ pub struct Breakpoints {
 }
 
 impl fmt::Display for Breakpoints {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.breakpoints.is_empty() {
             writeln!(f, "no breakpoints")?;
         }

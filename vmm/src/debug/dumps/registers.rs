@@ -58,7 +58,7 @@ impl Regs {
 }
 
 impl fmt::Display for Regs {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let names = [
             ("rax", self.rax),
             ("rbx", self.rbx),
@@ -113,7 +113,7 @@ pub struct Sregs {
 }
 
 impl fmt::Display for Sregs {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for s in &self.segments {
             let n = s.name;
             let sel = &s.selector;
@@ -170,7 +170,7 @@ pub struct ControlRegs {
 }
 
 impl fmt::Display for ControlRegs {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (n, r) in [
             ("CR0", &self.cr0),
             ("CR2", &self.cr2),
@@ -224,7 +224,7 @@ impl Serialize for Msrs {
 }
 
 impl fmt::Display for Msrs {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for r in &self.rows {
             writeln!(f, "{:<15} {:#018x}  {}", r.name, r.value, r.detail)?;
         }

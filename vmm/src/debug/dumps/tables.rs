@@ -27,7 +27,7 @@ pub struct Gdt {
 }
 
 impl fmt::Display for Gdt {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let slots = (usize::from(self.limit) + 1) / 8;
         writeln!(f, "GDT at {:#x}, limit {:#x} ({slots} slots)", self.base, self.limit)?;
         for e in &self.entries {
@@ -79,7 +79,7 @@ impl Serialize for Idt {
 }
 
 impl fmt::Display for Idt {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "IDT at {:#x}, limit {:#x}", self.base, self.limit)?;
         for g in &self.gates {
             let (v, name) = (g.vector, g.name);
@@ -112,7 +112,7 @@ pub struct Tss {
 }
 
 impl fmt::Display for Tss {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let tr = self.tr.as_ref().map_or(String::new(), ToString::to_string);
         writeln!(f, "TSS at {:#x} (TR {tr})", self.base)?;
         for (i, s) in self.rsp_symbols.iter().enumerate() {
@@ -147,7 +147,7 @@ pub struct Check {
 }
 
 impl fmt::Display for Check {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
             "check {} for {} at CPL {}: descriptor {}, DPL {}",

@@ -6,7 +6,7 @@
 //! follows privilege changes ([`StepTracker`]).
 
 use super::patch::{complete_exit_insn, patch_in, patch_out};
-use super::track::{StepTracker, Transition};
+use super::track::{mnemonic, StepTracker, Transition};
 use super::{let_tf_through_syscall, ExitRegs, StopControl, StopRequest};
 use crate::arch::msr::RFLAGS_TF;
 use crate::debug::error::{DebugError, Result};
@@ -56,8 +56,8 @@ pub struct Runner {
     tracker: StepTracker,
     /// The last stop may have dropped TF: request the next step again.
     rearm_step: bool,
-    /// When single steps run out of --timeout (a run to a breakpoint is
-    /// timed by the VM's own watchdog).
+    /// When the command or trace in progress runs out of --timeout (each
+    /// run to a breakpoint is also timed by the VM's own watchdog).
     pub deadline: Option<Instant>,
     /// How the guest ended, once it has.
     pub ended: Option<Outcome>,
@@ -130,20 +130,32 @@ impl Runner {
     }
 
     /// Resume once. None when the guest ended (see `ended`).
-    pub fn resume(&mut self, vm: &mut Vm, how: Resume) -> Result<Option<Stop>> {
+    pub fn resume(&mut self, vm: &mut Vm, how: Resume<'_>) -> Result<Option<Stop>> {
         if self.ended.is_some() {
             return Err(DebugError::Ended);
         }
         let single_step = matches!(how, Resume::Step);
+        // Past the deadline: a trace whose every run stops early (a program
+        // making system calls forever) still ends at --timeout.
         if let (Some(d), Some(t)) = (self.deadline, vm.timeout()) {
-            if single_step && Instant::now() >= d {
+            if Instant::now() >= d {
                 self.ended = Some(Outcome::Timeout(t));
                 return Ok(None);
             }
         }
         let (regs, sregs) = self.both(vm)?;
         let insn = memory::disassemble_one(&vm.mem, sregs.cr3, regs.rip).unwrap_or_default();
-        self.tracker.resuming((sregs.cs.selector & 3) as u8, insn);
+        let cpl = (sregs.cs.selector & 3) as u8;
+        // A single step that may not come back: on PVM a step that is in,
+        // or returns to, ring 3 exits only at the next entry into the kernel
+        // (a spinning program never enters it), and `hlt` waits for an
+        // interrupt the step holds off (BLOCKIRQ). Those are timed like
+        // runs; other steps cannot run away, and a watchdog per step would
+        // cost more than the step.
+        let m = mnemonic(&insn);
+        let to_ring3 = cpl == 3 || m.starts_with("iret") || m.starts_with("sysret");
+        let timed = !single_step || (vm.flavor.is_pvm() && to_ring3) || m == "hlt";
+        self.tracker.resuming(cpl, insn);
         self.started = true;
         // Single steps never arm the debug registers: an execute breakpoint
         // at the current RIP would fire again before the instruction runs.
@@ -160,9 +172,7 @@ impl Runner {
             .set(vm.vcpu(), req, force)
             .map_err(DebugError::kvm("KVM_SET_GUEST_DEBUG"))?;
         let saved = patch_in(vm, sregs.cr3, patches)?;
-        // A single step cannot run away, and a watchdog per step would cost
-        // more than the step: only runs are timed by the VM.
-        let event = vm.run_until(true, !single_step);
+        let event = vm.run_until(true, timed);
         patch_out(vm, &saved);
         self.take_exit_regs(vm);
         let stop = match event {
