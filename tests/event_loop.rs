@@ -290,7 +290,7 @@ fn at_a_terminal_ctrl_c_still_stops_vmm_after_ctrl_d_ended_the_input() {
 
 /// A GDB remote-protocol packet.
 fn packet(body: &str) -> Vec<u8> {
-    let sum = body.bytes().fold(0u8, |a, b| a.wrapping_add(b));
+    let sum = body.bytes().fold(0u8, u8::wrapping_add);
     format!("${body}#{sum:02x}").into_bytes()
 }
 

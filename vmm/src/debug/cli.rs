@@ -32,8 +32,7 @@ fn setup(args: &DebugArgs) -> Result<Debugger, crate::error::Error> {
     // At a terminal, Ctrl-C stops a running guest and returns to the prompt
     // instead of killing vmm (the VMM thread turns SIGINT into a kick).
     if !args.batch && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-        dbg.vm
-            .catch_signals(crate::vstate::kick::InterruptPolicy::Interrupt)?;
+        dbg.vm.catch_signals(crate::vstate::kick::InterruptPolicy::Interrupt)?;
     }
     // From here on only commands run: the prompt and the guest, under seccomp.
     dbg.vm.lock_down(crate::seccomp::Profile::Interactive)?;

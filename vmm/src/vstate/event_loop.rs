@@ -62,7 +62,7 @@ extern "C" fn on_signal(sig: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc:
     if fd >= 0 {
         let one = 1u64;
         // SAFETY: write(2) is async-signal-safe; 8 bytes from a local.
-        unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+        unsafe { libc::write(fd, std::ptr::from_ref(&one).cast(), 8) };
     }
 }
 
@@ -328,7 +328,7 @@ struct StdinFeed {
 impl StdinFeed {
     /// Read what there is room for. Polled: one read (epoll said it would
     /// not block); not polled: until the queue is full or the file ends.
-    fn read(&mut self, ops: &mut EventOps) {
+    fn read(&mut self, ops: &mut EventOps<'_>) {
         let mut buf = [0u8; 4096];
         loop {
             let space = self.input.space();
@@ -358,7 +358,7 @@ impl StdinFeed {
         }
     }
 
-    fn take(&mut self, bytes: &[u8], ops: &mut EventOps) {
+    fn take(&mut self, bytes: &[u8], ops: &mut EventOps<'_>) {
         let Some(ld) = self.discipline.as_mut() else {
             return self.input.push(bytes);
         };
@@ -378,7 +378,7 @@ impl StdinFeed {
         }
     }
 
-    fn end(&mut self, ops: &mut EventOps) {
+    fn end(&mut self, ops: &mut EventOps<'_>) {
         self.unwatch(ops);
         self.input.end();
         // At a terminal: the input is over, so vmm stops reading keys, and
@@ -390,7 +390,7 @@ impl StdinFeed {
         }
     }
 
-    fn watch(&mut self, ops: &mut EventOps) {
+    fn watch(&mut self, ops: &mut EventOps<'_>) {
         if self.polled && !self.watching && !self.input.has_ended() {
             match ops.add(Events::new_raw(0, EventSet::IN)) {
                 Ok(()) => self.watching = true,
@@ -404,7 +404,7 @@ impl StdinFeed {
         }
     }
 
-    fn unwatch(&mut self, ops: &mut EventOps) {
+    fn unwatch(&mut self, ops: &mut EventOps<'_>) {
         if std::mem::take(&mut self.watching) {
             let _ = ops.remove(Events::new_raw(0, EventSet::IN));
         }
@@ -412,12 +412,12 @@ impl StdinFeed {
 }
 
 impl MutEventSubscriber for StdinFeed {
-    fn init(&mut self, ops: &mut EventOps) {
+    fn init(&mut self, ops: &mut EventOps<'_>) {
         let _ = ops.add(Events::new(&*self.room, EventSet::IN));
         self.watch(ops);
     }
 
-    fn process(&mut self, events: Events, ops: &mut EventOps) {
+    fn process(&mut self, events: Events, ops: &mut EventOps<'_>) {
         if events.fd() == self.room.as_raw_fd() {
             let _ = self.room.read();
             if self.input.has_ended() {
@@ -441,11 +441,11 @@ struct Timeout {
 }
 
 impl MutEventSubscriber for Timeout {
-    fn init(&mut self, ops: &mut EventOps) {
+    fn init(&mut self, ops: &mut EventOps<'_>) {
         let _ = ops.add(Events::new(&*self.timer.lock().unwrap(), EventSet::IN));
     }
 
-    fn process(&mut self, _: Events, _: &mut EventOps) {
+    fn process(&mut self, _: Events, _: &mut EventOps<'_>) {
         // Nothing to read (EAGAIN): the run ended and disarmed the timer
         // since the wake-up; the expiry is stale.
         if let Ok(n) = self.timer.lock().unwrap().wait() {
@@ -463,11 +463,11 @@ struct Signals {
 }
 
 impl MutEventSubscriber for Signals {
-    fn init(&mut self, ops: &mut EventOps) {
+    fn init(&mut self, ops: &mut EventOps<'_>) {
         let _ = ops.add(Events::new(&self.fd, EventSet::IN));
     }
 
-    fn process(&mut self, _: Events, _: &mut EventOps) {
+    fn process(&mut self, _: Events, _: &mut EventOps<'_>) {
         let _ = self.fd.read();
         let sig = LAST_SIGNAL.swap(0, Ordering::SeqCst);
         if sig != 0 {
@@ -486,11 +486,11 @@ struct Control {
 }
 
 impl MutEventSubscriber for Control {
-    fn init(&mut self, ops: &mut EventOps) {
+    fn init(&mut self, ops: &mut EventOps<'_>) {
         let _ = ops.add(Events::new(&*self.fd, EventSet::IN));
     }
 
-    fn process(&mut self, events: Events, ops: &mut EventOps) {
+    fn process(&mut self, events: Events, ops: &mut EventOps<'_>) {
         if Some(events.fd()) == self.watched {
             // Data from gdb while the guest runs can only be its interrupt
             // request; while the guest is stopped gdb talks to the stub.

@@ -197,8 +197,10 @@ extern "C" fn on_kick(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_v
 /// Install the kick signal's handler (once per process).
 pub fn install_handler() -> std::io::Result<()> {
     static DONE: std::sync::OnceLock<Result<(), i32>> = std::sync::OnceLock::new();
-    DONE.get_or_init(|| signal::register_signal_handler(kick_signal(), on_kick).map_err(|e| e.errno()))
-        .map_err(std::io::Error::from_raw_os_error)
+    DONE.get_or_init(|| {
+        signal::register_signal_handler(kick_signal(), on_kick).map_err(vmm_sys_util::errno::Error::errno)
+    })
+    .map_err(std::io::Error::from_raw_os_error)
 }
 
 #[cfg(test)]
