@@ -183,6 +183,7 @@ fn run(args: RunArgs) -> ExitCode {
         return setup_error(e);
     }
     let outcome = vm.run();
+    vm.release_for_exit();
     finish(&mut vm, &outcome);
     if args.stats {
         let total_us = t0.elapsed().as_micros();
@@ -201,7 +202,6 @@ fn run(args: RunArgs) -> ExitCode {
             total_us
         );
     }
-    vm.release_for_exit();
     drop(vm);
     exit_with(&outcome)
 }
@@ -265,8 +265,8 @@ fn trace(args: TraceArgs) -> ExitCode {
         return setup_error(e);
     }
     let outcome = vm.run();
-    finish(&mut vm, &outcome);
     vm.release_for_exit();
+    finish(&mut vm, &outcome);
     drop(vm);
     exit_with(&outcome)
 }
