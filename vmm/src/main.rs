@@ -159,12 +159,12 @@ fn run(args: RunArgs) -> ExitCode {
         Some(t) => t.run(&mut vm),
         None => vm.run(),
     };
+    vm.release_for_exit();
     finish(&mut vm, &outcome, trace.as_mut());
     if let Some(format) = args.stats {
         let total = t0.elapsed();
         eprint!("{}", report::RunStats::of(&mut vm, total).render(format));
     }
-    vm.release_for_exit();
     drop(vm);
     exit_with(&outcome)
 }
@@ -259,8 +259,8 @@ fn trace(args: TraceArgs) -> ExitCode {
         return setup_error(e);
     }
     let outcome = trace.run(&mut vm);
-    finish(&mut vm, &outcome, Some(&mut trace));
     vm.release_for_exit();
+    finish(&mut vm, &outcome, Some(&mut trace));
     drop(vm);
     exit_with(&outcome)
 }

@@ -328,8 +328,9 @@ impl Vm {
         Ok(())
     }
 
-    /// vmm is about to exit: end the VMM thread without waiting for it
-    /// (see `EventLoop::abandon`). The rest of the VM is dropped as usual.
+    /// The run is over and vmm will exit: end the VMM thread without waiting
+    /// for it (see `EventLoop::abandon`); call it as soon as the run
+    /// returns. The rest of the VM is dropped as usual.
     pub fn release_for_exit(&mut self) {
         self.vcpu_reg.take();
         if let Some(ev) = self.events.take() {
