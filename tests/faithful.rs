@@ -189,10 +189,21 @@ fn suite() -> &'static Batch {
             ),
             // The default method: debug registers where they exit, else
             // exit-instruction patches on the kernel's trace points.
-            case("strace-default", &["run", "--strace", "--", &musl, "x"]),
             case(
                 "funcgraph-default",
                 &["trace", "--funcgraph", "kernel::console::sys_write", "--", &hello_asm],
+            ),
+            case(
+                "breakat-default",
+                &[
+                    "run",
+                    "--break-at",
+                    "kernel::console::sys_write",
+                    "--stepi",
+                    "5",
+                    "--",
+                    &hello_asm,
+                ],
             ),
             case(
                 "step-syscall",
@@ -477,24 +488,23 @@ fn strace_of_a_musl_program_on_hardware() {
 fn tracers_default_to_what_stops_on_hardware() {
     let info = suite().get("kvm-info");
     let patched = info.output.contains("\"dr_breakpoints_exit\":false");
-    let r = expect("strace-default", 0, &[]);
-    let names: Vec<&str> = r
-        .output
-        .lines()
-        .filter_map(|l| l.strip_prefix("[pid 1] "))
-        .map(|l| l.split('(').next().unwrap())
-        .collect();
-    assert_eq!(names, common::programs::MUSL_SYSCALLS, "{}", r.output);
-    has(
-        &r.output,
-        if patched {
-            "exit-instruction breakpoints"
-        } else {
-            "DR breakpoints"
-        },
-    );
     let f = expect("funcgraph-default", 0, &["|    kernel::serial::console_write();"]);
     has(&f.output, "funcgraph: 1 calls traced");
+    let b = expect(
+        "breakat-default",
+        0,
+        &[
+            "step   0: CPL 0 CS 0x0008 SS 0x0010 RIP 0xffffffff8",
+            "<kernel::console::sys_write>",
+            "step   5: ",
+        ],
+    );
+    // Reached by a debug register or a patch: no silent steps on the way.
+    assert!(
+        !b.output.contains("stepped silently"),
+        "patched: {patched}\n{}",
+        b.output
+    );
 }
 
 #[test]

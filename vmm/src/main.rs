@@ -199,7 +199,7 @@ fn run_tracer(args: &RunArgs, vm: &mut Vm, user: &Symbols) -> Result<Option<Trac
     let Some((tracer, addr)) = tracer else {
         return Ok(None);
     };
-    let method = tracing_method(args.break_by, &args.guest, addr)?;
+    let method = tracing_method(args.break_by, &args.guest, addr, tracer.on_interrupt_path())?;
     Ok(Some(Trace::new(vm, tracer, method, &args.guest.kvm_device)?))
 }
 
@@ -246,7 +246,7 @@ fn trace(args: TraceArgs) -> ExitCode {
         return setup_error(Error::NotAKernelFunction(args.funcgraph.clone()));
     }
     let fg = vmm::trace::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
-    let trace = tracing_method(args.break_by, &args.guest, target)
+    let trace = tracing_method(args.break_by, &args.guest, target, false)
         .and_then(|method| Ok(Trace::new(&mut vm, Box::new(fg), method, &args.guest.kvm_device)?));
     let mut trace = match trace {
         Ok(t) => t,
@@ -267,13 +267,19 @@ fn trace(args: TraceArgs) -> ExitCode {
 
 /// How a trace point at `addr` is reached: `--break-by`, or what works
 /// here for such an address — debug registers where a probe shows they
-/// exit, else an exit-instruction patch in the kernel and stepping in ring 3.
-fn tracing_method(requested: Option<BreakMethod>, guest: &GuestArgs, addr: u64) -> Result<BreakMethod, Error> {
+/// exit, else an exit-instruction patch in the kernel (unless every
+/// interrupt passes the point) and stepping in ring 3.
+fn tracing_method(
+    requested: Option<BreakMethod>,
+    guest: &GuestArgs,
+    addr: u64,
+    on_interrupt_path: bool,
+) -> Result<BreakMethod, Error> {
     let dr_works = match requested {
         Some(_) => true,
         None => engine::probe_dr_breakpoints(&guest.kvm_device).map_err(Error::DrProbe)?,
     };
-    let method = BreakMethod::for_address(requested, dr_works, addr);
+    let method = engine::for_trace_points(requested, dr_works, addr, on_interrupt_path);
     if method == BreakMethod::ExitInsn && addr < KERNEL_BASE {
         return Err(DebugError::ExitInsnNotHere {
             addr,

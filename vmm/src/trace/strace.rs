@@ -301,6 +301,11 @@ impl Tracer for Strace {
         self.trace_points().to_vec()
     }
 
+    // `do_trap` and `exc_return` are every interrupt's way in and out.
+    fn on_interrupt_path(&self) -> bool {
+        true
+    }
+
     fn on_stop(&mut self, stop: &TraceStop<'_>) -> Next {
         if self.trace_points().contains(&stop.regs.rip) {
             self.at_point(&stop.regs, stop.sregs.cr3, stop.mem);

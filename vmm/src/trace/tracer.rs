@@ -63,6 +63,10 @@ pub struct TraceSummary {
 pub trait Tracer {
     /// The addresses where the guest must stop (at most 4), fixed for the run.
     fn points(&self) -> Vec<u64>;
+    /// The points lie on the path of every interrupt (the timer's too).
+    fn on_interrupt_path(&self) -> bool {
+        false
+    }
     /// Before the guest runs.
     fn begin(&mut self) {}
     /// The guest stopped: look, print, and say how it goes on.
