@@ -49,10 +49,33 @@ fn the_kernel_command_line_sets_init_a_cpu_limit() {
 
 #[test]
 fn nanosleep_sleeps_for_the_time_asked_within_20_percent() {
-    vmm(&["run", "--timeout", "30", "--", timer(), "sleep", "200"])
-        .assert_status(0)
-        .stdout_has("timer: nanosleep(200 ms) took")
-        .stdout_has("timer: clock_nanosleep(200 ms) took");
+    // The guest times its own sleeps against the ±20 % the issue asks for.
+    // Too long can be the host's fault alone (a 2-CPU machine building in
+    // the background delays the wake-up), so a slow run is retried; a run
+    // that never once meets the bound, or any sleep cut short, fails.
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let run = vmm(&["run", "--timeout", "30", "--", timer(), "sleep", "200"]);
+        assert!(
+            run.stdout.contains("timer: nanosleep(200 ms) took")
+                && run.stdout.contains("timer: clock_nanosleep(200 ms) took"),
+            "no timing lines: {run:?}"
+        );
+        let too_short = run.stdout.lines().filter_map(|l| l.split(" took ").nth(1)).any(|rest| {
+            let ms: f64 = rest
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::MAX);
+            ms < 160.0
+        });
+        assert!(!too_short, "a sleep returned early: {run:?}");
+        if run.status == 0 {
+            return;
+        }
+        runs.push(run);
+    }
+    panic!("no run slept within 20 % of 200 ms: {runs:?}");
 }
 
 /// Host CPU time (user + system) of a running process, from /proc.

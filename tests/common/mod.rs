@@ -8,6 +8,7 @@ pub mod programs;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+#[derive(Debug)]
 pub struct Run {
     pub status: i32,
     pub stdout: String,
