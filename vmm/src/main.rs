@@ -1,6 +1,7 @@
 //! The `vmm` command line.
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vmm::debug::engine::{self, BreakMethod};
@@ -51,6 +52,8 @@ enum Command {
 struct RunArgs {
     #[command(flatten)]
     guest: GuestArgs,
+    #[command(flatten)]
+    linux: vmm::vstate::linux::LinuxArgs,
     /// Print setup and run timings, VM-exit counts and the kernel's counters
     /// to stderr: two `vmm:` lines, or with `--stats=json` one JSON object.
     #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true,
@@ -103,9 +106,17 @@ struct TraceArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // A Linux guest wants more memory than vmm's own kernel by default.
+    let mem_given = matches
+        .subcommand_matches("run")
+        .is_some_and(|m| m.value_source("mem") == Some(ValueSource::CommandLine));
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => match linux_kernel(&args) {
+            Some(kernel) => run_linux(args, kernel, mem_given),
+            None => run(args),
+        },
         Command::Debug(args) => vmm::debug::cli::main(args),
         Command::Trace(args) => trace(args),
         Command::Bench(args) => vmm::bench::main(args),
@@ -126,6 +137,14 @@ fn setup_error(e: Error) -> ExitCode {
 
 fn run(args: RunArgs) -> ExitCode {
     let t0 = std::time::Instant::now();
+    let l = &args.linux;
+    if !l.init.is_empty() || l.initrd.is_some() || l.append.is_some() || l.allow_pvm {
+        eprintln!(
+            "vmm: --init, --initrd, --append and --allow-pvm are for a Linux guest: add --linux BZIMAGE \
+             (vmm's own kernel runs a program given after `--`)"
+        );
+        return ExitCode::from(status::USAGE);
+    }
     let (mut vm, user_symbols) = match args.guest.vm(true) {
         Ok(v) => v,
         Err(e) => return setup_error(e),
@@ -302,4 +321,77 @@ fn stepper_for(vm: &Vm, at: &str, steps: u64, user: &Symbols) -> Result<Stepper,
         });
     }
     Ok(Stepper::new(addr, steps, user.clone()))
+}
+
+/// The Linux kernel to boot: `--linux BZIMAGE`, or an IMAGE whose header
+/// says bzImage.
+fn linux_kernel(args: &RunArgs) -> Option<PathBuf> {
+    if let Some(k) = &args.linux.linux {
+        return Some(k.clone());
+    }
+    args.guest
+        .image
+        .as_deref()
+        .filter(|p| vmm::vstate::linux::sniff(p))
+        .map(PathBuf::from)
+}
+
+/// `vmm run --linux BZIMAGE`: a stock Linux kernel (vstate/linux.rs).
+fn run_linux(args: RunArgs, kernel: PathBuf, mem_given: bool) -> ExitCode {
+    use vmm::vstate::linux::{LinuxConfig, LinuxVm, DEFAULT_MEM_MIB};
+    let unsupported = [
+        (args.break_at.is_some(), "--break-at"),
+        (args.strace || args.strace_file.is_some(), "--strace"),
+        (args.gdb.is_some(), "--gdb"),
+    ];
+    if let Some((_, flag)) = unsupported.iter().find(|(on, _)| *on) {
+        eprintln!(
+            "vmm: {flag} with --linux is not supported yet: a Linux guest runs without tracers for now \
+             (see README, \"Booting Linux\")"
+        );
+        return ExitCode::from(status::USAGE);
+    }
+    if !args.linux.init.is_empty() && !args.guest.program.is_empty() {
+        return setup_error_of(vmm::vstate::linux::LinuxError::TwoInits);
+    }
+    let init = if args.linux.init.is_empty() {
+        args.guest.program.clone()
+    } else {
+        args.linux.init.clone()
+    };
+    let cfg = LinuxConfig {
+        kernel,
+        initrd: args.linux.initrd.clone(),
+        init,
+        cmdline: (!args.guest.cmdline.is_empty()).then(|| args.guest.cmdline.clone()),
+        append: args.linux.append.clone(),
+        mem_mib: if mem_given { args.guest.mem } else { DEFAULT_MEM_MIB },
+        timeout: vmm::vstate::launch::timeout_duration(args.guest.timeout),
+        kvm_device: args.guest.kvm_device.clone(),
+        allow_pvm: args.linux.allow_pvm,
+        seccomp: !args.guest.no_seccomp,
+    };
+    let mut vm = match LinuxVm::new(&cfg, Box::new(std::io::stdout())) {
+        Ok(vm) => vm,
+        Err(e) => return setup_error_of(e),
+    };
+    let outcome = vm.run();
+    match &outcome {
+        Outcome::Exited(s) if *s >= status::FIRST_RESERVED => {
+            eprintln!("vmm: init exited with status {s}, which is in vmm's reserved range 240..255");
+        }
+        Outcome::Exited(_) => {}
+        o => eprint!("{}", vm.report(o)),
+    }
+    if let Some(format) = args.stats {
+        eprint!("{}", vm.stats.render(format == report::StatsFormat::Json));
+    }
+    vm.release_for_exit();
+    drop(vm);
+    exit_with(&outcome)
+}
+
+fn setup_error_of(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("vmm: {e}");
+    ExitCode::from(status::SETUP_ERROR)
 }
