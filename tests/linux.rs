@@ -60,6 +60,7 @@ fn linux_options_without_linux_are_usage_errors() {
         &["run", "--init", "/bin/true"][..],
         &["run", "--initrd", "/dev/null"],
         &["run", "--append", "quiet"],
+        &["run", "--symbols", "/proc/kallsyms"],
     ] {
         vmm(args).assert_status(2).stderr_has("add --linux BZIMAGE");
     }
@@ -69,9 +70,19 @@ fn linux_options_without_linux_are_usage_errors() {
 fn what_linux_cannot_do_yet_is_refused_by_name() {
     let k = temp_file("bzImage2", &fake_bzimage());
     let k = k.to_str().unwrap();
-    vmm(&["run", "--linux", k, "--strace", "--", "/bin/true"])
+    vmm(&["run", "--linux", k, "--break-at", "do_syscall_64"])
         .assert_status(2)
-        .stderr_has("--strace with --linux is not supported yet");
+        .stderr_has("--break-at with --linux is not supported yet");
+    // Tracing Linux needs its symbols, which no bzImage carries.
+    vmm(&["run", "--linux", k, "--strace", "--", "/bin/true"])
+        .assert_status(245)
+        .stderr_has("--strace with --linux needs Linux's symbols: add --symbols");
+    vmm(&["debug", "--linux", k, "--batch", "-x", "continue"])
+        .assert_status(245)
+        .stderr_has("vmm debug with --linux needs Linux's symbols");
+    vmm(&["debug", "--batch", "--symbols", "/proc/kallsyms"])
+        .assert_status(2)
+        .stderr_has("add --linux BZIMAGE");
     vmm(&["run", "--linux", k, "--gdb", "127.0.0.1:1"])
         .assert_status(2)
         .stderr_has("--gdb with --linux is not supported yet");

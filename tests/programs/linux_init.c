@@ -4,7 +4,8 @@
  *   (none)      return 0: init exits, Linux panics ("Attempted to kill
  *               init!"), panic=-1 restarts, vmm exits 0
  *   exit N      return N: the same way, vmm exits N
- *   poweroff    reboot(RB_POWER_OFF): "Power down", then as above
+ *   poweroff    reboot(RB_POWER_OFF): without ACPI Linux halts ("reboot:
+ *               System halted"), vmm exits 0
  *   reboot      reboot(RB_AUTOBOOT): a restart without a panic, vmm exits 0
  *   getpid N    N getpid() calls first (something to trace) */
 #include <stdio.h>

@@ -117,7 +117,16 @@ fn main() -> ExitCode {
             Some(kernel) => run_linux(args, kernel, mem_given),
             None => run(args),
         },
-        Command::Debug(args) => vmm::debug::cli::main(args),
+        Command::Debug(args) => {
+            let mem_given = matches
+                .subcommand_matches("debug")
+                .is_some_and(|m| m.value_source("mem") == Some(ValueSource::CommandLine));
+            match linux_kernel_of(&args.guest, &args.linux) {
+                Some(kernel) => vmm::debug::linux::main(&args, kernel, mem_given),
+                None if args.linux.any() => linux_usage(),
+                None => vmm::debug::cli::main(args),
+            }
+        }
         Command::Trace(args) => trace(args),
         Command::Bench(args) => vmm::bench::main(args),
         Command::KvmInfo { json, kvm_device } => match kvm_info::query(&kvm_device) {
@@ -137,13 +146,8 @@ fn setup_error(e: Error) -> ExitCode {
 
 fn run(args: RunArgs) -> ExitCode {
     let t0 = std::time::Instant::now();
-    let l = &args.linux;
-    if !l.init.is_empty() || l.initrd.is_some() || l.append.is_some() || l.allow_pvm {
-        eprintln!(
-            "vmm: --init, --initrd, --append and --allow-pvm are for a Linux guest: add --linux BZIMAGE \
-             (vmm's own kernel runs a program given after `--`)"
-        );
-        return ExitCode::from(status::USAGE);
+    if args.linux.any() {
+        return linux_usage();
     }
     let (mut vm, user_symbols) = match args.guest.vm(true) {
         Ok(v) => v,
@@ -326,56 +330,72 @@ fn stepper_for(vm: &Vm, at: &str, steps: u64, user: &Symbols) -> Result<Stepper,
 /// The Linux kernel to boot: `--linux BZIMAGE`, or an IMAGE whose header
 /// says bzImage.
 fn linux_kernel(args: &RunArgs) -> Option<PathBuf> {
-    if let Some(k) = &args.linux.linux {
+    linux_kernel_of(&args.guest, &args.linux)
+}
+
+fn linux_kernel_of(guest: &GuestArgs, linux: &vmm::vstate::linux::LinuxArgs) -> Option<PathBuf> {
+    if let Some(k) = &linux.linux {
         return Some(k.clone());
     }
-    args.guest
+    guest
         .image
         .as_deref()
         .filter(|p| vmm::vstate::linux::sniff(p))
         .map(PathBuf::from)
 }
 
+fn linux_usage() -> ExitCode {
+    eprintln!(
+        "vmm: --init, --initrd, --append, --symbols and --allow-pvm are for a Linux guest: add --linux BZIMAGE \
+         (vmm's own kernel runs a program given after `--`)"
+    );
+    ExitCode::from(status::USAGE)
+}
+
 /// `vmm run --linux BZIMAGE`: a stock Linux kernel (vstate/linux.rs).
 fn run_linux(args: RunArgs, kernel: PathBuf, mem_given: bool) -> ExitCode {
-    use vmm::vstate::linux::{LinuxConfig, LinuxVm, DEFAULT_MEM_MIB};
-    let unsupported = [
-        (args.break_at.is_some(), "--break-at"),
-        (args.strace || args.strace_file.is_some(), "--strace"),
-        (args.gdb.is_some(), "--gdb"),
-    ];
+    use vmm::vstate::linux::{LinuxConfig, LinuxError, LinuxVm};
+    let unsupported = [(args.break_at.is_some(), "--break-at"), (args.gdb.is_some(), "--gdb")];
     if let Some((_, flag)) = unsupported.iter().find(|(on, _)| *on) {
         eprintln!(
-            "vmm: {flag} with --linux is not supported yet: a Linux guest runs without tracers for now \
+            "vmm: {flag} with --linux is not supported yet: use `vmm debug --linux` with --symbols \
              (see README, \"Booting Linux\")"
         );
         return ExitCode::from(status::USAGE);
     }
-    if !args.linux.init.is_empty() && !args.guest.program.is_empty() {
-        return setup_error_of(vmm::vstate::linux::LinuxError::TwoInits);
-    }
-    let init = if args.linux.init.is_empty() {
-        args.guest.program.clone()
-    } else {
-        args.linux.init.clone()
+    let strace = args.strace || args.strace_file.is_some();
+    let setup = || -> Result<(LinuxVm, Option<Symbols>), LinuxError> {
+        let cfg = LinuxConfig::from_args(&args.guest, &args.linux, kernel.clone(), mem_given)?;
+        if strace && args.linux.symbols.is_none() {
+            return Err(LinuxError::NeedsSymbols("--strace"));
+        }
+        let vm = LinuxVm::new(&cfg, Box::new(std::io::stdout()))?;
+        let syms = match &args.linux.symbols {
+            Some(p) => Some(vmm::debug::linux::load_symbols(p, vm.text_base)?.0),
+            None => None,
+        };
+        Ok((vm, syms))
     };
-    let cfg = LinuxConfig {
-        kernel,
-        initrd: args.linux.initrd.clone(),
-        init,
-        cmdline: (!args.guest.cmdline.is_empty()).then(|| args.guest.cmdline.clone()),
-        append: args.linux.append.clone(),
-        mem_mib: if mem_given { args.guest.mem } else { DEFAULT_MEM_MIB },
-        timeout: vmm::vstate::launch::timeout_duration(args.guest.timeout),
-        kvm_device: args.guest.kvm_device.clone(),
-        allow_pvm: args.linux.allow_pvm,
-        seccomp: !args.guest.no_seccomp,
-    };
-    let mut vm = match LinuxVm::new(&cfg, Box::new(std::io::stdout())) {
-        Ok(vm) => vm,
+    let (mut vm, syms) = match setup() {
+        Ok(v) => v,
         Err(e) => return setup_error_of(e),
     };
-    let outcome = vm.run();
+    let outcome = match (strace, &syms) {
+        (true, Some(syms)) => {
+            let mut out: Box<dyn std::io::Write> = match &args.strace_file {
+                Some(p) => match std::fs::File::create(p) {
+                    Ok(f) => Box::new(std::io::BufWriter::new(f)),
+                    Err(e) => return setup_error_of(format!("--strace-file {}: {e}", p.display())),
+                },
+                None => Box::new(std::io::stderr()),
+            };
+            match vmm::debug::linux::strace(&mut vm, syms, &mut out) {
+                Ok(o) => o,
+                Err(e) => return setup_error_of(e),
+            }
+        }
+        _ => vm.run(),
+    };
     match &outcome {
         Outcome::Exited(s) if *s >= status::FIRST_RESERVED => {
             eprintln!("vmm: init exited with status {s}, which is in vmm's reserved range 240..255");

@@ -384,7 +384,7 @@ fn cache_vs_memory(name: &str, seg: &kvm_segment, d: &Descriptor, base: u64, lim
 }
 
 /// The segment registers, in the order the dumps show them.
-fn segment_registers(s: &kvm_bindings::kvm_sregs) -> [(&'static str, &kvm_segment); 8] {
+pub(crate) fn segment_registers(s: &kvm_bindings::kvm_sregs) -> [(&'static str, &kvm_segment); 8] {
     [
         ("cs", &s.cs),
         ("ss", &s.ss),
@@ -398,7 +398,7 @@ fn segment_registers(s: &kvm_bindings::kvm_sregs) -> [(&'static str, &kvm_segmen
 }
 
 /// The decoded view of a segment register's hidden cache.
-fn cache_descriptor(s: &kvm_segment) -> Descriptor {
+pub(crate) fn cache_descriptor(s: &kvm_segment) -> Descriptor {
     Descriptor {
         base: s.base as u32,
         limit: s.limit,

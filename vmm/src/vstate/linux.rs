@@ -16,17 +16,19 @@
 //!
 //! How a run ends: Linux restarts the machine through the keyboard
 //! controller (`reboot=k`) for `reboot`, and for a panic (`panic=-1`:
-//! restart at once) — which is also how `poweroff` ends without ACPI (the
-//! kernel prints "Power down", finds no way to cut power, and init's exit
-//! panics). The VMM reads the console for Linux's panic line: "Attempted
-//! to kill init! exitcode=0x…" gives vmm init's exit status (as
-//! `vmm run -- PROGRAM` does), any other panic is status 240; a restart
-//! without a panic is status 0.
+//! restart at once), which is what init's exit is. The VMM reads the
+//! console for Linux's panic line: "Attempted to kill init! exitcode=0x…"
+//! gives vmm init's exit status (as `vmm run -- PROGRAM` does), any other
+//! panic is status 240; a restart without a panic is status 0. `poweroff`
+//! and `halt` end with status 0 at Linux's "reboot: System halted": without
+//! ACPI a power-off is a halt, the CPU stops inside KVM and no exit would
+//! ever come.
 //!
 //! On PVM (this project's development host) a stock kernel cannot boot:
 //! vmm refuses at once, before reading anything, with the reason.
 
 use crate::boot::bzimage::{self, BzImageError};
+use crate::debug::engine::patch::{complete_on_vcpu, patch_memory, unpatch_memory, Patched};
 use crate::devices::cmos::{self, Cmos};
 use crate::devices::i8042::{self, I8042};
 use crate::devices::serial::Output;
@@ -69,13 +71,61 @@ pub struct LinuxArgs {
     /// PVM guest; a stock kernel crawls, then fails).
     #[arg(long)]
     pub allow_pvm: bool,
+    /// Linux's symbols, for breakpoints and --strace: a System.map, a
+    /// /proc/kallsyms saved as root, or a vmlinux with symbols.
+    #[arg(long, value_name = "FILE")]
+    pub symbols: Option<PathBuf>,
+}
+
+impl LinuxArgs {
+    /// Any Linux-only option given (they need --linux or a bzImage IMAGE).
+    pub fn any(&self) -> bool {
+        !self.init.is_empty()
+            || self.initrd.is_some()
+            || self.append.is_some()
+            || self.allow_pvm
+            || self.symbols.is_some()
+    }
+}
+
+impl LinuxConfig {
+    /// The configuration `vmm run`/`vmm debug` options describe for a Linux
+    /// guest `kernel`; `mem_given`: --mem was on the command line.
+    pub fn from_args(
+        guest: &launch::GuestArgs,
+        linux: &LinuxArgs,
+        kernel: PathBuf,
+        mem_given: bool,
+    ) -> Result<LinuxConfig, LinuxError> {
+        if !linux.init.is_empty() && !guest.program.is_empty() {
+            return Err(LinuxError::TwoInits);
+        }
+        Ok(LinuxConfig {
+            kernel,
+            initrd: linux.initrd.clone(),
+            init: if linux.init.is_empty() {
+                guest.program.clone()
+            } else {
+                linux.init.clone()
+            },
+            cmdline: (!guest.cmdline.is_empty()).then(|| guest.cmdline.clone()),
+            append: linux.append.clone(),
+            mem_mib: if mem_given { guest.mem } else { DEFAULT_MEM_MIB },
+            timeout: launch::timeout_duration(guest.timeout),
+            kvm_device: guest.kvm_device.clone(),
+            allow_pvm: linux.allow_pvm,
+            seccomp: !guest.no_seccomp,
+        })
+    }
 }
 
 /// The command line Linux gets by default: the console on COM1, restart
 /// through the keyboard controller, restart at once on a panic (so that the
-/// run ends), fixed addresses (symbols from System.map match), and the
-/// initramfs's /init.
-pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 nokaslr rdinit=/init";
+/// run ends), fixed addresses (symbols from System.map match), 4-level
+/// paging (vmm's page walker — breakpoints, strace's reads of user memory —
+/// reads 4-level tables; the KVM box's CPU offers LA57 and Linux would take
+/// it), and the initramfs's /init.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 reboot=k panic=-1 nokaslr no5lvl rdinit=/init";
 
 /// Guest memory when --mem is not given: Debian's 6.1 kernel decompresses
 /// to 51.5 MiB at 16 MiB.
@@ -116,6 +166,10 @@ pub enum LinuxError {
     Read { path: PathBuf, reason: String },
     #[error("give the program for Linux's /init once: either --init PROGRAM [ARGS] or -- PROGRAM [ARGS], not both")]
     TwoInits,
+    #[error("--symbols {path}: {reason}")]
+    Symbols { path: PathBuf, reason: String },
+    #[error("{0} with --linux needs Linux's symbols: add --symbols System.map|kallsyms|vmlinux")]
+    NeedsSymbols(&'static str),
     #[error(transparent)]
     BzImage(#[from] BzImageError),
     #[error(transparent)]
@@ -207,10 +261,18 @@ pub enum Ending {
     InitExited(u32),
     /// Any other panic.
     Panic,
+    /// "reboot: System halted" or "reboot: Power down": `poweroff` or
+    /// `halt`. Without ACPI Linux cannot cut the power, so a power-off
+    /// becomes a halt: the CPU stops with interrupts off, inside KVM,
+    /// and would never exit — the console line is the only sign.
+    Halted,
 }
 
-/// Read one console line for a panic.
+/// Read one console line for the end of the run: a panic, or a halt.
 pub fn panic_line(line: &str) -> Option<Ending> {
+    if line.contains("reboot: System halted") || line.contains("reboot: Power down") {
+        return Some(Ending::Halted);
+    }
     let rest = &line[line.find("Kernel panic - not syncing:")?..];
     if let Some(i) = rest.find("Attempted to kill init! exitcode=0x") {
         let hex: String = rest[i + 35..].chars().take_while(char::is_ascii_hexdigit).collect();
@@ -308,6 +370,31 @@ pub struct LinuxVm {
     timeout: Option<Duration>,
     pub stats: LinuxStats,
     ports: BTreeMap<u16, u64>,
+    /// Exit-instruction trace points (kernel virtual addresses) wanted.
+    breaks: Vec<u64>,
+    /// The bytes patched for them, once Linux runs decompressed.
+    armed: Vec<Patched>,
+    /// Stopped at a trace point: the next run steps over its instruction.
+    at_break: bool,
+    /// Linux has finished patching its own text (the CMOS was touched).
+    text_final: bool,
+    /// The armed addresses, for the run loop's look at an `in` exit.
+    exit_patches: crate::debug::engine::ExitPatches,
+    /// Where Linux's `_text` is linked: `__START_KERNEL_map` + the header's
+    /// `pref_address` (with `nokaslr`, also where it runs).
+    pub text_base: u64,
+}
+
+/// Linux's kernel mapping starts here (`__START_KERNEL_map`); the
+/// decompressor runs identity-mapped far below it.
+pub const START_KERNEL_MAP: u64 = 0xffff_ffff_8000_0000;
+
+/// Why [`LinuxVm::run_until`] returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinuxEvent {
+    Ended(Outcome),
+    /// The vCPU reached this trace point; its instruction has not run.
+    Break(u64),
 }
 
 impl LinuxVm {
@@ -413,6 +500,7 @@ impl LinuxVm {
         })
         .map_err(Error::from)?;
         events.catch_signals(InterruptPolicy::Stop).map_err(Error::from)?;
+        let vcpu_fd = std::os::fd::AsRawFd::as_raw_fd(&vcpu);
         Ok(LinuxVm {
             vcpu_reg: None,
             events: Some(events),
@@ -430,12 +518,93 @@ impl LinuxVm {
                 ..Default::default()
             },
             ports: BTreeMap::new(),
+            breaks: Vec::new(),
+            armed: Vec::new(),
+            at_break: false,
+            text_final: false,
+            exit_patches: crate::debug::engine::ExitPatches::new(vcpu_fd),
+            text_base: START_KERNEL_MAP + hdr.pref_address,
         })
     }
 
     /// Run until Linux restarts or powers off the machine, fails, or the
     /// timeout or a signal stops it.
     pub fn run(&mut self) -> Outcome {
+        loop {
+            if let LinuxEvent::Ended(o) = self.run_until() {
+                return o;
+            }
+        }
+    }
+
+    /// Stop at these kernel addresses (exit-instruction patches: the first
+    /// byte becomes `in al, dx`). Linux's text exists only once the
+    /// decompressor has written it, and Linux rewrites parts of it while it
+    /// boots (alternatives, static calls, the IBT seal of ENDBRs): the
+    /// patches go in at the first exit after that, which vmm takes to be the
+    /// first access to the CMOS RTC (rtc_cmos's probe, an initcall, long
+    /// after `start_kernel` has patched its text). Nothing earlier stops.
+    pub fn set_breakpoints(&mut self, addrs: &[u64]) {
+        unpatch_memory(&self.mem, &self.armed);
+        self.armed.clear();
+        self.exit_patches.addrs.clear();
+        self.breaks = addrs.to_vec();
+    }
+
+    /// Patch the trace points in once Linux's text is final (see
+    /// [`LinuxVm::set_breakpoints`]), through Linux's own page tables.
+    fn arm(&mut self) -> Result<(), crate::debug::DebugError> {
+        if self.breaks.is_empty() || !self.armed.is_empty() || !self.text_final {
+            return Ok(());
+        }
+        let sregs = self
+            .vcpu
+            .get_sregs()
+            .map_err(crate::debug::DebugError::kvm("KVM_GET_SREGS"))?;
+        self.armed = patch_memory(&self.mem, sregs.cr3, &self.breaks)?;
+        self.exit_patches.addrs = self.armed.iter().map(|&(a, _, _)| a).collect();
+        Ok(())
+    }
+
+    /// Step over the instruction at a trace point (its byte is back), so
+    /// that the patch can go in again: one single step, interrupts held off
+    /// where KVM can.
+    fn step_over(&mut self) -> Result<(), String> {
+        use kvm_bindings::{kvm_guest_debug, KVM_GUESTDBG_BLOCKIRQ, KVM_GUESTDBG_ENABLE, KVM_GUESTDBG_SINGLESTEP};
+        let mut dbg = kvm_guest_debug {
+            control: KVM_GUESTDBG_ENABLE | KVM_GUESTDBG_SINGLESTEP | KVM_GUESTDBG_BLOCKIRQ,
+            ..Default::default()
+        };
+        if self.vcpu.set_guest_debug(&dbg).is_err() {
+            dbg.control &= !KVM_GUESTDBG_BLOCKIRQ;
+            self.vcpu
+                .set_guest_debug(&dbg)
+                .map_err(|e| format!("KVM_SET_GUEST_DEBUG (single step): {e}"))?;
+        }
+        let r = loop {
+            match self.vcpu.run() {
+                Ok(VcpuExit::Debug(_)) => break Ok(()),
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    self.vcpu.set_kvm_immediate_exit(0);
+                }
+                Ok(other) => break Err(format!("single step over a trace point ended in {other:?}")),
+                Err(e) => break Err(format!("KVM_RUN (single step): {e}")),
+            }
+        };
+        let _ = self.vcpu.set_guest_debug(&kvm_guest_debug::default());
+        r
+    }
+
+    /// Run until the guest ends or reaches a trace point.
+    pub fn run_until(&mut self) -> LinuxEvent {
+        if std::mem::take(&mut self.at_break) {
+            if let Err(e) = self.step_over() {
+                return LinuxEvent::Ended(Outcome::KvmError(e));
+            }
+        }
+        if let Err(e) = self.arm() {
+            return LinuxEvent::Ended(Outcome::KvmError(format!("patching the trace points: {e}")));
+        }
         if let Some(ev) = self.events.as_mut() {
             ev.arm_timeout(self.timeout);
             // SAFETY: `vcpu_reg` is dropped before `vcpu` (field order), and
@@ -445,7 +614,7 @@ impl LinuxVm {
         if let Some(r) = &self.vcpu_reg {
             r.running(true);
         }
-        let outcome = self.run_loop();
+        let event = self.run_loop();
         if let Some(r) = &self.vcpu_reg {
             r.running(false);
         }
@@ -461,7 +630,7 @@ impl LinuxVm {
             .take(12)
             .map(|(p, n)| (format!("{p:#x}"), n))
             .collect();
-        outcome
+        event
     }
 
     fn stop_requested(&self) -> Option<Outcome> {
@@ -473,10 +642,10 @@ impl LinuxVm {
         }
     }
 
-    fn run_loop(&mut self) -> Outcome {
+    fn run_loop(&mut self) -> LinuxEvent {
         loop {
             if let Some(o) = self.stop_requested() {
-                return o;
+                return LinuxEvent::Ended(o);
             }
             let t = Instant::now();
             let exit = self.vcpu.run();
@@ -490,16 +659,29 @@ impl LinuxVm {
                     match port {
                         p if (COM1..COM1 + 8).contains(&p) => {
                             let _ = self.serial.write((p - COM1) as u8, value);
-                            false
+                            // Halted: no exit will ever come again.
+                            value == b'\n' && *self.ending.lock().unwrap() == Ending::Halted
                         }
                         cmos::INDEX_PORT | cmos::DATA_PORT => {
                             self.cmos.write(port, value);
+                            self.text_final = true;
                             false
                         }
                         i8042::DATA_PORT | i8042::COMMAND_PORT => self.i8042.write(port, value) == i8042::Action::Reset,
                         // Nothing there: the write goes nowhere.
                         _ => false,
                     }
+                }
+                Ok(VcpuExit::IoIn(..)) if self.exit_patches.hit().is_some() => {
+                    let at = self.exit_patches.hit().unwrap_or_default();
+                    unpatch_memory(&self.mem, &self.armed);
+                    self.armed.clear();
+                    self.exit_patches.addrs.clear();
+                    if let Err(e) = complete_on_vcpu(&mut self.vcpu) {
+                        return LinuxEvent::Ended(Outcome::KvmError(format!("at a trace point: {e}")));
+                    }
+                    self.at_break = true;
+                    return LinuxEvent::Break(at);
                 }
                 Ok(VcpuExit::IoIn(port, data)) => {
                     self.stats.pio_exits += 1;
@@ -526,33 +708,46 @@ impl LinuxVm {
                 // KVM_SYSTEM_EVENT_SHUTDOWN / RESET (e.g. from a PSCI-like
                 // interface): the machine is off or restarting.
                 Ok(VcpuExit::SystemEvent(..)) => true,
-                Ok(VcpuExit::Shutdown) => return Outcome::TripleFault,
+                Ok(VcpuExit::Shutdown) => return LinuxEvent::Ended(Outcome::TripleFault),
                 Ok(VcpuExit::Hlt) => {
-                    return Outcome::Unhandled("hlt exited to the VMM despite the in-kernel irqchip".into())
+                    return LinuxEvent::Ended(Outcome::Unhandled(
+                        "hlt exited to the VMM despite the in-kernel irqchip".into(),
+                    ))
                 }
-                Ok(VcpuExit::InternalError) => return Outcome::KvmError(self.internal_error()),
+                Ok(VcpuExit::InternalError) => return LinuxEvent::Ended(Outcome::KvmError(self.internal_error())),
                 Ok(VcpuExit::FailEntry(reason, cpu)) => {
-                    return Outcome::KvmError(format!("VM entry failed (hardware reason {reason:#x}, cpu {cpu})"))
+                    return LinuxEvent::Ended(Outcome::KvmError(format!(
+                        "VM entry failed (hardware reason {reason:#x}, cpu {cpu})"
+                    )))
                 }
-                Ok(other) => return Outcome::Unhandled(format!("{other:?}")),
+                Ok(other) => return LinuxEvent::Ended(Outcome::Unhandled(format!("{other:?}"))),
                 // A kick (event_loop.rs): clear immediate_exit before the
                 // next look for a request.
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     self.vcpu.set_kvm_immediate_exit(0);
                     false
                 }
-                Err(e) => return Outcome::KvmError(format!("KVM_RUN failed: {e}")),
+                Err(e) => return LinuxEvent::Ended(Outcome::KvmError(format!("KVM_RUN failed: {e}"))),
             };
             if ended {
                 // Let the console's last line reach the watcher.
                 self.serial.writer_mut().write_out();
-                return match *self.ending.lock().unwrap() {
-                    Ending::Running => Outcome::Exited(0),
+                return LinuxEvent::Ended(match *self.ending.lock().unwrap() {
+                    Ending::Running | Ending::Halted => Outcome::Exited(0),
                     Ending::InitExited(wait) => Outcome::Exited(init_status(wait)),
                     Ending::Panic => Outcome::KernelPanic,
-                };
+                });
+            }
+            if self.armed.is_empty() && !self.breaks.is_empty() {
+                if let Err(e) = self.arm() {
+                    return LinuxEvent::Ended(Outcome::KvmError(format!("patching the trace points: {e}")));
+                }
             }
         }
+    }
+
+    pub fn vcpu(&self) -> &VcpuFd {
+        &self.vcpu
     }
 
     fn internal_error(&mut self) -> String {
@@ -662,6 +857,7 @@ mod tests {
             Some(Ending::Panic)
         );
         assert_eq!(panic_line("hello from init"), None);
+        assert_eq!(panic_line("[    6.078008] reboot: System halted"), Some(Ending::Halted));
     }
 
     #[test]
