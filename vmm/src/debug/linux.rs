@@ -13,9 +13,8 @@
 //! `regs->ax`. Only the 64-bit `syscall` path; no pid (that needs struct
 //! offsets from debug info).
 
-use crate::debug::dumps::{Regs, Segment, Sregs};
-use crate::debug::inspect::{cache_descriptor, segment_registers};
-use crate::introspect::decode::{self, DescriptorView, SelectorView};
+use crate::debug::dumps::{Regs, Sregs};
+use crate::debug::inspect::sregs_view;
 use crate::introspect::memory::{disassemble_one, read_virt};
 use crate::introspect::symbols::Symbols;
 use crate::vstate::linux::{LinuxError, LinuxEvent, LinuxVm, START_KERNEL_MAP};
@@ -213,22 +212,7 @@ impl Session {
         let s = self.vm.vcpu().get_sregs().map_err(|e| e.to_string())?;
         let r = self.vm.vcpu().get_regs().map_err(|e| e.to_string())?;
         let m = self.msrs(&[MSR_FS_BASE, MSR_GS_BASE, MSR_KERNEL_GS_BASE])?;
-        Ok(Sregs {
-            segments: segment_registers(&s)
-                .iter()
-                .map(|(name, g)| Segment {
-                    name,
-                    selector: SelectorView::new(g.selector),
-                    unusable: g.unusable != 0,
-                    cache: DescriptorView::new(&cache_descriptor(g), g.base, u64::from(g.limit)),
-                })
-                .collect(),
-            cpl: s.cs.selector & 3,
-            iopl: decode::iopl(r.rflags),
-            fs_base: m[0],
-            gs_base: m[1],
-            kernel_gs_base: m[2],
-        })
+        Ok(sregs_view(&s, r.rflags, [m[0], m[1], m[2]]))
     }
 }
 
