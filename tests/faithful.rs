@@ -24,7 +24,12 @@ fn suite() -> &'static Batch {
         let user = |name| PathBuf::from(USER_PROGRAM_PATHS.iter().find(|(n, _)| *n == name).unwrap().1);
         let attack = user("attack");
         let sysfuzz = user("sysfuzz");
+        let linux_init = common::programs::linux_init().to_path_buf();
+        let vmlinuz = common::programs::host_vmlinuz()
+            .expect("no readable /boot/vmlinuz-*: install linux-image-cloud-amd64 (the KVM box needs it too)");
         let files = vec![
+            linux_init.clone(),
+            vmlinuz.clone(),
             p.clock.clone(),
             p.getpid_asm.clone(),
             p.hello_asm.clone(),
@@ -238,6 +243,35 @@ fn suite() -> &'static Batch {
                 &["run", "--stats", "--timeout", "60", "--", &at(&p.timer), "sleep", "200"],
             ),
             case("kvm-info", &["kvm-info", "--json"]),
+            // A stock Linux kernel (Debian's), one boot (12-25 s in the box):
+            // stopped at its syscall entry from outside, then powered off.
+            // The box runs the same kernel: its /proc/kallsyms names the guest's.
+            case(
+                "linux-debug-poweroff",
+                &[
+                    "debug",
+                    "--timeout",
+                    "300",
+                    "--batch",
+                    "--linux",
+                    &at(&vmlinuz),
+                    "--symbols",
+                    "/proc/kallsyms",
+                    "--init",
+                    &at(&linux_init),
+                    "poweroff",
+                    "-x",
+                    "break entry_SYSCALL_64",
+                    "-x",
+                    "continue",
+                    "-x",
+                    "sregs",
+                    "-x",
+                    "delete",
+                    "-x",
+                    "continue",
+                ],
+            ),
             case("boot", &["run"]),
             case("triple-fault", &["run", "--cmdline", "crash=triple-fault"]),
             case("page-fault", &["run", "--cmdline", "crash=page-fault"]),
@@ -617,6 +651,30 @@ fn exits(out: &str) -> u64 {
         .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("exits=")))
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exits= in\n{out}"))
+}
+
+/// `vmm debug --linux`: Debian's kernel boots to the program packed as
+/// /init; an exit-instruction breakpoint stops Linux's entry_SYSCALL_64 at
+/// full speed, coming from ring 3 by `syscall`, with Linux's own selectors
+/// loaded; then init powers off (without ACPI Linux halts) and the run
+/// ends with status 0.
+#[test]
+fn linux_boots_stops_at_its_syscall_entry_and_powers_off() {
+    let r = expect(
+        "linux-debug-poweroff",
+        0,
+        &[
+            "Breakpoint 1, 0xffffffff",
+            "<entry_SYSCALL_64>  swapgs    [CPL 3 → 0 via syscall; user RIP 0x",
+            "sysretq returns to CS 0x33 SS 0x2b (STAR)",
+            "cs   0x0010 (index 2, GDT, RPL 0)",
+            "ss   0x0018 (index 3, GDT, RPL 0)",
+            "hello from init: pid 1, argc 2",
+            "reboot: System halted",
+            "the guest ended: guest exited with status 0",
+        ],
+    );
+    assert!(r.output.contains("CPL 0  0xffffffff"), "{}", r.output);
 }
 
 #[test]

@@ -179,3 +179,38 @@ pub const MUSL_SYSCALLS: [&str; 12] = [
     "writev",
     "exit_group",
 ];
+
+/// tests/programs/linux_init.c, a static musl /init for a stock Linux guest.
+pub fn linux_init() -> &'static Path {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let out = root.join("target/test-programs");
+        std::fs::create_dir_all(&out).unwrap();
+        let p = out.join("linux_init");
+        run(
+            Command::new("musl-gcc")
+                .args(["-static", "-O2", "-o"])
+                .arg(&p)
+                .arg(root.join("tests/programs/linux_init.c")),
+            "musl-gcc",
+            "musl-tools",
+        );
+        p
+    })
+}
+
+/// The newest /boot/vmlinuz-* (Debian's linux-image-cloud-amd64 in CI), if any.
+pub fn host_vmlinuz() -> Option<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        })
+        .filter(|p| std::fs::File::open(p).is_ok())
+        .collect();
+    v.sort();
+    v.pop()
+}

@@ -1,6 +1,7 @@
 //! The `vmm` command line.
 
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use vmm::debug::engine::{self, BreakMethod};
@@ -51,6 +52,8 @@ enum Command {
 struct RunArgs {
     #[command(flatten)]
     guest: GuestArgs,
+    #[command(flatten)]
+    linux: vmm::vstate::linux::LinuxArgs,
     /// Print setup and run timings, VM-exit counts and the kernel's counters
     /// to stderr: two `vmm:` lines, or with `--stats=json` one JSON object.
     #[arg(long, value_enum, value_name = "FORMAT", num_args = 0..=1, require_equals = true,
@@ -103,10 +106,27 @@ struct TraceArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // A Linux guest wants more memory than vmm's own kernel by default.
+    let mem_given = matches
+        .subcommand_matches("run")
+        .is_some_and(|m| m.value_source("mem") == Some(ValueSource::CommandLine));
     match cli.command {
-        Command::Run(args) => run(args),
-        Command::Debug(args) => vmm::debug::cli::main(args),
+        Command::Run(args) => match linux_kernel(&args) {
+            Some(kernel) => run_linux(args, kernel, mem_given),
+            None => run(args),
+        },
+        Command::Debug(args) => {
+            let mem_given = matches
+                .subcommand_matches("debug")
+                .is_some_and(|m| m.value_source("mem") == Some(ValueSource::CommandLine));
+            match linux_kernel_of(&args.guest, &args.linux) {
+                Some(kernel) => vmm::debug::linux::main(&args, kernel, mem_given),
+                None if args.linux.any() => linux_usage(),
+                None => vmm::debug::cli::main(args),
+            }
+        }
         Command::Trace(args) => trace(args),
         Command::Bench(args) => vmm::bench::main(args),
         Command::KvmInfo { json, kvm_device } => match kvm_info::query(&kvm_device) {
@@ -126,6 +146,9 @@ fn setup_error(e: Error) -> ExitCode {
 
 fn run(args: RunArgs) -> ExitCode {
     let t0 = std::time::Instant::now();
+    if args.linux.any() {
+        return linux_usage();
+    }
     let (mut vm, user_symbols) = match args.guest.vm(true) {
         Ok(v) => v,
         Err(e) => return setup_error(e),
@@ -308,4 +331,93 @@ fn stepper_for(vm: &Vm, at: &str, steps: u64, user: &Symbols) -> Result<Stepper,
         });
     }
     Ok(Stepper::new(addr, steps, user.clone()))
+}
+
+/// The Linux kernel to boot: `--linux BZIMAGE`, or an IMAGE whose header
+/// says bzImage.
+fn linux_kernel(args: &RunArgs) -> Option<PathBuf> {
+    linux_kernel_of(&args.guest, &args.linux)
+}
+
+fn linux_kernel_of(guest: &GuestArgs, linux: &vmm::vstate::linux::LinuxArgs) -> Option<PathBuf> {
+    if let Some(k) = &linux.linux {
+        return Some(k.clone());
+    }
+    guest
+        .image
+        .as_deref()
+        .filter(|p| vmm::vstate::linux::sniff(p))
+        .map(PathBuf::from)
+}
+
+fn linux_usage() -> ExitCode {
+    eprintln!(
+        "vmm: --init, --initrd, --append, --symbols and --allow-pvm are for a Linux guest: add --linux BZIMAGE \
+         (vmm's own kernel runs a program given after `--`)"
+    );
+    ExitCode::from(status::USAGE)
+}
+
+/// `vmm run --linux BZIMAGE`: a stock Linux kernel (vstate/linux.rs).
+fn run_linux(args: RunArgs, kernel: PathBuf, mem_given: bool) -> ExitCode {
+    use vmm::vstate::linux::{LinuxConfig, LinuxError, LinuxVm};
+    let unsupported = [(args.break_at.is_some(), "--break-at"), (args.gdb.is_some(), "--gdb")];
+    if let Some((_, flag)) = unsupported.iter().find(|(on, _)| *on) {
+        eprintln!(
+            "vmm: {flag} with --linux is not supported yet: use `vmm debug --linux` with --symbols \
+             (see README, \"Booting Linux\")"
+        );
+        return ExitCode::from(status::USAGE);
+    }
+    let strace = args.strace || args.strace_file.is_some();
+    let setup = || -> Result<(LinuxVm, Option<Symbols>), LinuxError> {
+        let cfg = LinuxConfig::from_args(&args.guest, &args.linux, kernel.clone(), mem_given)?;
+        if strace && args.linux.symbols.is_none() {
+            return Err(LinuxError::NeedsSymbols("--strace"));
+        }
+        let vm = LinuxVm::new(&cfg, Box::new(std::io::stdout()))?;
+        let syms = match &args.linux.symbols {
+            Some(p) => Some(vmm::debug::linux::load_symbols(p, vm.text_base)?.0),
+            None => None,
+        };
+        Ok((vm, syms))
+    };
+    let (mut vm, syms) = match setup() {
+        Ok(v) => v,
+        Err(e) => return setup_error_of(e),
+    };
+    let outcome = match (strace, &syms) {
+        (true, Some(syms)) => {
+            let mut out: Box<dyn std::io::Write> = match &args.strace_file {
+                Some(p) => match std::fs::File::create(p) {
+                    Ok(f) => Box::new(std::io::BufWriter::new(f)),
+                    Err(e) => return setup_error_of(format!("--strace-file {}: {e}", p.display())),
+                },
+                None => Box::new(std::io::stderr()),
+            };
+            match vmm::debug::linux::strace(&mut vm, syms, &mut out) {
+                Ok(o) => o,
+                Err(e) => return setup_error_of(e),
+            }
+        }
+        _ => vm.run(),
+    };
+    match &outcome {
+        Outcome::Exited(s) if *s >= status::FIRST_RESERVED => {
+            eprintln!("vmm: init exited with status {s}, which is in vmm's reserved range 240..255");
+        }
+        Outcome::Exited(_) => {}
+        o => eprint!("{}", vm.report(o)),
+    }
+    if let Some(format) = args.stats {
+        eprint!("{}", vm.stats.render(format == report::StatsFormat::Json));
+    }
+    vm.release_for_exit();
+    drop(vm);
+    exit_with(&outcome)
+}
+
+fn setup_error_of(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("vmm: {e}");
+    ExitCode::from(status::SETUP_ERROR)
 }

@@ -12,6 +12,8 @@ use std::process::ExitCode;
 pub struct DebugArgs {
     #[command(flatten)]
     pub guest: GuestArgs,
+    #[command(flatten)]
+    pub linux: crate::vstate::linux::LinuxArgs,
     /// Run this command first (repeatable), as gdb's -ex.
     #[arg(short = 'x', long = "ex", value_name = "CMD")]
     pub commands: Vec<String>,

@@ -80,22 +80,7 @@ impl Debugger {
         let s = self.sregs()?;
         let r = self.regs()?;
         let m = self.get_msrs(&[msr::MSR_FS_BASE, msr::MSR_GS_BASE, msr::MSR_KERNEL_GS_BASE])?;
-        Ok(Sregs {
-            segments: segment_registers(&s)
-                .iter()
-                .map(|(name, g)| Segment {
-                    name,
-                    selector: SelectorView::new(g.selector),
-                    unusable: g.unusable != 0,
-                    cache: DescriptorView::new(&cache_descriptor(g), g.base, u64::from(g.limit)),
-                })
-                .collect(),
-            cpl: s.cs.selector & 3,
-            iopl: decode::iopl(r.rflags),
-            fs_base: m[0],
-            gs_base: m[1],
-            kernel_gs_base: m[2],
-        })
+        Ok(sregs_view(&s, r.rflags, [m[0], m[1], m[2]]))
     }
 
     pub fn gdt_dump(&self) -> Result<Gdt> {
@@ -380,6 +365,27 @@ fn cache_vs_memory(name: &str, seg: &kvm_segment, d: &Descriptor, base: u64, lim
         format!("loaded in {}", name.to_uppercase())
     } else {
         format!("loaded in {}, DIFFERS: {}", name.to_uppercase(), diffs.join(", "))
+    }
+}
+
+/// `sregs` from the special registers, RFLAGS and the FS, GS and
+/// KERNEL_GS bases (any VM: the own kernel's or Linux's).
+pub(crate) fn sregs_view(s: &kvm_bindings::kvm_sregs, rflags: u64, bases: [u64; 3]) -> Sregs {
+    Sregs {
+        segments: segment_registers(s)
+            .iter()
+            .map(|(name, g)| Segment {
+                name,
+                selector: SelectorView::new(g.selector),
+                unusable: g.unusable != 0,
+                cache: DescriptorView::new(&cache_descriptor(g), g.base, u64::from(g.limit)),
+            })
+            .collect(),
+        cpl: s.cs.selector & 3,
+        iopl: decode::iopl(rflags),
+        fs_base: bases[0],
+        gs_base: bases[1],
+        kernel_gs_base: bases[2],
     }
 }
 

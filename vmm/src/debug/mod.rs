@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod gdb;
 mod inspect;
+pub mod linux;
 pub mod parse;
 
 pub use breakpoints::Breakpoint;

@@ -51,6 +51,65 @@ impl Symbols {
         Symbols { syms }
     }
 
+    /// A System.map or /proc/kallsyms text ("ffffffff81000000 T _text"
+    /// per line; a module column is ignored). Its lines carry no sizes: a
+    /// text symbol reaches to the next one. Absolute and undefined symbols
+    /// are skipped.
+    pub fn from_map(text: &str) -> Symbols {
+        let mut ranked: Vec<(u64, u8, Sym)> = text
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let addr = u64::from_str_radix(w.next()?, 16).ok()?;
+                let kind = w.next()?;
+                let name = w.next()?;
+                if addr == 0 || matches!(kind, "a" | "A" | "U" | "u") {
+                    return None;
+                }
+                let text = matches!(kind, "t" | "T" | "w" | "W");
+                let rank = u8::from(!text) * 2 + if name.starts_with("__") { 3 } else { 0 };
+                Some((
+                    addr,
+                    rank,
+                    Sym {
+                        addr,
+                        size: u64::from(text),
+                        name: name.to_string(),
+                    },
+                ))
+            })
+            .collect();
+        // At one address the best-ranked name last: `lookup` takes the last.
+        ranked.sort_by_key(|(addr, rank, _)| (*addr, std::cmp::Reverse(*rank)));
+        let mut syms: Vec<Sym> = ranked.into_iter().map(|(_, _, sym)| sym).collect();
+        // A text symbol's size: up to the next higher address.
+        for i in 0..syms.len() {
+            if syms[i].size == 1 {
+                let next = syms[i..].iter().find(|s| s.addr > syms[i].addr).map(|s| s.addr);
+                syms[i].size = next.map_or(0, |n| n - syms[i].addr);
+            }
+        }
+        Symbols { syms }
+    }
+
+    /// Move the symbols at or above `from` by `delta` (a KASLR slide: a
+    /// kallsyms taken from a randomized boot, used for a `nokaslr` one).
+    pub fn rebase(&mut self, from: u64, delta: i64) {
+        for s in &mut self.syms {
+            if s.addr >= from {
+                s.addr = s.addr.wrapping_add_signed(delta);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.syms.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.syms.is_empty()
+    }
+
     /// `name+0xoff` for the symbol containing `addr` (or the nearest one below
     /// it when sizes are unknown, as for assembly labels).
     pub fn lookup(&self, addr: u64) -> Option<(String, u64)> {
@@ -99,6 +158,26 @@ fn demangle(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_system_map_gives_names_sizes_and_can_be_rebased() {
+        let map = "0000000000000000 A fixed_percpu_data\n\
+                   ffffffff81000000 T _text\n\
+                   ffffffff81000000 T startup_64\n\
+                   ffffffff81e00000 T entry_SYSCALL_64\n\
+                   ffffffff81e00040 T entry_SYSCALL_64_safe_stack\n\
+                   ffffffff82000000 D some_data\n";
+        let mut s = Symbols::from_map(map);
+        assert_eq!(s.len(), 5);
+        assert_eq!(s.address_of("entry_SYSCALL_64"), Some(0xffff_ffff_81e0_0000));
+        assert_eq!(
+            s.describe(0xffff_ffff_81e0_0003),
+            "0xffffffff81e00003 <entry_SYSCALL_64+0x3>"
+        );
+        assert_eq!(s.describe(0xffff_ffff_8100_0000), "0xffffffff81000000 <startup_64>");
+        s.rebase(0xffff_8000_0000_0000, -0x1000_0000);
+        assert_eq!(s.address_of("_text"), Some(0xffff_ffff_7100_0000));
+    }
 
     fn table() -> Symbols {
         Symbols {

@@ -5,4 +5,5 @@ pub mod event_loop;
 pub mod kick;
 pub mod kvm_info;
 pub mod launch;
+pub mod linux;
 pub mod vm;

@@ -17,7 +17,7 @@
 //!   VMM from ring 0 on every KVM flavor.
 //! - [`Symbolizer`]: an address with its kernel or program symbol.
 
-mod patch;
+pub mod patch;
 mod probe;
 mod runner;
 mod track;

@@ -5,8 +5,9 @@
 use crate::debug::error::{DebugError, Result};
 use crate::vstate::vm::Vm;
 use kvm_bindings::kvm_regs;
+use kvm_ioctls::VcpuFd;
 use std::os::fd::RawFd;
-use vm_memory::{Bytes, GuestAddress};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 /// `in al, dx`: one byte, exits to the VMM from ring 0 on every KVM.
 pub const EXIT_INSN: u8 = 0xec;
@@ -55,28 +56,44 @@ pub type Patched = (u64, u64, u8);
 /// Write `in al, dx` over the first byte at each of `addrs` (virtual, through
 /// the tables at `cr3`); returns what to put back.
 pub fn patch_in(vm: &mut Vm, cr3: u64, addrs: &[u64]) -> Result<Vec<Patched>> {
-    let mut saved: Vec<Patched> = Vec::new();
+    let saved = patch_memory(&vm.mem, cr3, addrs)?;
+    vm.exit_patches.addrs = saved.iter().map(|&(a, _, _)| a).collect();
+    Ok(saved)
+}
+
+/// [`patch_in`] on guest memory alone (any VM: the own kernel's or Linux's).
+/// Nothing is patched if an address is not mapped.
+pub fn patch_memory(mem: &GuestMemoryMmap, cr3: u64, addrs: &[u64]) -> Result<Vec<Patched>> {
+    let mut found: Vec<(u64, u64)> = Vec::new();
     for &addr in addrs {
-        if saved.iter().any(|&(a, _, _)| a == addr) {
+        if found.iter().any(|&(a, _)| a == addr) {
             continue;
         }
-        let phys = crate::arch::paging::walk(&vm.mem, cr3, addr)
+        let phys = crate::arch::paging::walk(mem, cr3, addr)
             .1
             .ok_or(DebugError::PatchNotMapped(addr))?;
-        let orig: u8 = vm.mem.read_obj(GuestAddress(phys))?;
-        vm.mem.write_obj(EXIT_INSN, GuestAddress(phys))?;
+        found.push((addr, phys));
+    }
+    let mut saved: Vec<Patched> = Vec::new();
+    for (addr, phys) in found {
+        let orig: u8 = mem.read_obj(GuestAddress(phys))?;
+        mem.write_obj(EXIT_INSN, GuestAddress(phys))?;
         saved.push((addr, phys, orig));
     }
-    vm.exit_patches.addrs = saved.iter().map(|&(a, _, _)| a).collect();
     Ok(saved)
 }
 
 /// Put the original bytes back.
 pub fn patch_out(vm: &mut Vm, saved: &[Patched]) {
-    for &(_, phys, orig) in saved {
-        let _ = vm.mem.write_obj(orig, GuestAddress(phys));
-    }
+    unpatch_memory(&vm.mem, saved);
     vm.exit_patches.addrs.clear();
+}
+
+/// [`patch_out`] on guest memory alone.
+pub fn unpatch_memory(mem: &GuestMemoryMmap, saved: &[Patched]) {
+    for &(_, phys, orig) in saved {
+        let _ = mem.write_obj(orig, GuestAddress(phys));
+    }
 }
 
 /// The vCPU stopped on a patched `in al, dx`, the original byte now back:
@@ -84,15 +101,20 @@ pub fn patch_out(vm: &mut Vm, saved: &[Patched]) {
 /// (immediate_exit), then put RIP and RAX back so that the original
 /// instruction runs next.
 pub fn complete_exit_insn(vm: &mut Vm) -> Result<()> {
-    let regs = vm.vcpu().get_regs().map_err(DebugError::kvm("KVM_GET_REGS"))?;
-    vm.vcpu_mut().set_kvm_immediate_exit(1);
-    let r = vm.vcpu_mut().run().map(|_| ()).err();
-    vm.vcpu_mut().set_kvm_immediate_exit(0);
+    complete_on_vcpu(vm.vcpu_mut())
+}
+
+/// [`complete_exit_insn`] on a vCPU alone.
+pub fn complete_on_vcpu(vcpu: &mut VcpuFd) -> Result<()> {
+    let regs = vcpu.get_regs().map_err(DebugError::kvm("KVM_GET_REGS"))?;
+    vcpu.set_kvm_immediate_exit(1);
+    let r = vcpu.run().map(|_| ()).err();
+    vcpu.set_kvm_immediate_exit(0);
     match r {
         Some(e) if e.errno() == libc::EINTR => {}
         Some(e) => return Err(DebugError::PortRead(e)),
         None => return Err(DebugError::PortReadRanGuest),
     }
-    vm.vcpu().set_regs(&regs).map_err(DebugError::kvm("KVM_SET_REGS"))?;
+    vcpu.set_regs(&regs).map_err(DebugError::kvm("KVM_SET_REGS"))?;
     Ok(())
 }
