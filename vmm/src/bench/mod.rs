@@ -639,6 +639,7 @@ fn run_guest(args: &BenchArgs, iters: u32, raw: bool) -> Res<(GuestOutput, u64)>
         output: Box::new(capture.clone()),
         // Host system calls are timed in this process: no filter (seccomp.rs).
         seccomp: false,
+        cpus: 1,
     };
     let mut vm = Vm::new(
         Path::new(guest_image::KERNEL_PATH),

@@ -27,6 +27,7 @@ pub struct DebugArgs {
 }
 
 fn setup(args: &DebugArgs) -> Result<Debugger, String> {
+    args.guest.one_cpu_for("vmm debug").map_err(|e| e.to_string())?;
     let (vm, user_symbols) = args.guest.vm(false).map_err(|e| e.to_string())?;
     let mut dbg = Debugger::new(vm, user_symbols.get().clone(), args.break_by, &args.guest.kvm_device)?;
     // From here on only commands run: the prompt and the guest, under seccomp.

@@ -14,7 +14,7 @@ use crate::introspect::memory;
 use crate::introspect::symbols::Symbols;
 use crate::trace::tracer::let_tf_through_syscall;
 use crate::vstate::kvm_info::Flavor;
-use crate::vstate::vm::{Event, Outcome, Vm};
+use crate::vstate::vm::{Event, Outcome, RunMode, Vm};
 use engine::{BreakMethod, DrSlot, StopControl, StopRequest};
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use std::cell::Cell;
@@ -411,7 +411,8 @@ impl Debugger {
             .set(self.vm.vcpu(), req, force)
             .map_err(|e| format!("KVM_SET_GUEST_DEBUG: {e}"))?;
         let patches = if single_step { Vec::new() } else { self.patch_in()? };
-        let event = self.vm.run_until(true, !single_step);
+        let mode = if single_step { RunMode::Step } else { RunMode::UntilStop };
+        let event = self.vm.run_until(mode);
         self.patch_out(&patches);
         self.take_exit_regs();
         match event {

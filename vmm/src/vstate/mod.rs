@@ -1,6 +1,7 @@
-//! The VM and its run loop: KVM file descriptors, the vCPU, launching a
-//! guest, and probing what this host's KVM can do.
+//! The VM and its run loops: KVM file descriptors, the vCPUs and their
+//! threads, launching a guest, and probing what this host's KVM can do.
 
 pub mod kvm_info;
 pub mod launch;
+pub mod vcpu;
 pub mod vm;

@@ -1,15 +1,17 @@
-//! One microVM: KVM objects, guest memory, the vCPU's boot state, and the run loop.
+//! One microVM: KVM objects, guest memory, the vCPUs' boot state, and the
+//! run loop of vCPU 0 (the others run in vcpu.rs).
 
 use crate::arch::boot_info::{self, Placement};
 use crate::arch::paging::{PageTableBuilder, PTE_A, PTE_D, PTE_G, PTE_NX, PTE_PCD, PTE_PWT, PTE_RW};
 use crate::boot::loader::KernelImage;
-use crate::devices::serial::{Com1, Output, COM1_PORTS};
+use crate::devices::serial::{Com1, Output};
 use crate::error::{Error, Result};
 use crate::seccomp::{self, Profile, VcpuFilter};
 use crate::status;
 use crate::vstate::kvm_info::{self, Flavor};
+use crate::vstate::vcpu::{self, Shared, VcpuStats, VcpuStopper};
 use crate::{arch::cpuid, arch::gdt, arch::idt, arch::msr, arch::regs, arch::tss};
-use kvm_bindings::{kvm_userspace_memory_region, Msrs, KVM_MAX_CPUID_ENTRIES};
+use kvm_bindings::{kvm_userspace_memory_region, CpuId, Msrs, KVM_MAX_CPUID_ENTRIES};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,8 +20,7 @@ use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_abi::boot_info::{FLAG_KVM_PVM, FLAG_LAPIC, FLAG_SMAP, FLAG_SMEP};
 use vmm_abi::irq;
-use vmm_abi::layout::{phys, phys_to_virt, DIRECT_MAP_BASE, KERNEL_BASE};
-use vmm_abi::ports;
+use vmm_abi::layout::{phys, phys_to_virt, DIRECT_MAP_BASE, KERNEL_BASE, MAX_CPUS};
 
 /// Largest guest memory the VMM's page-table area can map.
 pub const MAX_MEM_MIB: u64 = 64 << 10;
@@ -45,6 +46,8 @@ pub struct VmConfig {
     pub output: Box<dyn std::io::Write + Send>,
     /// Run each VMM thread under its seccomp allow-list (seccomp.rs).
     pub seccomp: bool,
+    /// vCPUs to create, 1..=[`MAX_CPUS`] (`--cpus`); more than one needs the LAPIC.
+    pub cpus: usize,
 }
 
 /// How a run ended.
@@ -83,6 +86,30 @@ impl Outcome {
                 t.as_secs_f64()
             ),
         }
+    }
+}
+
+/// How far `run_until` runs the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Until the guest ends or `--timeout` expires (`vmm run`, the tracers).
+    ToEnd,
+    /// Until the guest ends, `--timeout` expires, or a debug exit, an
+    /// exit-instruction breakpoint or Ctrl-C hands control to the debugger.
+    UntilStop,
+    /// One single step for the debugger: until the debug exit, without
+    /// `--timeout` (a step cannot run away, and a watchdog thread per step
+    /// would cost more than the step itself).
+    Step,
+}
+
+impl RunMode {
+    fn stops_for_debugger(self) -> bool {
+        self != RunMode::ToEnd
+    }
+
+    fn timed(self) -> bool {
+        self != RunMode::Step
     }
 }
 
@@ -135,8 +162,9 @@ pub struct Timings {
 }
 
 pub struct Vm {
-    // Field order is drop order: the vCPU before the VM before KVM.
-    vcpu: VcpuFd,
+    // Field order is drop order: the vCPUs before the VM before KVM.
+    /// vCPU 0 (the bootstrap processor) first.
+    vcpus: Vec<VcpuFd>,
     _vm: Arc<VmFd>,
     _kvm: Kvm,
     pub mem: GuestMemoryMmap,
@@ -151,6 +179,10 @@ pub struct Vm {
     seccomp_pending: bool,
     /// Exit-instruction breakpoints the debugger has patched in.
     pub exit_patches: crate::debug::engine::ExitPatches,
+    /// Stops every vCPU (an outcome on any of them, a timeout).
+    stopper: VcpuStopper,
+    /// The vCPU whose exit ended the last run (its registers are reported).
+    ended_on: usize,
 }
 
 impl Drop for Vm {
@@ -160,9 +192,80 @@ impl Drop for Vm {
     }
 }
 
+/// What `Vm::new` checked before touching KVM: the image, where things go.
+struct Plan {
+    kernel: KernelImage,
+    mem_bytes: u64,
+    placement: Placement,
+    /// init's argv, NUL-separated.
+    argv_bytes: Vec<u8>,
+}
+
 impl Vm {
-    /// Validate the image and memory size, then create and set up the VM.
+    /// Validate the image and memory size, then create and set up the VM:
+    /// KVM and memory, the vCPUs, guest memory's contents, each vCPU's
+    /// registers, the devices.
     pub fn new(image_path: &Path, image: std::borrow::Cow<'static, [u8]>, cfg: VmConfig) -> Result<Vm> {
+        let plan = Self::plan(image_path, image, &cfg)?;
+
+        let t0 = Instant::now();
+        let kvm = kvm_info::open(&cfg.kvm_device)?;
+        let flavor = kvm_info::detect_flavor(Path::new("/sys/module"));
+        let (vm, mem) = create_vm_with_memory(&kvm, plan.mem_bytes)?;
+        let lapic = cfg.lapic && enable_lapic(&vm);
+        check_cpus(&kvm, cfg.cpus, lapic)?;
+        enable_debug_features(&kvm, lapic);
+        let vm = Arc::new(vm);
+        let (mut vcpus, cpuid) = create_vcpus(&kvm, &vm, cfg.cpus)?;
+        let features = cpuid::features(&cpuid);
+        let kvm_setup = t0.elapsed();
+
+        let t1 = Instant::now();
+        let pml4 = fill_memory(&mem, &plan, cfg.init.as_ref(), lapic, cfg.cpus)?;
+        let flags = boot_flags(flavor, features, lapic);
+        let tsc_khz = vcpus[0].get_tsc_khz().unwrap_or(0) as u64;
+        boot_info::write(&mem, &plan.placement, flags, tsc_khz, pml4, &cfg.cmdline, cfg.cpus)?;
+        for (cpu, vcpu) in vcpus.iter().enumerate() {
+            set_boot_registers(vcpu, cpu, &plan.kernel, pml4, features)?;
+        }
+        let load = t1.elapsed();
+
+        // The stdin thread installs its filter as it starts; the vCPU
+        // thread's waits for lock_down.
+        let t2 = Instant::now();
+        if cfg.seccomp {
+            seccomp::install_sigsys_handler()?;
+        }
+        let com1 = connect_console(&vm, lapic, cfg.output, cfg.forward_stdin, cfg.seccomp)?;
+        let seccomp = if cfg.seccomp { t2.elapsed() } else { Duration::ZERO };
+        let vcpu_fd = std::os::fd::AsRawFd::as_raw_fd(&vcpus[0]);
+        let stopper = VcpuStopper::new(&mut vcpus);
+        Ok(Vm {
+            vcpus,
+            _vm: vm,
+            _kvm: kvm,
+            mem,
+            kernel: plan.kernel,
+            flavor,
+            com1,
+            timings: Timings {
+                kvm_setup,
+                load,
+                seccomp,
+                ..Default::default()
+            },
+            timeout: cfg.timeout,
+            tracer: None,
+            seccomp_pending: cfg.seccomp,
+            exit_patches: crate::debug::engine::ExitPatches::new(vcpu_fd),
+            stopper,
+            ended_on: 0,
+        })
+    }
+
+    /// Check the memory size, the kernel image and the placement of the
+    /// boot archive, before any KVM call.
+    fn plan(image_path: &Path, image: std::borrow::Cow<'static, [u8]>, cfg: &VmConfig) -> Result<Plan> {
         if cfg.mem_mib > MAX_MEM_MIB {
             return Err(Error::MemTooLarge(cfg.mem_mib, MAX_MEM_MIB));
         }
@@ -180,144 +283,19 @@ impl Vm {
             cfg.init.as_ref().map(|i| i.image.len() as u64),
             argv_bytes.len() as u64,
         )?;
-
-        let t0 = Instant::now();
-        let kvm = kvm_info::open(&cfg.kvm_device)?;
-        let flavor = kvm_info::detect_flavor(Path::new("/sys/module"));
-        let vm = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), mem_bytes as usize)])
-            .map_err(|e| Error::MemoryAlloc(e.to_string()))?;
-        for (slot, region) in mem.iter().enumerate() {
-            let host = region.get_host_address(vm_memory::MemoryRegionAddress(0))?;
-            let r = kvm_userspace_memory_region {
-                slot: slot as u32,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: host as u64,
-                flags: 0,
-            };
-            // SAFETY: the region is a live mapping owned by `mem`, which the Vm
-            // keeps alive at least as long as the VM fd.
-            unsafe { vm.set_user_memory_region(r) }.map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
-        }
-        let lapic = cfg.lapic && enable_lapic(&vm);
-        // Single steps hold interrupts off where KVM can (see tracer.rs).
-        let dbg2 = kvm
-            .check_extension_raw(u64::from(kvm_bindings::KVM_CAP_SET_GUEST_DEBUG2))
-            .max(0) as u32;
-        crate::trace::tracer::BLOCK_IRQ.store(dbg2 & kvm_bindings::KVM_GUESTDBG_BLOCKIRQ, Ordering::Relaxed);
-        // With a LAPIC, events can drop TF between any two instructions.
-        // fetch_or: a later VM without one (the DR probe VM, created after
-        // the guest's) must not turn this off for the guest's VM.
-        crate::debug::engine::STEP_ALWAYS_REARM.fetch_or(lapic, Ordering::Relaxed);
-        let vm = Arc::new(vm);
-        let vcpu = vm.create_vcpu(0).map_err(Error::kvm("KVM_CREATE_VCPU"))?;
-        let cpuid = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(Error::kvm("KVM_GET_SUPPORTED_CPUID"))?;
-        vcpu.set_cpuid2(&cpuid).map_err(Error::kvm("KVM_SET_CPUID2"))?;
-        let features = cpuid::features(&cpuid);
-        let kvm_setup = t0.elapsed();
-
-        let t1 = Instant::now();
-        kernel.load(&mem)?;
-        if let (Some(init), Some((start, _)), Some((argv_start, _))) = (&cfg.init, placement.init, placement.init_argv)
-        {
-            mem.write_slice(&init.image, GuestAddress(start))?;
-            mem.write_slice(&argv_bytes, GuestAddress(argv_start))?;
-        }
-        let pml4 = build_page_tables(&mem, mem_bytes, &kernel, lapic)?;
-        write_cpu_tables(&mem, &kernel)?;
-        let mut flags = 0;
-        if flavor.is_pvm() {
-            flags |= FLAG_KVM_PVM;
-        }
-        if features.smep {
-            flags |= FLAG_SMEP;
-        }
-        if features.smap {
-            flags |= FLAG_SMAP;
-        }
-        if lapic {
-            flags |= FLAG_LAPIC;
-        }
-        let tsc_khz = vcpu.get_tsc_khz().unwrap_or(0) as u64;
-        boot_info::write(&mem, &placement, flags, tsc_khz, pml4, &cfg.cmdline)?;
-
-        let mut sregs = vcpu.get_sregs().map_err(Error::kvm("KVM_GET_SREGS"))?;
-        regs::setup_sregs(&mut sregs, pml4, features);
-        vcpu.set_sregs(&sregs).map_err(Error::kvm("KVM_SET_SREGS"))?;
-        let entries: Vec<_> = msr::boot_msrs(&kernel.header)
-            .into_iter()
-            .map(|(index, data)| kvm_bindings::kvm_msr_entry {
-                index,
-                data,
-                ..Default::default()
-            })
-            .collect();
-        let msrs = Msrs::from_entries(&entries).map_err(Error::MsrList)?;
-        let n = vcpu.set_msrs(&msrs).map_err(Error::kvm("KVM_SET_MSRS"))?;
-        if n != entries.len() {
-            return Err(Error::MsrRefused {
-                index: entries[n].index,
-                set: n,
-                total: entries.len(),
-            });
-        }
-        vcpu.set_regs(&regs::setup_regs(kernel.entry, phys_to_virt(phys::BOOT_INFO)))
-            .map_err(Error::kvm("KVM_SET_REGS"))?;
-        let load = t1.elapsed();
-
-        // The stdin thread installs its filter as it starts; the vCPU
-        // thread's waits for lock_down.
-        let t2 = Instant::now();
-        if cfg.seccomp {
-            seccomp::install_sigsys_handler()?;
-        }
-        let mut com1 = Com1::new(Output::new(cfg.output));
-        if lapic {
-            // IRQ 4: an MSI straight to the LAPIC (there is no IOAPIC), from
-            // the stdin thread whenever input arrives or ends.
-            let vm = vm.clone();
-            com1.set_irq(Box::new(move || {
-                let msi = kvm_bindings::kvm_msi {
-                    address_lo: irq::MSI_ADDRESS_CPU0 as u32,
-                    data: irq::SERIAL_VECTOR.into(),
-                    ..Default::default()
-                };
-                let _ = vm.signal_msi(msi);
-            }));
-        }
-        if cfg.forward_stdin {
-            com1.forward_stdin(cfg.seccomp)?;
-        }
-        let seccomp = if cfg.seccomp { t2.elapsed() } else { Duration::ZERO };
-        let vcpu_fd = std::os::fd::AsRawFd::as_raw_fd(&vcpu);
-        Ok(Vm {
-            vcpu,
-            _vm: vm,
-            _kvm: kvm,
-            mem,
+        Ok(Plan {
             kernel,
-            flavor,
-            com1,
-            timings: Timings {
-                kvm_setup,
-                load,
-                seccomp,
-                ..Default::default()
-            },
-            timeout: cfg.timeout,
-            tracer: None,
-            seccomp_pending: cfg.seccomp,
-            exit_patches: crate::debug::engine::ExitPatches::new(vcpu_fd),
+            mem_bytes,
+            placement,
+            argv_bytes,
         })
     }
 
     /// Install the vCPU thread's seccomp filter for `profile` (seccomp.rs)
     /// on the calling thread. Call it once the setup is done, right before
     /// the first KVM_RUN; unless --no-seccomp, `run_until` does it (with the
-    /// wider interactive list) if nobody did. Later calls do nothing.
+    /// wider interactive list) if nobody did. Later calls do nothing. The
+    /// other vCPUs' threads start later and inherit it.
     pub fn lock_down(&mut self, profile: Profile) -> Result<()> {
         if !self.seccomp_pending {
             return Ok(());
@@ -334,148 +312,126 @@ impl Vm {
         self.timeout
     }
 
+    /// vCPU 0, the one the debugger and the tracers drive.
     pub fn vcpu(&self) -> &VcpuFd {
-        &self.vcpu
+        &self.vcpus[0]
     }
 
     pub fn vcpu_mut(&mut self) -> &mut VcpuFd {
-        &mut self.vcpu
+        &mut self.vcpus[0]
+    }
+
+    /// The vCPU whose exit ended the last run: the one a crash report shows.
+    pub fn ended_vcpu(&self) -> (usize, &VcpuFd) {
+        let cpu = self.ended_on.min(self.vcpus.len() - 1);
+        (cpu, &self.vcpus[cpu])
+    }
+
+    /// How many vCPUs the VM has.
+    pub fn cpus(&self) -> usize {
+        self.vcpus.len()
+    }
+
+    /// Stops every vCPU from any thread (see vcpu.rs).
+    pub fn stopper(&self) -> VcpuStopper {
+        self.stopper.clone()
     }
 
     /// Run until the guest exits, fails, or the timeout expires.
     pub fn run(&mut self) -> Outcome {
         if let Some(t) = self.tracer.as_mut() {
-            if let Err(e) = t.arm(&self.vcpu) {
+            if let Err(e) = t.arm(&self.vcpus[0]) {
                 return Outcome::KvmError(format!("KVM_SET_GUEST_DEBUG failed: {e}"));
             }
         }
-        match self.run_until(false, true) {
+        match self.run_until(RunMode::ToEnd) {
             Event::Ended(o) => o,
             Event::Debug(_) | Event::ExitInsn(_) | Event::Interrupted => {
-                unreachable!("only run_until(true, _) stops for the debugger")
+                unreachable!("only RunMode::UntilStop and Step stop for the debugger")
             }
         }
     }
 
-    /// Run until the guest ends or, if `stop_on_debug`, until a debug exit
-    /// (breakpoint or single step) returns control to the debugger.
-    /// `timed`: enforce --timeout. A single step cannot run away, and a
-    /// watchdog thread per step would cost more than the step itself.
-    pub fn run_until(&mut self, stop_on_debug: bool, timed: bool) -> Event {
+    /// Run the guest as `mode` says. vCPU 0 runs on this thread; the other
+    /// vCPUs, if any, on threads of their own until the run ends (the
+    /// debugger and tracers refuse more than one vCPU, so their stops only
+    /// ever come from vCPU 0).
+    pub fn run_until(&mut self, mode: RunMode) -> Event {
         if let Err(e) = self.lock_down(Profile::Interactive) {
             return Event::Ended(Outcome::KvmError(e.to_string()));
         }
-        let watchdog = if timed { self.timeout.map(Watchdog::start) } else { None };
-        let outcome = loop {
-            if stop_on_debug && INTERRUPTED.swap(false, Ordering::SeqCst) {
-                drop(watchdog);
-                self.com1.output().write_out();
-                return Event::Interrupted;
-            }
-            let t = Instant::now();
-            let exit = self.vcpu.run();
-            self.timings.in_kvm_run += t.elapsed();
-            self.timings.exits += 1;
-            let step = match exit {
-                Ok(VcpuExit::IoOut(port, data)) => {
-                    self.timings.pio_exits += 1;
-                    let value = data.first().copied().unwrap_or(0);
-                    match port {
-                        p if COM1_PORTS.contains(&p) => {
-                            self.com1.pio_write(p, value);
-                            None
-                        }
-                        ports::EXIT => Some(Outcome::Exited(value)),
-                        ports::PANIC => Some(Outcome::KernelPanic),
-                        ports::NULL_HYPERCALL => None,
-                        ports::CONSOLE_WRITE => {
-                            // The descriptor's address, zero-extended from
-                            // however wide the `out` was.
-                            let mut a = [0u8; 4];
-                            let n = data.len().min(4);
-                            a[..n].copy_from_slice(&data[..n]);
-                            self.com1.console_write(&self.mem, u32::from_le_bytes(a).into());
-                            None
-                        }
-                        p => Some(Outcome::Unhandled(format!("out to port {p:#x} (value {value:#x})"))),
-                    }
-                }
-                Ok(VcpuExit::IoIn(..)) if stop_on_debug && self.exit_patches.hit().is_some() => {
-                    drop(watchdog);
-                    self.com1.output().write_out();
-                    return Event::ExitInsn(self.exit_patches.hit().unwrap_or_default());
-                }
-                Ok(VcpuExit::IoIn(port, data)) => {
-                    self.timings.pio_exits += 1;
-                    if COM1_PORTS.contains(&port) {
-                        let v = self.com1.pio_read(port);
-                        data.iter_mut().for_each(|b| *b = v);
-                        None
-                    } else if port == ports::CONSOLE_EOF {
-                        let v = u8::from(self.com1.input_ended());
-                        data.iter_mut().for_each(|b| *b = v);
-                        None
-                    } else {
-                        Some(Outcome::Unhandled(format!("in from port {port:#x}")))
-                    }
-                }
-                // With the in-kernel LAPIC a `hlt` waits inside KVM for the
-                // next interrupt; only a guest without one exits here.
-                Ok(VcpuExit::Hlt) => Some(Outcome::Unhandled(
-                    "hlt with no interrupt source: the guest would sleep forever".into(),
-                )),
-                Ok(VcpuExit::Shutdown) => Some(Outcome::TripleFault),
-                Ok(VcpuExit::InternalError) => Some(Outcome::KvmError(self.internal_error())),
-                Ok(VcpuExit::FailEntry(reason, cpu)) => Some(Outcome::KvmError(format!(
-                    "VM entry failed (hardware reason {reason:#x}, cpu {cpu})"
-                ))),
-                Ok(VcpuExit::MmioRead(addr, _)) => {
-                    Some(Outcome::Unhandled(format!("MMIO read at {addr:#x}: no device there")))
-                }
-                Ok(VcpuExit::MmioWrite(addr, _)) => {
-                    Some(Outcome::Unhandled(format!("MMIO write at {addr:#x}: no device there")))
-                }
-                Ok(VcpuExit::Debug(arch)) if stop_on_debug => {
-                    drop(watchdog);
-                    self.com1.output().write_out();
-                    return Event::Debug(arch);
-                }
-                Ok(VcpuExit::Debug(_)) if self.tracer.is_some() => {
-                    let t = self.tracer.as_mut().unwrap();
-                    t.on_debug_exit(&self.vcpu, &self.mem, self.kernel.symbols())
-                        .err()
-                        .map(|e| Outcome::KvmError(format!("single-step failed: {e}")))
-                }
-                Ok(other) => Some(Outcome::Unhandled(format!("{other:?}"))),
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => match &watchdog {
-                    Some(w) if w.fired.load(Ordering::SeqCst) => Some(Outcome::Timeout(w.after)),
-                    // Ctrl-C in the debugger: the loop's next turn returns Interrupted.
-                    _ => None,
-                },
-                Err(e) => Some(Outcome::KvmError(format!("KVM_RUN failed: {e}"))),
-            };
-            if let Some(o) = step {
-                break o;
-            }
+        let watchdog = if mode.timed() {
+            self.timeout.map(Watchdog::start)
+        } else {
+            None
         };
+        let Vm {
+            vcpus,
+            mem,
+            com1,
+            tracer,
+            exit_patches,
+            timings,
+            kernel,
+            stopper,
+            ..
+        } = self;
+        let (bsp, aps) = vcpus.split_first_mut().expect("a VM has a vCPU");
+        let shared = Shared::new(mem, com1, stopper.clone());
+        let mut bsp_run = Vcpu0 {
+            vcpu: bsp,
+            tracer,
+            exit_patches,
+            symbols: kernel.symbols(),
+            watchdog: watchdog.as_ref(),
+            mode,
+            stats: VcpuStats::default(),
+        };
+        let (event, aps_stats) = if aps.is_empty() {
+            (bsp_run.run(&shared), Vec::new())
+        } else {
+            std::thread::scope(|s| {
+                let shared = &shared;
+                let mut threads = Vec::new();
+                for (i, vcpu) in aps.iter_mut().enumerate() {
+                    let cpu = i + 1;
+                    // Unnamed: naming a thread is a prctl the filter does not allow.
+                    let t = std::thread::Builder::new().spawn_scoped(s, move || vcpu::run_ap(cpu, vcpu, shared));
+                    match t {
+                        Ok(t) => threads.push(t),
+                        Err(e) => shared.stopper.end(
+                            0,
+                            Outcome::KvmError(format!("cannot start the thread of vCPU {cpu}: {e}")),
+                        ),
+                    }
+                }
+                let event = bsp_run.run(shared);
+                // vCPU 0 is done: so are the others (it ended the run, or
+                // they did and stopped it).
+                shared.stopper.stop_all();
+                let stats: Vec<VcpuStats> = threads.into_iter().map(|t| t.join().unwrap_or_default()).collect();
+                (event, stats)
+            })
+        };
+        stopper.unregister_thread(0);
+        let mut bsp_stats = bsp_run.stats;
         drop(watchdog);
-        self.com1.output().write_out();
-        Event::Ended(outcome)
-    }
-
-    /// Decode KVM_EXIT_INTERNAL_ERROR's suberror.
-    fn internal_error(&mut self) -> String {
-        // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the active member.
-        let sub = unsafe { self.vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
-        let what = match sub {
-            kvm_bindings::KVM_INTERNAL_ERROR_EMULATION => {
-                "KVM could not emulate the instruction at RIP (on PVM: rdtscp, int3, cmpxchg16b, vmcall in ring 0)"
+        shared.com1().output().write_out();
+        for a in &aps_stats {
+            bsp_stats.exits += a.exits;
+            bsp_stats.pio_exits += a.pio_exits;
+        }
+        timings.in_kvm_run += bsp_stats.in_kvm_run;
+        timings.exits += bsp_stats.exits;
+        timings.pio_exits += bsp_stats.pio_exits;
+        drop(shared);
+        if let Event::Ended(_) = event {
+            if let Some((cpu, o)) = self.stopper.outcome() {
+                self.ended_on = if cpu == vcpu::NOT_A_VCPU { 0 } else { cpu };
+                return Event::Ended(o);
             }
-            kvm_bindings::KVM_INTERNAL_ERROR_SIMUL_EX => "an exception occurred while delivering another",
-            kvm_bindings::KVM_INTERNAL_ERROR_DELIVERY_EV => "event delivery failed (bad IDT, TSS or stack?)",
-            _ => "unknown suberror",
-        };
-        format!("KVM_EXIT_INTERNAL_ERROR suberror {sub}: {what}")
+        }
+        event
     }
 
     /// The guest kernel's own counters, read from its memory by symbol — the
@@ -501,6 +457,8 @@ impl Vm {
             ("preemptions", "PREEMPTIONS"),
             ("idle_halts", "IDLE_HALTS"),
             ("serial_irqs", "SERIAL_IRQS"),
+            ("cpus_online", "CPUS_ONLINE"),
+            ("tlb_shootdowns", "TLB_SHOOTDOWNS"),
         ] {
             if let Some(n) = read(sym) {
                 v.push((name, n));
@@ -508,6 +466,253 @@ impl Vm {
         }
         v
     }
+}
+
+/// vCPU 0's side of a run: the exits only it sees (debug exits for the
+/// debugger and the tracers, the watchdog's and Ctrl-C's signals) on top of
+/// the ones every vCPU handles (vcpu.rs).
+struct Vcpu0<'a> {
+    vcpu: &'a mut VcpuFd,
+    tracer: &'a mut Option<Box<dyn crate::trace::tracer::Tracer>>,
+    exit_patches: &'a crate::debug::engine::ExitPatches,
+    symbols: &'a crate::introspect::symbols::Symbols,
+    watchdog: Option<&'a Watchdog>,
+    mode: RunMode,
+    stats: VcpuStats,
+}
+
+impl Vcpu0<'_> {
+    /// Run until the guest ends (the outcome is then in the stopper) or
+    /// the debugger gets control.
+    fn run(&mut self, shared: &Shared) -> Event {
+        let stop_on_debug = self.mode.stops_for_debugger();
+        shared.stopper.register_thread(0);
+        loop {
+            if stop_on_debug && INTERRUPTED.swap(false, Ordering::SeqCst) {
+                return Event::Interrupted;
+            }
+            let t = Instant::now();
+            let exit = self.vcpu.run();
+            self.stats.in_kvm_run += t.elapsed();
+            self.stats.exits += 1;
+            let outcome = match exit {
+                Ok(VcpuExit::IoIn(..)) if stop_on_debug && self.exit_patches.hit().is_some() => {
+                    return Event::ExitInsn(self.exit_patches.hit().unwrap_or_default());
+                }
+                Ok(VcpuExit::InternalError) => Some(Outcome::KvmError(vcpu::internal_error(self.vcpu))),
+                Ok(VcpuExit::Debug(arch)) if stop_on_debug => return Event::Debug(arch),
+                Ok(VcpuExit::Debug(_)) if self.tracer.is_some() => {
+                    let t = self.tracer.as_mut().unwrap();
+                    t.on_debug_exit(self.vcpu, shared.mem, self.symbols)
+                        .err()
+                        .map(|e| Outcome::KvmError(format!("single-step failed: {e}")))
+                }
+                Ok(mut e) => match vcpu::common_exit(&mut e, shared, &mut self.stats) {
+                    Some(o) => o,
+                    None => Some(Outcome::Unhandled(format!("{e:?}"))),
+                },
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => match self.watchdog {
+                    Some(w) if w.fired.load(Ordering::SeqCst) => Some(Outcome::Timeout(w.after)),
+                    // Another vCPU (or thread) ended the run.
+                    _ if shared.stopper.stopping() => {
+                        return Event::Ended(shared.stopper.outcome().map_or_else(
+                            || Outcome::Unhandled("vCPU 0 was stopped with no outcome recorded".into()),
+                            |(_, o)| o,
+                        ))
+                    }
+                    // Ctrl-C in the debugger: the loop's next turn returns Interrupted.
+                    _ => None,
+                },
+                Err(e) => Some(Outcome::KvmError(format!("KVM_RUN failed: {e}"))),
+            };
+            if let Some(o) = outcome {
+                shared.stopper.end(0, o.clone());
+                return Event::Ended(o);
+            }
+        }
+    }
+}
+
+/// Create the VM and its memory, registered as slot 0 from guest address 0.
+fn create_vm_with_memory(kvm: &Kvm, mem_bytes: u64) -> Result<(VmFd, GuestMemoryMmap)> {
+    let vm = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), mem_bytes as usize)])
+        .map_err(|e| Error::MemoryAlloc(e.to_string()))?;
+    for (slot, region) in mem.iter().enumerate() {
+        let host = region.get_host_address(vm_memory::MemoryRegionAddress(0))?;
+        let r = kvm_userspace_memory_region {
+            slot: slot as u32,
+            guest_phys_addr: region.start_addr().0,
+            memory_size: region.len(),
+            userspace_addr: host as u64,
+            flags: 0,
+        };
+        // SAFETY: the region is a live mapping owned by `mem`, which the Vm
+        // keeps alive at least as long as the VM fd.
+        unsafe { vm.set_user_memory_region(r) }.map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
+    }
+    Ok((vm, mem))
+}
+
+/// `--cpus`: within the boot contract and KVM's limit, and more than one
+/// only with the LAPIC (the CPUs wake each other with IPIs).
+fn check_cpus(kvm: &Kvm, cpus: usize, lapic: bool) -> Result<()> {
+    if cpus == 0 || cpus > MAX_CPUS {
+        return Err(Error::TooManyCpus { cpus, max: MAX_CPUS });
+    }
+    if cpus == 1 {
+        return Ok(());
+    }
+    let kvm_max = kvm.get_max_vcpus();
+    if cpus > kvm_max {
+        return Err(Error::TooManyCpus { cpus, max: kvm_max });
+    }
+    if !lapic {
+        return Err(Error::CpusWithoutLapic(cpus));
+    }
+    Ok(())
+}
+
+/// What single-stepping may rely on with this KVM (see tracer.rs, engine.rs).
+fn enable_debug_features(kvm: &Kvm, lapic: bool) {
+    // Single steps hold interrupts off where KVM can (see tracer.rs).
+    let dbg2 = kvm
+        .check_extension_raw(u64::from(kvm_bindings::KVM_CAP_SET_GUEST_DEBUG2))
+        .max(0) as u32;
+    crate::trace::tracer::BLOCK_IRQ.store(dbg2 & kvm_bindings::KVM_GUESTDBG_BLOCKIRQ, Ordering::Relaxed);
+    // With a LAPIC, events can drop TF between any two instructions.
+    // fetch_or: a later VM without one (the DR probe VM, created after
+    // the guest's) must not turn this off for the guest's VM.
+    crate::debug::engine::STEP_ALWAYS_REARM.fetch_or(lapic, Ordering::Relaxed);
+}
+
+/// Create `cpus` vCPUs with the host's supported CPUID. The application
+/// processors are made runnable at once: with an in-kernel LAPIC KVM
+/// would park them until an INIT/SIPI, and the VMM starts them itself.
+fn create_vcpus(kvm: &Kvm, vm: &VmFd, cpus: usize) -> Result<(Vec<VcpuFd>, CpuId)> {
+    let cpuid = kvm
+        .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
+        .map_err(Error::kvm("KVM_GET_SUPPORTED_CPUID"))?;
+    let mut vcpus = Vec::with_capacity(cpus);
+    for cpu in 0..cpus {
+        let vcpu = vm.create_vcpu(cpu as u64).map_err(Error::kvm("KVM_CREATE_VCPU"))?;
+        let mut own = cpuid.clone();
+        cpuid::set_apic_id(&mut own, cpu as u8);
+        vcpu.set_cpuid2(&own).map_err(Error::kvm("KVM_SET_CPUID2"))?;
+        if cpu > 0 {
+            let runnable = kvm_bindings::kvm_mp_state {
+                mp_state: kvm_bindings::KVM_MP_STATE_RUNNABLE,
+            };
+            vcpu.set_mp_state(runnable).map_err(Error::kvm("KVM_SET_MP_STATE"))?;
+        }
+        vcpus.push(vcpu);
+    }
+    Ok((vcpus, cpuid))
+}
+
+/// Load the kernel, the boot archive and init's argv, and build the page
+/// tables and every CPU's tables. Returns the PML4's address.
+fn fill_memory(
+    mem: &GuestMemoryMmap,
+    plan: &Plan,
+    init: Option<&InitProgram>,
+    lapic: bool,
+    cpus: usize,
+) -> Result<u64> {
+    plan.kernel.load(mem)?;
+    if let (Some(init), Some((start, _)), Some((argv_start, _))) = (init, plan.placement.init, plan.placement.init_argv)
+    {
+        mem.write_slice(&init.image, GuestAddress(start))?;
+        mem.write_slice(&plan.argv_bytes, GuestAddress(argv_start))?;
+    }
+    let pml4 = build_page_tables(mem, plan.mem_bytes, &plan.kernel, lapic)?;
+    write_cpu_tables(mem, &plan.kernel, cpus)?;
+    Ok(pml4)
+}
+
+/// The boot info's flags: what the kernel cannot detect reliably itself.
+fn boot_flags(flavor: Flavor, features: regs::CpuFeatures, lapic: bool) -> u32 {
+    let mut flags = 0;
+    if flavor.is_pvm() {
+        flags |= FLAG_KVM_PVM;
+    }
+    if features.smep {
+        flags |= FLAG_SMEP;
+    }
+    if features.smap {
+        flags |= FLAG_SMAP;
+    }
+    if lapic {
+        flags |= FLAG_LAPIC;
+    }
+    flags
+}
+
+/// CPU `cpu`'s registers at its first instruction: 64-bit ring 0 on its own
+/// GDT, TSS and stack, the syscall MSRs, GS at its per-CPU block; CPU 0 at
+/// the kernel's entry, the others at its AP entry.
+fn set_boot_registers(
+    vcpu: &VcpuFd,
+    cpu: usize,
+    kernel: &KernelImage,
+    pml4: u64,
+    features: regs::CpuFeatures,
+) -> Result<()> {
+    let mut sregs = vcpu.get_sregs().map_err(Error::kvm("KVM_GET_SREGS"))?;
+    regs::setup_sregs(&mut sregs, pml4, features, cpu);
+    vcpu.set_sregs(&sregs).map_err(Error::kvm("KVM_SET_SREGS"))?;
+    let entries: Vec<_> = msr::boot_msrs(&kernel.header, cpu)
+        .into_iter()
+        .map(|(index, data)| kvm_bindings::kvm_msr_entry {
+            index,
+            data,
+            ..Default::default()
+        })
+        .collect();
+    let msrs = Msrs::from_entries(&entries).map_err(Error::MsrList)?;
+    let n = vcpu.set_msrs(&msrs).map_err(Error::kvm("KVM_SET_MSRS"))?;
+    if n != entries.len() {
+        return Err(Error::MsrRefused {
+            index: entries[n].index,
+            set: n,
+            total: entries.len(),
+        });
+    }
+    let boot_info = phys_to_virt(phys::BOOT_INFO);
+    let r = match cpu {
+        0 => regs::setup_regs(kernel.entry, boot_info),
+        n => regs::setup_ap_regs(kernel.header.ap_entry, boot_info, n),
+    };
+    vcpu.set_regs(&r).map_err(Error::kvm("KVM_SET_REGS"))
+}
+
+/// The UART and console port, with stdin forwarded if asked; with a LAPIC,
+/// input raises IRQ 4 on CPU 0.
+fn connect_console(
+    vm: &Arc<VmFd>,
+    lapic: bool,
+    output: Box<dyn std::io::Write + Send>,
+    forward_stdin: bool,
+    seccomp: bool,
+) -> Result<Com1> {
+    let mut com1 = Com1::new(Output::new(output));
+    if lapic {
+        // IRQ 4: an MSI straight to CPU 0's LAPIC (there is no IOAPIC),
+        // from the stdin thread whenever input arrives or ends.
+        let vm = vm.clone();
+        com1.set_irq(Box::new(move || {
+            let msi = kvm_bindings::kvm_msi {
+                address_lo: irq::MSI_ADDRESS_CPU0 as u32,
+                data: irq::SERIAL_VECTOR.into(),
+                ..Default::default()
+            };
+            let _ = vm.signal_msi(msi);
+        }));
+    }
+    if forward_stdin {
+        com1.forward_stdin(seccomp)?;
+    }
+    Ok(com1)
 }
 
 /// Give the VM KVM's in-kernel local APIC alone ("split irqchip": no
@@ -557,14 +762,16 @@ pub(crate) fn build_page_tables(
     Ok(pt.pml4)
 }
 
-/// GDT, TSS and IDT, at the fixed physical pages of the boot contract.
-fn write_cpu_tables(mem: &GuestMemoryMmap, kernel: &KernelImage) -> Result<()> {
-    let tss_virt = phys_to_virt(phys::TSS);
-    let gdt = gdt::build(tss_virt, (tss::TSS_SIZE - 1) as u32);
-    let bytes: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
-    mem.write_slice(&bytes, GuestAddress(phys::GDT))?;
-    let t = tss::Tss::new(phys_to_virt(phys::KERNEL_STACK_TOP), phys_to_virt(phys::IST1_TOP));
-    mem.write_slice(&t.encode(), GuestAddress(phys::TSS))?;
+/// Every CPU's GDT and TSS, and the shared IDT, at the physical pages of
+/// the boot contract (`vmm_abi::layout::phys`).
+fn write_cpu_tables(mem: &GuestMemoryMmap, kernel: &KernelImage, cpus: usize) -> Result<()> {
+    for cpu in 0..cpus {
+        let gdt = gdt::build(phys_to_virt(phys::tss(cpu)), (tss::TSS_SIZE - 1) as u32);
+        let bytes: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
+        mem.write_slice(&bytes, GuestAddress(phys::gdt(cpu)))?;
+        let t = tss::Tss::for_cpu(cpu);
+        mem.write_slice(&t.encode(), GuestAddress(phys::tss(cpu)))?;
+    }
     mem.write_slice(&idt::build(&kernel.header), GuestAddress(phys::IDT))?;
     Ok(())
 }
