@@ -143,12 +143,14 @@ static TASKS: [Owned<Task>; MAX_PROCS] = [const { Owned::new(Task::EMPTY) }; MAX
 /// physically contiguous, and the page allocator's free list cannot hand out
 /// contiguous runs, so a stack taken later could fail for good once a
 /// process had used (and freed) most of memory. Costs nothing to set up:
-/// fresh pages are already zero.
+/// fresh pages are already zero. One allocation for all of them: each takes
+/// the allocator's lock, a few dozen emulated instructions on PVM.
 pub fn init() -> Result<(), ExecError> {
-    for t in TASKS.iter() {
-        let kstack = mm::alloc_fresh(KSTACK_PAGES).ok_or(ExecError::NoMemory)?;
+    let stacks = mm::alloc_fresh(KSTACK_PAGES * MAX_PROCS as u64).ok_or(ExecError::NoMemory)?;
+    for (i, t) in TASKS.iter().enumerate() {
+        let top = stacks + (i as u64 + 1) * KSTACK_PAGES * PAGE_SIZE;
         // SAFETY: boot, CPU 0 alone, no process exists.
-        unsafe { t.get() }.kstack_top = phys_to_virt(kstack + KSTACK_PAGES * PAGE_SIZE);
+        unsafe { t.get() }.kstack_top = phys_to_virt(top);
     }
     Ok(())
 }
