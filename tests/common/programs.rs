@@ -26,6 +26,9 @@ pub struct Programs {
     pub spawner: PathBuf,
     /// Preemption, SIGXCPU and nanosleep, seen from ring 3.
     pub timer: PathBuf,
+    /// Several CPUs from ring 3: sysconf, sched_getcpu, the affinity and
+    /// getcpu calls' errors, mmap/munmap churn across CPUs.
+    pub smp: PathBuf,
     /// `syscall` / `int 0x80` in the last two bytes of user space.
     pub top_syscall: PathBuf,
     pub top_int80: PathBuf,
@@ -89,7 +92,9 @@ pub fn programs() -> &'static Programs {
             "gcc",
             "gcc",
         );
-        for prog in ["echo", "clock", "cat", "spew", "args", "spawner", "conwrite", "timer"] {
+        for prog in [
+            "echo", "clock", "cat", "spew", "args", "spawner", "conwrite", "timer", "smp",
+        ] {
             run(
                 Command::new("musl-gcc")
                     .args(["-static", "-O2", "-o"])
@@ -145,6 +150,7 @@ pub fn programs() -> &'static Programs {
             args: p("args"),
             spawner: p("spawner"),
             timer: p("timer"),
+            smp: p("smp"),
             top_syscall: p("top_syscall"),
             top_int80: p("top_int80"),
             hello_asm: p("hello_asm"),
