@@ -76,6 +76,12 @@ pub fn start_timer() {
     write(reg::TIMER_INITIAL, TIMER_COUNT.load(Relaxed) as u32);
 }
 
+/// Stop (or restart) this CPU's timer interrupts; the count runs on.
+pub fn mask_timer(masked: bool) {
+    let m = if masked { irq::LVT_MASKED } else { 0 };
+    write(reg::LVT_TIMER, m | irq::LVT_TIMER_PERIODIC | u32::from(irq::TIMER_VECTOR));
+}
+
 /// The LAPIC's version register (for the banner).
 pub fn version() -> u32 {
     read(reg::VERSION)

@@ -132,7 +132,8 @@ pub enum Error {
     TooManyCpus { cpus: usize, max: usize },
 
     #[error(
-        "--cpus {0} needs the LAPIC (the CPUs wake each other with interrupts), and this VM has none          (VMM_NO_LAPIC is set, or KVM refused the split irqchip); unset VMM_NO_LAPIC or use --cpus 1"
+        "--cpus {0} needs the LAPIC (the CPUs wake each other with interrupts), and this VM has none \
+         (VMM_NO_LAPIC is set, or KVM refused the split irqchip); unset VMM_NO_LAPIC or use --cpus 1"
     )]
     CpusWithoutLapic(usize),
 
