@@ -10,6 +10,9 @@
  *                     show the old bytes (exit 1)
  *   smp mm N R        spawn N children running `churn R`, churn R itself,
  *                     and reap them: exit 0 if every process stayed clean
+ *   smp par N M       spawn N children that each add up M million numbers
+ *                     in ring 3, wait for them, print the wall time (a
+ *                     measurement: several CPUs run them at once)
  * Prints one line per check. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +24,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SYS_spawn 500
@@ -122,8 +126,36 @@ static int churn(long rounds, unsigned seed) {
     return 0;
 }
 
+static double now_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
 int main(int argc, char **argv) {
     const char *cmd = argc > 1 ? argv[1] : "";
+    if (!strcmp(cmd, "work") && argc > 2) {
+        volatile unsigned long sum = 0;
+        for (long i = 0; i < atol(argv[2]) * 1000000L; i++) sum += (unsigned long)i;
+        return 0;
+    }
+    if (!strcmp(cmd, "par") && argc > 3) {
+        long n = atol(argv[2]), pids[32];
+        if (n > 30) n = 30;
+        double t0 = now_ms();
+        for (long i = 0; i < n; i++) {
+            char *args[] = {argv[0], "work", argv[3], NULL};
+            pids[i] = syscall(SYS_spawn, argv[0], args);
+        }
+        int bad = 0;
+        for (long i = 0; i < n; i++) {
+            int st = 0;
+            if (pids[i] < 0 || waitpid((pid_t)pids[i], &st, 0) != pids[i] || st != 0) bad++;
+        }
+        printf("smp: %ld processes x %s million additions: %.0f ms%s\n", n, argv[3], now_ms() - t0,
+               bad ? " (FAILED)" : "");
+        return bad ? 1 : 0;
+    }
     if (!strcmp(cmd, "cpus")) {
         printf("smp: online %ld, sched_getcpu %d\n", sysconf(_SC_NPROCESSORS_ONLN), sched_getcpu());
         return 0;
