@@ -79,7 +79,10 @@ pub fn start_timer() {
 /// Stop (or restart) this CPU's timer interrupts; the count runs on.
 pub fn mask_timer(masked: bool) {
     let m = if masked { irq::LVT_MASKED } else { 0 };
-    write(reg::LVT_TIMER, m | irq::LVT_TIMER_PERIODIC | u32::from(irq::TIMER_VECTOR));
+    write(
+        reg::LVT_TIMER,
+        m | irq::LVT_TIMER_PERIODIC | u32::from(irq::TIMER_VECTOR),
+    );
 }
 
 /// The LAPIC's version register (for the banner).

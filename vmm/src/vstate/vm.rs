@@ -487,6 +487,11 @@ impl Vcpu0<'_> {
     fn run(&mut self, shared: &Shared) -> Event {
         let stop_on_debug = self.mode.stops_for_debugger();
         shared.stopper.register_thread(0);
+        // Ended before vCPU 0 started (an AP's thread could not start):
+        // its kvm_run was not marked, so do not enter the guest at all.
+        if let Some((_, o)) = shared.stopper.outcome() {
+            return Event::Ended(o);
+        }
         loop {
             if stop_on_debug && INTERRUPTED.swap(false, Ordering::SeqCst) {
                 return Event::Interrupted;
