@@ -3,5 +3,6 @@
 
 pub mod kvm_info;
 pub mod launch;
+mod setup;
 pub mod vcpu;
 pub mod vm;
