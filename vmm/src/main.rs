@@ -126,6 +126,17 @@ fn setup_error(e: Error) -> ExitCode {
 
 fn run(args: RunArgs) -> ExitCode {
     let t0 = std::time::Instant::now();
+    for (asked, what) in [
+        (args.gdb.is_some(), "--gdb"),
+        (args.break_at.is_some(), "--break-at"),
+        (args.strace || args.strace_file.is_some(), "--strace"),
+    ] {
+        if asked {
+            if let Err(e) = args.guest.one_cpu_for(what) {
+                return setup_error(e);
+            }
+        }
+    }
     let (mut vm, user_symbols) = match args.guest.vm(true) {
         Ok(v) => v,
         Err(e) => return setup_error(e),
@@ -234,6 +245,9 @@ fn finish(vm: &mut Vm, outcome: &Outcome, trace: Option<&mut Trace>) {
 }
 
 fn trace(args: TraceArgs) -> ExitCode {
+    if let Err(e) = args.guest.one_cpu_for("vmm trace --funcgraph") {
+        return setup_error(e);
+    }
     let (mut vm, user_symbols) = match args.guest.vm(true) {
         Ok(v) => v,
         Err(e) => return setup_error(e),
