@@ -240,6 +240,16 @@ fn at_a_terminal(program: &[&str], keys: &[&[u8]]) -> (std::process::ExitStatus,
     for k in keys {
         writer.write_all(k).unwrap();
         std::thread::sleep(Duration::from_millis(50));
+        if k.ends_with(b"\x04") {
+            // ^D ends the input and vmm gives the terminal back: a key
+            // typed before that is a raw byte nobody reads any more, not
+            // the cooked terminal's signal. Wait for it (a busy host can
+            // take longer than the pause above).
+            let t0 = Instant::now();
+            while termios(&slave).c_lflag & libc::ICANON == 0 && t0.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
     let out = child.wait_with_output().unwrap();
     let after = termios(&slave);
