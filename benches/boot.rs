@@ -284,7 +284,7 @@ fn bare_vm(mode: FloorMode) -> Res<FloorSample> {
                 PageTableBuilder::new(&mem, phys::PAGE_TABLES, phys::PAGE_TABLES_END).map_err(|e| e.to_string())?;
             pt.map_4k(KERNEL_BASE + KERNEL_PHYS_LOAD, KERNEL_PHYS_LOAD, PTE_G | PTE_A)
                 .map_err(|e| e.to_string())?;
-            setup_sregs(&mut sregs, pt.pml4, CpuFeatures::default());
+            setup_sregs(&mut sregs, pt.pml4, CpuFeatures::default(), 0);
             KERNEL_BASE + KERNEL_PHYS_LOAD
         }
     };

@@ -244,3 +244,38 @@ fn a_program_named_like_the_cpio_trailer_is_refused() {
     refused(&r, 245, "that name ends a cpio archive; rename the file");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn cpu_counts_are_bounded_and_tools_for_one_cpu_say_so() {
+    refused(&vmm(&["run", "--cpus", "0"]), 2, "0 CPUs: give 1 to 8");
+    refused(&vmm(&["run", "--cpus", "999"]), 2, "999 CPUs: give 1 to 8");
+    refused(
+        &vmm(&["run", "--cpus", "abc"]),
+        2,
+        "'abc' is not a number of CPUs: give 1 to 8",
+    );
+    refused(&vmm(&["debug", "--cpus", "0"]), 2, "0 CPUs: give 1 to 8");
+    // The debugger and the tracers drive vCPU 0 alone: refused before booting.
+    let one_cpu = "supports one CPU for now: drop --cpus 2 (or give --cpus 1)";
+    for args in [
+        &["debug", "--cpus", "2", "--batch"][..],
+        &["run", "--cpus", "2", "--strace", "--", "x"],
+        &["run", "--cpus", "2", "--break-at", "kmain"],
+        &["run", "--cpus", "2", "--gdb", "127.0.0.1:0"],
+        &["trace", "--cpus", "2", "--funcgraph", "kmain"],
+    ] {
+        refused(&vmm(args), 245, one_cpu);
+    }
+    // Several CPUs wake each other with interrupts: no LAPIC, no --cpus 2.
+    let out = Command::new(vmm_bin())
+        .args(["run", "--cpus", "2"])
+        .env("VMM_NO_LAPIC", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(245));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--cpus 2 needs the LAPIC") && err.contains("unset VMM_NO_LAPIC or use --cpus 1"),
+        "{err}"
+    );
+}

@@ -117,8 +117,9 @@ fn sigint_and_sigterm_stop_the_guest_with_a_report_and_vmm_dies_of_the_signal() 
     assert!(err.contains("vmm: stopped by Ctrl-C (SIGINT)"), "{err}");
 }
 
-/// An endless producer on stdin (as `yes |`), stopped by EPIPE when vmm ends.
-fn endless_producer(program: &[&str], extra: &[&str]) -> (i32, String, u64) {
+/// An endless producer on stdin (as `yes |`), stopped by EPIPE when vmm
+/// ends: vmm's status, stderr and stdout, and the bytes the producer wrote.
+fn endless_producer(program: &[&str], extra: &[&str]) -> (i32, String, String, u64) {
     let mut child = Command::new(vmm_bin())
         .args(["run"])
         .args(extra)
@@ -145,27 +146,35 @@ fn endless_producer(program: &[&str], extra: &[&str]) -> (i32, String, u64) {
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stderr).into_owned(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
         sent,
     )
 }
 
 #[test]
 fn a_guest_that_never_reads_ends_while_an_endless_producer_still_writes() {
-    let (st, err, sent) = endless_producer(&[path(&programs().timer), "sleep", "200"], &["--timeout", "60"]);
-    assert_eq!(st, 0, "{err}");
+    let (st, err, out, sent) = endless_producer(&[path(&programs().timer), "sleep", "200"], &["--timeout", "60"]);
+    // The guest ran to its end and exited by itself: 0, or 1 when a sleep
+    // took more than ±20% of 200 ms, as it may on a host busy with the
+    // parallel tests beside this one (tests/interrupts.rs judges the sleeps;
+    // this test, what vmm does with stdin the guest never reads).
+    assert!(
+        (st == 0 || st == 1) && out.contains("timer: clock_nanosleep(200 ms) took"),
+        "status {st}\n{out}\n{err}"
+    );
     // vmm read at most its bounded queue (64 KiB) plus the pipe's buffer.
     assert!(sent < 4 << 20, "{sent} bytes taken by a guest that reads none");
 }
 
 #[test]
 fn a_guest_spinning_beside_an_endless_producer_still_times_out() {
-    let (st, err, _) = endless_producer(&[path(&programs().timer), "spin"], &["--timeout", "1"]);
+    let (st, err, _, _) = endless_producer(&[path(&programs().timer), "spin"], &["--timeout", "1"]);
     assert_eq!(st, i32::from(status::TIMEOUT), "{err}");
 }
 
 #[test]
 fn a_reading_guest_takes_the_producers_bytes_until_the_timeout() {
-    let (st, err, sent) = endless_producer(&[path(&programs().cat)], &["--timeout", "1"]);
+    let (st, err, _, sent) = endless_producer(&[path(&programs().cat)], &["--timeout", "1"]);
     assert_eq!(st, i32::from(status::TIMEOUT), "{err}");
     assert!(sent > 0);
 }
@@ -240,6 +249,16 @@ fn at_a_terminal(program: &[&str], keys: &[&[u8]]) -> (std::process::ExitStatus,
     for k in keys {
         writer.write_all(k).unwrap();
         std::thread::sleep(Duration::from_millis(50));
+        if k.ends_with(b"\x04") {
+            // ^D ends the input and vmm gives the terminal back: a key
+            // typed before that is a raw byte nobody reads any more, not
+            // the cooked terminal's signal. Wait for it (a busy host can
+            // take longer than the pause above).
+            let t0 = Instant::now();
+            while termios(&slave).c_lflag & libc::ICANON == 0 && t0.elapsed() < Duration::from_secs(30) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
     }
     let out = child.wait_with_output().unwrap();
     let after = termios(&slave);

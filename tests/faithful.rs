@@ -44,6 +44,7 @@ fn suite() -> &'static Batch {
             p.timer.clone(),
             sysfuzz.clone(),
             p.conwrite.clone(),
+            p.smp.clone(),
         ];
         // Inside the box the files sit under /work; on a hardware host, where they are.
         let at = |f: &PathBuf| {
@@ -242,6 +243,44 @@ fn suite() -> &'static Batch {
                 "timer-sleep",
                 &["run", "--stats", "--timeout", "60", "--", &at(&p.timer), "sleep", "200"],
             ),
+            // Several vCPUs on the box's one CPU: they take turns.
+            case(
+                "smp-yield-2",
+                &["run", "--cpus", "2", "--timeout", "60", "--", &at(&p.timer), "yield"],
+            ),
+            case("smp-cpus-3", &["run", "--cpus", "3", "--", &at(&p.smp), "cpus"]),
+            case("smp-tour-4", &["run", "--cpus", "4", "--stats"]),
+            case("smp-abuse", &["run", "--cpus", "2", "--", &at(&p.smp), "abuse"]),
+            case(
+                "smp-mm",
+                &[
+                    "run",
+                    "--cpus",
+                    "2",
+                    "--timeout",
+                    "300",
+                    "--",
+                    &at(&p.smp),
+                    "mm",
+                    "3",
+                    "40",
+                ],
+            ),
+            case(
+                "smp-spawn",
+                &[
+                    "run",
+                    "--cpus",
+                    "2",
+                    "--timeout",
+                    "300",
+                    "--",
+                    &at(&p.spawner),
+                    "loop",
+                    "300",
+                    "self",
+                ],
+            ),
             case("kvm-info", &["kvm-info", "--json"]),
             // A stock Linux kernel (Debian's), one boot (12-25 s in the box):
             // stopped at its syscall entry from outside, then powered off.
@@ -373,6 +412,20 @@ fn the_timer_preempts_a_spinning_child_on_hardware() {
         &["timer: back from sched_yield with a spinning child"],
     );
     expect("timer-reap", 0, &["SIGXCPU — used its 1 s of CPU time (RLIMIT_CPU)"]);
+}
+
+#[test]
+fn several_cpus_on_hardware() {
+    expect(
+        "smp-yield-2",
+        0,
+        &["timer: back from sched_yield with a spinning child"],
+    );
+    expect("smp-cpus-3", 0, &["smp: online 3, sched_getcpu "]);
+    expect("smp-tour-4", 0, &["26/26 contained", "cpus_online=4", "CPUs 4"]);
+    expect("smp-abuse", 0, &["smp: its bits = 2\n", "smp: abuse: all as Linux"]);
+    expect("smp-mm", 0, &["smp: 4 processes x 40 rounds of mmap/munmap: all clean"]);
+    expect("smp-spawn", 0, &["spawner: 300 spawns, all reaped"]);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 mod common;
 use common::vmm_bin;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use vmm::status;
 
 fn st(s: u8) -> i32 {
@@ -36,9 +36,10 @@ fn thread_modes(pid: u32) -> Vec<(String, String)> {
 }
 
 /// Run `vmm ARGS` with stdin a pipe kept open (so the VMM thread watches
-/// it), sample its threads' seccomp modes once the vCPU and VMM threads
-/// both exist, and return them with the exit status and stderr.
-fn sample_while_running(args: &[&str], env: &[(&str, &str)]) -> (Vec<(String, String)>, i32, String) {
+/// it), sample its threads' seccomp modes once `threads` of them (vCPU
+/// threads and the VMM thread) exist, and return them with the exit status
+/// and stderr.
+fn sample_while_running(args: &[&str], env: &[(&str, &str)], threads: usize) -> (Vec<(String, String)>, i32, String) {
     let mut child = Command::new(vmm_bin())
         .args(args)
         .envs(env.iter().copied())
@@ -47,11 +48,11 @@ fn sample_while_running(args: &[&str], env: &[(&str, &str)]) -> (Vec<(String, St
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot start vmm");
-    let t0 = Instant::now();
     let mut modes = Vec::new();
-    while t0.elapsed() < Duration::from_secs(2) {
+    // Until every thread is there and filtered, or vmm ends (its --timeout).
+    while child.try_wait().is_ok_and(|s| s.is_none()) {
         modes = thread_modes(child.id());
-        if modes.len() >= 2 && modes.iter().all(|(_, m)| m == "2") {
+        if modes.len() >= threads && modes.iter().all(|(_, m)| m == "2") {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -68,10 +69,27 @@ fn sample_while_running(args: &[&str], env: &[(&str, &str)]) -> (Vec<(String, St
 
 #[test]
 fn every_vmm_thread_is_filtered_while_the_guest_runs() {
-    let (modes, status, stderr) = sample_while_running(&["run", "--cmdline", "crash=spin", "--timeout", "2.5"], &[]);
+    let (modes, status, stderr) = sample_while_running(&["run", "--cmdline", "crash=spin", "--timeout", "2.5"], &[], 2);
     assert_eq!(status, st(status::TIMEOUT), "{stderr}");
     // vCPU (main) thread and VMM thread: Seccomp 2 = filter mode.
     assert!(modes.len() >= 2, "{modes:?}");
+    assert!(modes.iter().all(|(_, m)| m == "2"), "{modes:?}");
+    assert!(modes.iter().any(|(n, _)| n == "event-loop"), "{modes:?}");
+}
+
+#[test]
+fn with_several_cpus_every_vcpu_thread_is_filtered_too() {
+    // vCPU 0 (main) starts the other vCPUs' threads after its filter is in
+    // place: they inherit it. A spinning guest keeps them all running.
+    let (modes, status, stderr) = sample_while_running(
+        &["run", "--cpus", "3", "--cmdline", "crash=spin", "--timeout", "5"],
+        &[],
+        4,
+    );
+    assert_eq!(status, st(status::TIMEOUT), "{stderr}");
+    assert!(stderr.contains("on CPU 0 of 3"), "{stderr}");
+    // Three vCPU threads and the VMM thread, all in filter mode.
+    assert!(modes.len() >= 4, "{modes:?}");
     assert!(modes.iter().all(|(_, m)| m == "2"), "{modes:?}");
     assert!(modes.iter().any(|(n, _)| n == "event-loop"), "{modes:?}");
 }
@@ -81,6 +99,7 @@ fn no_seccomp_says_so_and_leaves_the_threads_unfiltered() {
     let (modes, status, stderr) = sample_while_running(
         &["run", "--no-seccomp", "--cmdline", "crash=spin", "--timeout", "1"],
         &[],
+        2,
     );
     assert_eq!(status, st(status::TIMEOUT), "{stderr}");
     assert!(

@@ -4,7 +4,7 @@
 /// `BootInfo::magic`: "VMMBOOT\0".
 pub const BOOT_MAGIC: u64 = u64::from_le_bytes(*b"VMMBOOT\0");
 /// Bumped whenever the layout of [`BootInfo`] changes.
-pub const BOOT_VERSION: u32 = 3;
+pub const BOOT_VERSION: u32 = 4;
 
 /// `BootInfo::flags`: `/dev/kvm` is PVM (`kvm_pvm`), not hardware KVM.
 pub const FLAG_KVM_PVM: u32 = 1 << 0;
@@ -99,4 +99,9 @@ pub struct BootInfo {
     /// The LAPIC timer's input clock in Hz, before its divider (KVM's
     /// in-kernel LAPIC: 1 GHz). Hardware would make the kernel calibrate it.
     pub lapic_timer_hz: u64,
+    /// CPUs the VMM created, 1..=[`crate::layout::MAX_CPUS`] (`vmm run
+    /// --cpus`): CPU 0 enters at the kernel's entry point, CPUs 1.. at the
+    /// header's `ap_entry`, all at once, each with its own GDT, TSS, stacks
+    /// and per-CPU block already in place. More than one needs [`FLAG_LAPIC`].
+    pub cpus: u64,
 }

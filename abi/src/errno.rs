@@ -3,6 +3,7 @@
 
 pub const EPERM: i64 = 1;
 pub const ENOENT: i64 = 2;
+pub const ESRCH: i64 = 3;
 pub const E2BIG: i64 = 7;
 pub const ENOEXEC: i64 = 8;
 pub const EBADF: i64 = 9;
@@ -20,6 +21,7 @@ pub fn describe(e: i64) -> Option<(&'static str, &'static str)> {
     Some(match e {
         EPERM => ("EPERM", "Operation not permitted"),
         ENOENT => ("ENOENT", "No such file or directory"),
+        ESRCH => ("ESRCH", "No such process"),
         E2BIG => ("E2BIG", "Argument list too long"),
         ENOEXEC => ("ENOEXEC", "Exec format error"),
         EBADF => ("EBADF", "Bad file descriptor"),

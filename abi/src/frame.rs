@@ -103,9 +103,12 @@ pub struct SyscallFrame {
 }
 
 /// The per-CPU block, reached through GS in ring 0 (`swapgs` on every entry
-/// from ring 3 brings it back). The syscall entry addresses its fields as
-/// `gs:[offset]`, strace reads `pid` at the kernel's `PERCPU` symbol.
-#[repr(C)]
+/// from ring 3 brings it back). The kernel's `PERCPU` symbol is an array of
+/// [`crate::layout::MAX_CPUS`] blocks, [`PERCPU_STRIDE`] bytes apart; the
+/// VMM points CPU `n`'s MSR_GS_BASE at block `n`. The syscall entry
+/// addresses the fields as `gs:[offset]`; strace reads `pid` in block 0
+/// (it traces one CPU).
+#[repr(C, align(64))]
 #[derive(Debug)]
 pub struct PerCpu {
     /// The block's own address.
@@ -120,12 +123,21 @@ pub struct PerCpu {
     pub lstar: u64,
     /// Timer ticks this CPU's LAPIC delivered.
     pub ticks: u64,
+    /// This CPU's number: its vCPU index and LAPIC ID (0 = the bootstrap CPU).
+    pub cpu: u64,
 }
+
+/// Bytes between two CPUs' blocks (one cache line each: no false sharing).
+pub const PERCPU_STRIDE: usize = size_of::<PerCpu>();
 
 /// `gs:[PERCPU_USER_RSP]` and friends, for the assembly.
 pub const PERCPU_USER_RSP: usize = offset_of!(PerCpu, user_rsp);
 pub const PERCPU_KERNEL_RSP: usize = offset_of!(PerCpu, kernel_rsp);
 pub const PERCPU_PID: usize = offset_of!(PerCpu, pid);
+pub const PERCPU_LSTAR: usize = offset_of!(PerCpu, lstar);
+pub const PERCPU_TICKS: usize = offset_of!(PerCpu, ticks);
+pub const PERCPU_CPU: usize = offset_of!(PerCpu, cpu);
+pub const PERCPU_SELF: usize = offset_of!(PerCpu, self_ptr);
 
 /// The 64-bit Task State Segment's layout (Intel SDM Vol. 3A, Figure 8-11);
 /// the VMM's encoder (`vmm/src/arch/tss.rs`) writes it, the kernel updates
@@ -154,6 +166,7 @@ const _: () = assert!(TrapFrame::WORDS == 22 && size_of::<TrapFrame>() == 8 * 22
 const _: () = assert!(offset_of!(SyscallFrame, rip) == 48);
 const _: () = assert!(TSS_RSP0 == 4 && TSS_SIZE == 104);
 const _: () = assert!(offset_of!(Tss, ist) == 0x24);
+const _: () = assert!(PERCPU_STRIDE == 64);
 
 #[cfg(test)]
 mod tests {
@@ -174,5 +187,6 @@ mod tests {
     #[test]
     fn per_cpu_offsets_are_the_ones_the_entry_uses() {
         assert_eq!((PERCPU_USER_RSP, PERCPU_KERNEL_RSP, PERCPU_PID), (8, 16, 24));
+        assert_eq!((PERCPU_CPU, PERCPU_STRIDE), (48, 64));
     }
 }

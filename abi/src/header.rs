@@ -6,7 +6,7 @@ pub const HEADER_SECTION: &str = ".vmm_header";
 /// `KernelHeader::magic`: "VMMKHDR\0".
 pub const HEADER_MAGIC: u64 = u64::from_le_bytes(*b"VMMKHDR\0");
 /// Bumped whenever the layout of [`KernelHeader`] changes.
-pub const HEADER_VERSION: u32 = 2;
+pub const HEADER_VERSION: u32 = 3;
 
 /// Kernel entry points, published by the kernel and read by the VMM.
 ///
@@ -27,7 +27,8 @@ pub struct KernelHeader<A> {
     pub int80: A,
     /// `syscall` entry, written to MSR_LSTAR.
     pub syscall: A,
-    /// Per-CPU block, written to MSR_GS_BASE (and swapped by `swapgs`).
+    /// CPU 0's per-CPU block, written to MSR_GS_BASE (and swapped by
+    /// `swapgs`); CPU `n`'s is `n * PERCPU_STRIDE` further (`crate::frame`).
     pub percpu: A,
     /// Interrupt handlers, installed as interrupt gates at
     /// [`crate::irq::TIMER_VECTOR`], [`crate::irq::SERIAL_VECTOR`] and
@@ -35,6 +36,13 @@ pub struct KernelHeader<A> {
     pub timer: A,
     pub serial: A,
     pub spurious: A,
+    /// Where the application processors (CPUs 1..) start, in 64-bit ring 0
+    /// like CPU 0, with RDI = the boot info and RSI = the CPU's number.
+    pub ap_entry: A,
+    /// Inter-processor interrupt handlers, interrupt gates at
+    /// [`crate::irq::RESCHEDULE_VECTOR`] and [`crate::irq::TLB_VECTOR`].
+    pub reschedule: A,
+    pub tlb: A,
 }
 
 /// Size of the header in bytes.

@@ -21,6 +21,12 @@ pub const SERIAL_IRQ: u8 = 4;
 pub const SERIAL_VECTOR: u8 = TIMER_VECTOR + SERIAL_IRQ;
 /// The spurious-interrupt vector (SVR bits 0..7; the low 4 bits must be 1s).
 pub const SPURIOUS_VECTOR: u8 = 0xff;
+/// Inter-processor interrupts, sent through the ICR (Linux has the same
+/// two, at 0xfd and in its call-function vectors): "something became
+/// runnable" to wake an idle CPU, and "stop using this address space"
+/// after a CPU unmapped pages another CPU may still hold in its TLB.
+pub const RESCHEDULE_VECTOR: u8 = 0xfd;
+pub const TLB_VECTOR: u8 = 0xfc;
 
 /// LAPIC register offsets in the MMIO page.
 pub mod reg {
@@ -41,7 +47,15 @@ pub mod reg {
     pub const TIMER_CURRENT: u64 = 0x390;
     /// Timer divide configuration (0b1011 = divide by 1).
     pub const TIMER_DIVIDE: u64 = 0x3e0;
+    /// Interrupt command register: the destination's LAPIC ID in bits
+    /// 24..32 of the high half; writing the low half sends the IPI.
+    pub const ICR_LOW: u64 = 0x300;
+    pub const ICR_HIGH: u64 = 0x310;
 }
+
+/// ICR low bit 14: level "assert" (required for a fixed IPI). Delivery
+/// mode fixed (0) and physical destination mode (0) are the zero bits.
+pub const ICR_ASSERT: u32 = 1 << 14;
 
 /// SVR bit 8: the APIC is software-enabled.
 pub const SVR_ENABLE: u32 = 1 << 8;

@@ -19,6 +19,10 @@ pub const KERNEL_PHYS_LOAD: u64 = 0x10_0000;
 /// Highest user address + 1: the lower canonical half belongs to ring 3.
 pub const USER_END: u64 = 0x0000_8000_0000_0000;
 
+/// Most CPUs the boot contract has tables and stacks for (`vmm run --cpus N`).
+/// CPU `n` is vCPU `n` and has LAPIC ID `n`; CPU 0 is the bootstrap processor.
+pub const MAX_CPUS: usize = 8;
+
 /// Fixed physical pages the VMM fills before the first instruction.
 /// They sit below the kernel image, in the first megabyte.
 pub mod phys {
@@ -44,6 +48,59 @@ pub mod phys {
     pub const KERNEL_STACK_SIZE: u64 = 0x1_0000;
     /// IST1 stack for #DF, NMI and #MC (grows down from here).
     pub const IST1_TOP: u64 = 0x9_0000;
+
+    /// Every CPU has its own GDT (its TSS descriptor is marked busy when
+    /// loaded, so two CPUs cannot share one) and its own TSS (RSP0 is the
+    /// stack of the process *that CPU* runs). CPU `n`'s GDT lies at
+    /// `GDT + n * GDT_STRIDE`, in the GDT page; the IDT is shared.
+    pub const GDT_STRIDE: u64 = 64;
+    /// CPU `n`'s TSS lies at `TSS + n * TSS_STRIDE`, in the TSS page.
+    pub const TSS_STRIDE: u64 = 128;
+    /// The application processors' stacks (CPUs 1..MAX_CPUS), after CPU 0's
+    /// IST1 stack: per CPU a boot/scheduler stack, then its IST1 stack.
+    pub const AP_STACKS: u64 = IST1_TOP;
+    /// An AP's boot stack: its scheduler loop and the interrupts it takes
+    /// while idle run on it (processes have kernel stacks of their own).
+    pub const AP_STACK_SIZE: u64 = 0x8000;
+    /// An AP's IST1 stack.
+    pub const AP_IST_SIZE: u64 = 0x4000;
+    const AP_STRIDE: u64 = AP_STACK_SIZE + AP_IST_SIZE;
+
+    /// CPU `cpu`'s GDT.
+    pub const fn gdt(cpu: usize) -> u64 {
+        GDT + cpu as u64 * GDT_STRIDE
+    }
+
+    /// CPU `cpu`'s TSS.
+    pub const fn tss(cpu: usize) -> u64 {
+        TSS + cpu as u64 * TSS_STRIDE
+    }
+
+    /// Top of CPU `cpu`'s boot stack (its RSP at the first instruction and
+    /// its TSS.RSP0 until it runs a process).
+    pub const fn kernel_stack_top(cpu: usize) -> u64 {
+        match cpu {
+            0 => KERNEL_STACK_TOP,
+            n => AP_STACKS + (n as u64 - 1) * AP_STRIDE + AP_STACK_SIZE,
+        }
+    }
+
+    /// Top of CPU `cpu`'s IST1 stack.
+    pub const fn ist1_top(cpu: usize) -> u64 {
+        match cpu {
+            0 => IST1_TOP,
+            n => AP_STACKS + n as u64 * AP_STRIDE,
+        }
+    }
+
+    // Every CPU's tables fit their pages and its stacks the first megabyte.
+    const _: () = {
+        assert!(GDT_STRIDE >= 8 * super::selector::GDT_ENTRIES as u64);
+        assert!(super::MAX_CPUS as u64 * GDT_STRIDE <= 0x1000);
+        assert!(TSS_STRIDE >= crate::frame::TSS_SIZE as u64);
+        assert!(super::MAX_CPUS as u64 * TSS_STRIDE <= 0x1000);
+        assert!(ist1_top(super::MAX_CPUS - 1) <= super::KERNEL_PHYS_LOAD);
+    };
 }
 
 /// The direct-map virtual address of physical address `phys`.
@@ -148,6 +205,36 @@ pub mod user {
 mod tests {
     use super::user::*;
     use super::*;
+
+    #[test]
+    fn each_cpu_has_its_own_tables_and_stacks() {
+        extern crate std;
+        use std::vec::Vec;
+        // CPU 0 keeps the single-CPU layout.
+        assert_eq!((phys::gdt(0), phys::tss(0)), (phys::GDT, phys::TSS));
+        assert_eq!((phys::kernel_stack_top(0), phys::ist1_top(0)), (0x8_0000, 0x9_0000));
+        assert_eq!((phys::gdt(1), phys::tss(1)), (0x1040, 0x3080));
+        assert_eq!((phys::kernel_stack_top(1), phys::ist1_top(1)), (0x9_8000, 0x9_c000));
+        assert_eq!((phys::kernel_stack_top(2), phys::ist1_top(2)), (0xa_4000, 0xa_8000));
+        // No two CPUs' stacks overlap, and none reaches the kernel image.
+        let mut spans: Vec<(u64, u64)> = (0..MAX_CPUS)
+            .flat_map(|c| {
+                let k = phys::kernel_stack_top(c);
+                let i = phys::ist1_top(c);
+                let (ks, is) = if c == 0 {
+                    (phys::KERNEL_STACK_SIZE, 0x1_0000)
+                } else {
+                    (phys::AP_STACK_SIZE, phys::AP_IST_SIZE)
+                };
+                [(k - ks, k), (i - is, i)]
+            })
+            .collect();
+        spans.sort();
+        for w in spans.windows(2) {
+            assert!(w[0].1 <= w[1].0, "{w:x?}");
+        }
+        assert!(spans.last().unwrap().1 <= KERNEL_PHYS_LOAD);
+    }
 
     #[test]
     fn access_ok_takes_user_ranges_only() {

@@ -66,11 +66,13 @@ pub mod nr {
     pub const GETPPID: usize = 110;
     pub const ARCH_PRCTL: usize = 158;
     pub const GETTID: usize = 186;
+    pub const SCHED_GETAFFINITY: usize = 204;
     pub const SET_TID_ADDRESS: usize = 218;
     pub const CLOCK_GETTIME: usize = 228;
     pub const CLOCK_NANOSLEEP: usize = 230;
     pub const EXIT_GROUP: usize = 231;
     pub const OPENAT: usize = 257;
+    pub const GETCPU: usize = 309;
     /// `spawn(path, argv)`: run a program of the boot archive as a child.
     pub const SPAWN: usize = 500;
     /// `syscount(nr)`: calls so far to `nr` (the README's tutorial).
@@ -112,11 +114,13 @@ pub const SYSCALLS: &[Syscall] = &[
     sc(nr::ARCH_PRCTL, "arch_prctl", &[Hex, Hex]),
     sc(nr::SETRLIMIT, "setrlimit", &[Int, Hex]),
     sc(nr::GETTID, "gettid", &[]),
+    sc(nr::SCHED_GETAFFINITY, "sched_getaffinity", &[Int, Int, Hex]),
     sc(nr::SET_TID_ADDRESS, "set_tid_address", &[Hex]),
     sc(nr::CLOCK_GETTIME, "clock_gettime", &[Int, Hex]),
     sc(nr::CLOCK_NANOSLEEP, "clock_nanosleep", &[Int, Hex, Hex, Hex]),
     sc(nr::EXIT_GROUP, "exit_group", &[Int]),
     sc(nr::OPENAT, "openat", &[Int, Str, Hex, Hex]),
+    sc(nr::GETCPU, "getcpu", &[Hex, Hex, Hex]),
     sc(nr::SPAWN, "spawn", &[Str, Argv]),
     sc(nr::SYSCOUNT, "syscount", &[Int]),
     sc(nr::BENCH_NULL_ENTRY, "bench_null_entry", &[Int]),

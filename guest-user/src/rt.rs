@@ -58,27 +58,55 @@ extern "C" {
     fn main(argc: i32, argv: *const *const u8) -> i32;
 }
 
+/// A program's global state. The kernel runs one thread per process, so
+/// the process is the one owner of every global: no lock, and no
+/// `static mut` (whose every use is an unchecked shared reference). What
+/// the caller promises by `get` is only that it holds one reference at a
+/// time (the kernel counterpart, for several CPUs, is guest/src/sync.rs).
+pub struct Global<T>(core::cell::UnsafeCell<T>);
+
+// SAFETY: a process has one thread (see above).
+unsafe impl<T> Sync for Global<T> {}
+
+impl<T> Global<T> {
+    pub const fn new(v: T) -> Global<T> {
+        Global(core::cell::UnsafeCell::new(v))
+    }
+
+    /// # Safety
+    /// No other reference to the value is live.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn get(&self) -> &mut T {
+        &mut *self.0.get()
+    }
+
+    /// The value's address (e.g. for a buffer handed to the kernel).
+    pub fn as_ptr(&self) -> *mut T {
+        self.0.get()
+    }
+}
+
 const MAX_ARGS: usize = 16;
-static mut ARGV: [&str; MAX_ARGS] = [""; MAX_ARGS];
-static mut ARGC: usize = 0;
-/// The auxiliary vector (type, value pairs ending with AT_NULL).
-static mut AUXV: *const usize = core::ptr::null();
+/// argv (at most 16) as `&str`s, and the auxiliary vector (type, value pairs
+/// ending with AT_NULL); written once by `start_rust` before `main`.
+static ARGS: Global<([&str; MAX_ARGS], usize)> = Global::new(([""; MAX_ARGS], 0));
+static AUXV: Global<*const usize> = Global::new(core::ptr::null());
 
 unsafe extern "C" fn start_rust(sp: *const usize) -> ! {
     let argc = *sp;
     let argv = sp.add(1) as *const *const u8;
     let n = argc.min(MAX_ARGS);
-    let args = &mut *core::ptr::addr_of_mut!(ARGV);
+    let (args, count) = ARGS.get();
     for (i, slot) in args.iter_mut().enumerate().take(n) {
         *slot = cstr_to_str(*argv.add(i));
     }
-    ARGC = n;
+    *count = n;
     // argv[argc] is NULL; then envp, NULL-terminated; then the auxv.
     let mut p = argv.add(argc + 1) as *const usize;
     while *p != 0 {
         p = p.add(1);
     }
-    AUXV = p.add(1);
+    *AUXV.get() = p.add(1);
     exit_group(main(argc as i32, argv))
 }
 
@@ -102,7 +130,7 @@ pub unsafe fn cstr_to_str(p: *const u8) -> &'static str {
 pub fn getauxval(key: usize) -> Option<usize> {
     // SAFETY: written once by `start_rust`; the vector ends with AT_NULL.
     unsafe {
-        let mut p = AUXV;
+        let mut p = *AUXV.get();
         while !p.is_null() && *p != 0 {
             if *p == key {
                 return Some(*p.add(1));
@@ -150,8 +178,9 @@ pub fn vdso_sym(name: &str) -> Option<usize> {
 
 /// The program's arguments, `args()[0]` being its name (at most 16).
 pub fn args() -> &'static [&'static str] {
-    // SAFETY: written once by `start_rust` before `main`; single-threaded.
-    unsafe { &(&*core::ptr::addr_of!(ARGV))[..ARGC] }
+    // SAFETY: written once by `start_rust` before `main`; read-only after.
+    let (args, n) = unsafe { ARGS.get() };
+    &args[..*n]
 }
 
 // ---------------------------------------------------------------- syscalls

@@ -1,8 +1,9 @@
 //! Checks the boot contract and prints what the kernel found.
 
 use crate::{cpu, power, println};
-use vmm_abi::boot_info::{BootInfo, BOOT_MAGIC, BOOT_VERSION, FLAG_KVM_PVM, FLAG_SMAP};
-use vmm_abi::layout::phys_to_virt;
+use core::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use vmm_abi::boot_info::{BootInfo, BOOT_MAGIC, BOOT_VERSION, FLAG_KVM_PVM, FLAG_LAPIC, FLAG_SMAP};
+use vmm_abi::layout::{phys_to_virt, MAX_CPUS};
 
 // The entry point: the VMM sets RIP here with RSP and RDI already valid, so
 // there is nothing to do in assembly but call into Rust.
@@ -15,12 +16,12 @@ core::arch::global_asm!(
     "    ud2",
 );
 
-static mut PVM: bool = false;
+/// Set on CPU 0 at boot from the boot info.
+static PVM: AtomicBool = AtomicBool::new(false);
 
 /// The VMM said /dev/kvm is PVM: ring-3 system calls arrive as faults.
 pub fn is_pvm() -> bool {
-    // SAFETY: written once at boot.
-    unsafe { PVM }
+    PVM.load(Relaxed)
 }
 
 /// The validated boot information.
@@ -39,11 +40,18 @@ impl Boot {
             );
             power::panic_vm();
         }
-        // SAFETY: written once, before any process runs.
-        unsafe {
-            PVM = info.flags & FLAG_KVM_PVM != 0;
-            crate::usercopy::SMAP_ON = u8::from(info.flags & FLAG_SMAP != 0);
+        // Several CPUs need IPIs, hence a LAPIC; the VMM checks it too.
+        let cpus = info.cpus as usize;
+        if cpus == 0 || cpus > MAX_CPUS || (cpus > 1 && info.flags & FLAG_LAPIC == 0) {
+            println!(
+                "boot: {} CPUs: this kernel runs 1 to {} (more than 1 with a LAPIC)",
+                cpus, MAX_CPUS
+            );
+            power::panic_vm();
         }
+        crate::smp::set_cpus(cpus);
+        PVM.store(info.flags & FLAG_KVM_PVM != 0, Relaxed);
+        crate::usercopy::SMAP_ON.store(u8::from(info.flags & FLAG_SMAP != 0), Relaxed);
         Boot { info }
     }
 
@@ -71,16 +79,28 @@ impl Boot {
         let cs = cpu::read_cs();
         let efer = cpu::rdmsr(cpu::MSR_EFER);
         let cr4 = cpu::read_cr4();
-        println!(
-            "kernel: CPL {} CS {:#x} EFER {:#x} SMEP {} SMAP {} KVM {} mem {} MiB",
-            cs & 3,
-            cs,
-            efer,
-            on(cr4 & cpu::CR4_SMEP != 0),
-            on(cr4 & cpu::CR4_SMAP != 0),
-            if self.is_pvm() { "pvm" } else { "hardware" },
-            self.info.mem_bytes >> 20
-        );
+        // The CPU count rides in the format string's last piece when it is
+        // 1: each extra argument costs ~100-250 emulated instructions on
+        // PVM, and the boot with one CPU must not get slower.
+        macro_rules! first_line {
+            ($tail:literal $(, $cpus:expr)?) => {
+                println!(
+                    concat!("kernel: CPL {} CS {:#x} EFER {:#x} SMEP {} SMAP {} KVM {} mem {} MiB", $tail),
+                    cs & 3,
+                    cs,
+                    efer,
+                    on(cr4 & cpu::CR4_SMEP != 0),
+                    on(cr4 & cpu::CR4_SMAP != 0),
+                    if self.is_pvm() { "pvm" } else { "hardware" },
+                    self.info.mem_bytes >> 20,
+                    $($cpus)?
+                )
+            };
+        }
+        match self.info.cpus {
+            1 => first_line!(" CPUs 1"),
+            n => first_line!(" CPUs {}", n),
+        }
         println!(
             "kernel: GDTR {:#x} IDTR {:#x} CR3 {:#x}",
             { cpu::sgdt().base },

@@ -3,24 +3,24 @@
 //! which takes a process's buffer where it lies: no copy in ring 0.
 
 use crate::io::inb;
+use crate::sync::{CpuLocal, SpinLock};
 use crate::usercopy::{access_ok, copy_from_user_partial, copy_to_user, get_user_u64, EFAULT};
+use core::cell::RefCell;
 use vmm_abi::errno::{EBADF, EINVAL, ENOENT, ENOTTY};
+use vmm_abi::layout::MAX_CPUS;
 use vmm_abi::ports::{COM1, CONSOLE_EOF};
 
 /// Line status register: bit 0 = a received byte is waiting.
 const LSR: u16 = COM1 + 5;
 
-/// The bounce buffer for writes. One CPU and no preemption: a single static
-/// is enough, and it spares zeroing a stack buffer on every call (an
-/// emulated `rep stosb` on PVM).
-static mut BOUNCE: [u8; 4096] = [0; 4096];
+/// The bounce buffer for writes, one per CPU: a write does not block, so
+/// no other system call runs on this CPU while one uses it. It spares
+/// zeroing a stack buffer on every call (an emulated `rep stosb` on PVM).
+static BOUNCE: CpuLocal<RefCell<[u8; 4096]>> = CpuLocal::new([const { RefCell::new([0; 4096]) }; MAX_CPUS]);
 
-#[allow(static_mut_refs)]
-fn bounce() -> &'static mut [u8; 4096] {
-    // SAFETY: one CPU, no interrupts; write does not block, so no other
-    // system call runs while a write uses the buffer.
-    unsafe { &mut BOUNCE }
-}
+/// The UART's receive side: one reader at a time checks LSR and takes the
+/// byte. Taken before the process table's lock, never after.
+static UART_IN: SpinLock<()> = SpinLock::new(());
 
 /// Copy `len` user bytes at `buf` into the kernel, a bounce-buffer chunk at
 /// a time, and hand each chunk to `sink`. Returns the bytes taken: up to a
@@ -31,7 +31,7 @@ fn write_from_user(buf: u64, len: u64, mut sink: impl FnMut(&[u8])) -> i64 {
     if !access_ok(buf, len) {
         return -EFAULT;
     }
-    let chunk = bounce();
+    let mut chunk = BOUNCE.get().borrow_mut();
     let mut done = 0;
     while done < len {
         let n = (len - done).min(chunk.len() as u64) as usize;
@@ -144,6 +144,7 @@ pub extern "C" fn sys_read(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64) 
     let mut got = 0u64;
     let mut b = [0u8; 1];
     while got < len {
+        let uart = UART_IN.lock();
         // SAFETY: reading the UART's status and data registers.
         let ready = unsafe { inb(LSR) } & 1 != 0;
         if !ready {
@@ -152,17 +153,22 @@ pub extern "C" fn sys_read(fd: u64, buf: u64, len: u64, _: u64, _: u64, _: u64) 
                 break;
             }
             if crate::lapic::present() {
-                // Interrupts are off until the scheduler halts: an IRQ 4
-                // raised since the LSR read waits in the LAPIC, not lost.
-                crate::process::current().state = crate::process::State::ConsoleWait;
-                crate::sched::schedule();
+                // The table's lock is taken before the UART's is let go:
+                // IRQ 4 wakes readers under the table's lock, so one raised
+                // since the LSR read (on any CPU) finds us ConsoleWait.
+                let mut t = crate::process::TABLE.lock();
+                t.procs[crate::process::current_slot()].state = crate::process::State::ConsoleWait;
+                drop(uart);
+                crate::sched::sched(t);
             } else {
+                drop(uart);
                 core::hint::spin_loop();
             }
             continue;
         }
         // SAFETY: the UART's data register; LSR said a byte is waiting.
         b[0] = unsafe { inb(COM1) };
+        drop(uart);
         if let Err(e) = copy_to_user(buf + got, &b) {
             return if got > 0 { got as i64 } else { e };
         }

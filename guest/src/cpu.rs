@@ -65,12 +65,15 @@ pub fn sidt() -> DescriptorTablePointer {
     p
 }
 
-pub fn wrmsr(msr: u32, value: u64) {
-    // SAFETY: callers write MSRs whose effects they own (FS base).
-    unsafe {
-        asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
-             options(nostack, preserves_flags))
-    };
+/// Write a model-specific register.
+///
+/// # Safety
+/// `msr` must exist (else #GP in ring 0: a kernel panic), and the value
+/// must keep the kernel sound: LSTAR must point at a syscall entry of this
+/// kernel, FS_BASE may hold any user value (ring 0 does not use FS).
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    asm!("wrmsr", in("ecx") msr, in("eax") value as u32, in("edx") (value >> 32) as u32,
+         options(nostack, preserves_flags))
 }
 
 pub fn rdtsc() -> u64 {

@@ -36,7 +36,7 @@ core::arch::global_asm!(
     "    push r9",
     "    cmp rax, {nr}",
     "    jae 90f",
-    "    inc qword ptr [SYSCALL_COUNTS + rax * 8]",
+    "    lock inc qword ptr [SYSCALL_COUNTS + rax * 8]", // every CPU counts here
     "    mov rcx, r10",                  // 4th argument: r10 (syscall ABI) -> rcx (C ABI)
     "    call [SYS_CALL_TABLE + rax * 8]",
     ".global syscall_return",

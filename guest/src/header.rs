@@ -54,6 +54,9 @@ entries!(
     asm_irq_timer,
     asm_irq_serial,
     asm_irq_spurious,
+    asm_irq_reschedule,
+    asm_irq_tlb,
+    _start_ap,
 );
 
 macro_rules! addr {
@@ -108,4 +111,7 @@ static HEADER: KernelHeader<Addr> = KernelHeader {
     timer: addr!(asm_irq_timer),
     serial: addr!(asm_irq_serial),
     spurious: addr!(asm_irq_spurious),
+    ap_entry: addr!(_start_ap),
+    reschedule: addr!(asm_irq_reschedule),
+    tlb: addr!(asm_irq_tlb),
 };

@@ -3,16 +3,15 @@
 //! The format and its reader live in the abi crate (`vmm_abi::cpio`), shared
 //! with the VMM that writes the archive.
 
-static mut ARCHIVE: &[u8] = &[];
+use crate::sync::BootCell;
+
+static ARCHIVE: BootCell<&'static [u8]> = BootCell::new();
 
 pub fn init(archive: &'static [u8]) {
-    // SAFETY: written once at boot.
-    unsafe { ARCHIVE = archive };
+    ARCHIVE.set(archive);
 }
 
 /// The contents of file `name`, if the archive has it.
 pub fn find(name: &[u8]) -> Option<&'static [u8]> {
-    // SAFETY: set once at boot, read-only afterwards.
-    let a: &'static [u8] = unsafe { ARCHIVE };
-    vmm_abi::cpio::find(a, name)
+    vmm_abi::cpio::find(ARCHIVE.get()?, name)
 }

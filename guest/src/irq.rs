@@ -8,13 +8,14 @@
 //!
 //! Interrupt gates clear IF and the kernel never sets it except in the idle
 //! loop's `sti; hlt`, so an interrupt arrives either in ring 3 or in the idle
-//! loop, never in the middle of a system call: the kernel stays a single
-//! thread of control, as before, without locks.
+//! loop, never in the middle of a system call or while this CPU holds a
+//! lock. Every CPU takes its own timer's ticks; IRQ 4 goes to CPU 0; the
+//! inter-processor interrupts (smp.rs, tlb.rs) come from other CPUs.
 
-use crate::percpu::percpu;
 use crate::process::{self, State};
-use crate::{lapic, sched, time};
-use vmm_abi::irq::{SERIAL_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR};
+use crate::{lapic, percpu, sched, time, tlb};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use vmm_abi::irq::{RESCHEDULE_VECTOR, SERIAL_VECTOR, SPURIOUS_VECTOR, TIMER_VECTOR, TLB_VECTOR};
 
 pub use vmm_abi::frame::TrapFrame;
 
@@ -22,20 +23,20 @@ pub use vmm_abi::frame::TrapFrame;
 const SIGXCPU: i32 = 24;
 
 /// Timer ticks a second (kernel command line `hz=`).
-pub static mut HZ: u64 = 100;
+pub static HZ: AtomicU64 = AtomicU64::new(100);
 /// Ticks a process runs before another runnable one gets the CPU (`timeslice=` ms).
-pub static mut SLICE_TICKS: u64 = 1;
+pub static SLICE_TICKS: AtomicU64 = AtomicU64::new(1);
 /// init's RLIMIT_CPU in seconds (`cpulimit=`; 0 = none, Linux's default).
-static mut CPU_LIMIT_S: u64 = 0;
+static CPU_LIMIT_S: AtomicU64 = AtomicU64::new(0);
 /// Serial interrupts taken (the VMM reads it by symbol).
 #[no_mangle]
-pub static mut SERIAL_IRQS: u64 = 0;
-/// Timer ticks taken (the VMM reads it by symbol).
+pub static SERIAL_IRQS: AtomicU64 = AtomicU64::new(0);
+/// Timer ticks taken, all CPUs (the VMM reads it by symbol).
 #[no_mangle]
-pub static mut TIMER_TICKS: u64 = 0;
+pub static TIMER_TICKS: AtomicU64 = AtomicU64::new(0);
 
-/// Parse `hz=`, `timeslice=` and `cpulimit=`, then start the LAPIC timer.
-/// Returns false when the VMM presents no LAPIC (no interrupts at all).
+/// Parse `hz=`, `timeslice=` and `cpulimit=`, then start CPU 0's LAPIC
+/// timer. Returns false when the VMM presents no LAPIC (no interrupts at all).
 pub fn init(info: &vmm_abi::boot_info::BootInfo, cmdline: &str) -> bool {
     let word = |key: &str| {
         cmdline
@@ -44,13 +45,9 @@ pub fn init(info: &vmm_abi::boot_info::BootInfo, cmdline: &str) -> bool {
     };
     let hz = word("hz").unwrap_or(100).clamp(10, 5000);
     let slice_ms = word("timeslice").unwrap_or(10).max(1);
-    let limit_s = word("cpulimit").unwrap_or(0);
-    // SAFETY: boot, one CPU, before interrupts.
-    unsafe {
-        HZ = hz;
-        SLICE_TICKS = (slice_ms * hz).div_ceil(1000).max(1);
-        CPU_LIMIT_S = limit_s;
-    }
+    HZ.store(hz, Relaxed);
+    SLICE_TICKS.store((slice_ms * hz).div_ceil(1000).max(1), Relaxed);
+    CPU_LIMIT_S.store(word("cpulimit").unwrap_or(0), Relaxed);
     lapic::init(info, hz)
 }
 
@@ -63,9 +60,14 @@ pub fn handle(frame: &mut TrapFrame) {
         }
         SERIAL_VECTOR => {
             lapic::eoi();
-            // SAFETY: one CPU, IF clear.
-            unsafe { SERIAL_IRQS += 1 };
+            SERIAL_IRQS.fetch_add(1, Relaxed);
             sched::wake(|s| s == State::ConsoleWait);
+        }
+        // Its point is the wake-up: an idle CPU leaves `hlt` and rescans.
+        RESCHEDULE_VECTOR => lapic::eoi(),
+        TLB_VECTOR => {
+            lapic::eoi();
+            tlb::serve();
         }
         // A spurious interrupt is not acknowledged (SDM 11.9).
         SPURIOUS_VECTOR => {}
@@ -74,39 +76,38 @@ pub fn handle(frame: &mut TrapFrame) {
 }
 
 fn tick(frame: &TrapFrame) {
-    // SAFETY: one CPU, IF clear.
-    unsafe { TIMER_TICKS += 1 };
-    percpu().ticks += 1;
-    let now = time::monotonic_ns();
-    sched::wake_sleepers(now);
+    TIMER_TICKS.fetch_add(1, Relaxed);
+    percpu::count_tick();
+    let mut t = process::TABLE.lock();
+    sched::wake_sleepers(&mut t, time::monotonic_ns());
     if !frame.from_user() {
         return; // the idle loop: nobody to charge or preempt
     }
     let p = process::current();
     p.cpu_ticks += 1;
-    // SAFETY: read-only after boot.
-    let (hz, slice) = unsafe { (HZ, SLICE_TICKS) };
+    let hz = HZ.load(Relaxed);
     if p.cpu_limit_s != 0 && p.cpu_ticks >= p.cpu_limit_s.saturating_mul(hz) {
+        let limit = p.cpu_limit_s;
+        drop(t);
         process::kill_current(
             SIGXCPU,
-            format_args!("SIGXCPU — used its {} s of CPU time (RLIMIT_CPU)", p.cpu_limit_s),
+            format_args!("SIGXCPU — used its {} s of CPU time (RLIMIT_CPU)", limit),
         )
     }
     p.slice_used += 1;
-    if p.slice_used >= slice {
+    if p.slice_used >= SLICE_TICKS.load(Relaxed) {
         p.slice_used = 0;
-        if sched::others_runnable() {
-            // SAFETY: one CPU, IF clear.
-            unsafe { sched::PREEMPTIONS += 1 };
-            sched::schedule();
+        if sched::others_runnable(&t) {
+            sched::PREEMPTIONS.fetch_add(1, Relaxed);
+            t.procs[process::current_slot()].state = State::Runnable;
+            sched::sched(t);
         }
     }
 }
 
 /// init's CPU-time limit, from the kernel command line.
 pub fn default_cpu_limit_s() -> u64 {
-    // SAFETY: read-only after boot.
-    unsafe { CPU_LIMIT_S }
+    CPU_LIMIT_S.load(Relaxed)
 }
 
 const RLIMIT_CPU: u64 = 0;

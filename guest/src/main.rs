@@ -30,10 +30,13 @@ mod power;
 mod process;
 mod sched;
 mod serial;
+mod smp;
 mod string;
+mod sync;
 mod sys;
 mod syscall_table;
 mod time;
+mod tlb;
 mod traps;
 mod usercopy;
 mod vdso;
@@ -43,6 +46,7 @@ use vmm_abi::boot_info::BootInfo;
 /// The first Rust code: called from `_start` with the boot-info pointer.
 #[no_mangle]
 extern "C" fn kmain(info: &'static BootInfo) -> ! {
+    percpu::init_this_cpu();
     let boot = boot::Boot::new(info);
     if !boot.cmdline().split_whitespace().any(|w| w == "quiet") {
         boot.print_banner();
@@ -55,13 +59,12 @@ extern "C" fn kmain(info: &'static BootInfo) -> ! {
     let interrupts = irq::init(info, boot.cmdline());
     if !boot.cmdline().split_whitespace().any(|w| w == "quiet") {
         if interrupts {
-            // SAFETY: read-only after irq::init.
-            let (hz, slice) = unsafe { (irq::HZ, irq::SLICE_TICKS) };
+            use core::sync::atomic::Ordering::Relaxed;
             println!(
                 "kernel: LAPIC version {:#x}, timer {} Hz, time slice {} tick(s)",
                 lapic::version(),
-                hz,
-                slice
+                irq::HZ.load(Relaxed),
+                irq::SLICE_TICKS.load(Relaxed)
             );
         } else {
             println!("kernel: no LAPIC: no timer, no preemption, console polled");
@@ -97,5 +100,7 @@ extern "C" fn kmain(info: &'static BootInfo) -> ! {
         println!("kernel: cannot start init '{}': {}", name, e.describe());
         power::exit_vm(127)
     }
+    // Everything the CPUs share is in place: let the others go.
+    smp::start_aps();
     sched::run()
 }

@@ -3,8 +3,8 @@
 //! unmapped user page kills the process). The address-space layout is the
 //! boot contract's (`vmm_abi::layout::user`).
 
-use crate::process::current;
-use crate::{mm, paging};
+use crate::process::{current, current_slot};
+use crate::{mm, paging, tlb};
 use vmm_abi::errno::{EINVAL, ENODEV, ENOMEM, EPERM};
 use vmm_abi::layout::user::{BRK_MAX, MMAP_END, MMAP_MIN_ADDR, STACK_GUARD, STACK_TOP};
 use vmm_abi::layout::PAGE_SIZE;
@@ -43,6 +43,7 @@ pub extern "C" fn sys_brk(addr: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -> 
         }
     }
     if new_end < old_end {
+        tlb::shootdown(current_slot());
         paging::unmap_user_range(p.pml4, new_end, old_end);
     }
     p.brk = addr;
@@ -94,6 +95,7 @@ pub extern "C" fn sys_mmap(addr: u64, len: u64, prot: u64, flags: u64, fd: u64, 
         // MAP_FIXED replaces what was there, in this address space only: a
         // shared page (vDSO, vvar) is unmapped here and a private one takes
         // its place; every other process keeps the shared one.
+        tlb::shootdown(current_slot());
         paging::unmap_user_range(p.pml4, addr, addr + len);
         if !map_range(p.pml4, addr, addr + len, writable, exec) {
             return -ENOMEM;
@@ -115,6 +117,9 @@ pub extern "C" fn sys_munmap(addr: u64, len: u64, _: u64, _: u64, _: u64, _: u64
     if !addr.is_multiple_of(PAGE_SIZE) || addr.checked_add(len).is_none_or(|e| e > STACK_TOP) {
         return -EINVAL;
     }
+    // Other CPUs that ran this process may cache its translations: they
+    // leave its address space before the pages go (tlb.rs).
+    tlb::shootdown(current_slot());
     paging::unmap_user_range(current().pml4, addr, (addr + len).next_multiple_of(PAGE_SIZE));
     0
 }

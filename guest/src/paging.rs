@@ -7,6 +7,7 @@
 
 use crate::mm;
 use core::ops::ControlFlow;
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use vmm_abi::layout::{phys_to_virt, PAGE_SIZE, USER_END};
 
 pub const PTE_P: u64 = 1 << 0;
@@ -18,12 +19,16 @@ pub const PTE_NX: u64 = 1 << 63;
 pub const PTE_SHARED: u64 = 1 << 9;
 pub const PTE_ADDR: u64 = 0x000f_ffff_ffff_f000;
 
-/// The kernel's own PML4 (physical), from boot info.
-static mut KERNEL_PML4: u64 = 0;
+/// The kernel's own PML4 (physical), from boot info; set on CPU 0 at boot.
+static KERNEL_PML4: AtomicU64 = AtomicU64::new(0);
 
 pub fn init(kernel_pml4: u64) {
-    // SAFETY: written once at boot.
-    unsafe { KERNEL_PML4 = kernel_pml4 };
+    KERNEL_PML4.store(kernel_pml4, Relaxed);
+}
+
+/// The PML4 the VMM built: the kernel half and nothing below.
+pub fn kernel_pml4() -> u64 {
+    KERNEL_PML4.load(Relaxed)
 }
 
 fn table(phys: u64) -> &'static mut [u64; 512] {
@@ -38,8 +43,7 @@ fn index(virt: u64, level: u32) -> usize {
 /// A new address space: empty user half, shared kernel half.
 pub fn new_address_space() -> Option<u64> {
     let pml4 = mm::alloc_page()?;
-    // SAFETY: KERNEL_PML4 was set at boot.
-    let kernel = table(unsafe { KERNEL_PML4 });
+    let kernel = table(kernel_pml4());
     table(pml4)[256..].copy_from_slice(&kernel[256..]);
     Some(pml4)
 }
@@ -139,16 +143,19 @@ fn walk_mapped(pml4: u64, start: u64, end: u64, mut f: impl FnMut(u64, &mut u64)
 }
 
 /// Unmap and free every page of `[start, end)` (page aligned) and flush
-/// each from the TLB. Shared pages are unmapped, never freed.
+/// each from this CPU's TLB. Shared pages are unmapped, never freed. The
+/// caller has made other CPUs leave the address space first (tlb.rs).
 pub fn unmap_user_range(pml4: u64, start: u64, end: u64) {
+    let mut freed = mm::FreeBatch::new();
     walk_mapped(pml4, start, end, |va, e| {
         if *e & PTE_SHARED == 0 {
-            mm::free_page(*e & PTE_ADDR);
+            freed.add(*e & PTE_ADDR);
         }
         *e = 0;
         flush_tlb_page(va);
         ControlFlow::Continue(())
     });
+    freed.release();
 }
 
 /// The first mapped page of `[start, end)`, if any.
@@ -166,30 +173,39 @@ pub fn flush_tlb_page(virt: u64) {
     unsafe { core::arch::asm!("invlpg [{}]", in(reg) virt, options(nostack, preserves_flags)) };
 }
 
-/// Free every user page and table of an address space, then the PML4.
+/// Free every user page and table of an address space, then the PML4. No
+/// CPU may have it loaded any more (tlb.rs).
 pub fn free_address_space(pml4: u64) {
-    fn free_level(t: u64, level: u32) {
+    fn free_level(t: u64, level: u32, freed: &mut mm::FreeBatch) {
         for e in table(t).iter() {
             if *e & PTE_P != 0 {
                 if level > 1 {
-                    free_level(*e & PTE_ADDR, level - 1);
+                    free_level(*e & PTE_ADDR, level - 1, freed);
                 } else if *e & PTE_SHARED == 0 {
-                    mm::free_page(*e & PTE_ADDR);
+                    freed.add(*e & PTE_ADDR);
                 }
             }
         }
-        mm::free_page(t);
+        freed.add(t);
     }
+    let mut freed = mm::FreeBatch::new();
     for i in 0..256 {
         let e = table(pml4)[i];
         if e & PTE_P != 0 {
-            free_level(e & PTE_ADDR, 3);
+            free_level(e & PTE_ADDR, 3, &mut freed);
         }
     }
-    mm::free_page(pml4);
+    freed.add(pml4);
+    freed.release();
 }
 
-pub fn load_cr3(pml4: u64) {
-    // SAFETY: every address space maps the kernel half identically.
-    unsafe { core::arch::asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags)) };
+/// Switch this CPU to the page tables at `pml4`.
+///
+/// # Safety
+/// `pml4` must be a PML4 whose upper half is the kernel's (the kernel's own,
+/// or one from [`new_address_space`] not yet freed): the code doing the
+/// switch keeps running through those mappings. The caller keeps the
+/// shootdown bookkeeping (tlb.rs) true.
+pub unsafe fn load_cr3(pml4: u64) {
+    core::arch::asm!("mov cr3, {}", in(reg) pml4, options(nostack, preserves_flags))
 }

@@ -11,19 +11,31 @@
 
 use crate::io::{outb, outl};
 use crate::linebuf::LineBuf;
+use crate::sync::CpuLocal;
+use core::cell::{RefCell, UnsafeCell};
 use core::fmt;
+use vmm_abi::layout::MAX_CPUS;
 use vmm_abi::layout::{DIRECT_MAP_BASE, KERNEL_BASE};
 use vmm_abi::ports::{ConsoleWrite, COM1, CONSOLE_WRITE, CONSOLE_WRITE_MAX, CONSOLE_WRITE_OK, CONSOLE_WRITE_PENDING};
 
-/// The request the VMM reads. It is in the kernel image, so its physical
-/// address is below 4 GiB, as the port's 32 bits require.
-static mut REQUEST: ConsoleWrite = ConsoleWrite {
-    addr: 0,
-    len: 0,
-    cr3: 0,
-    done: 0,
-    status: 0,
-};
+/// One CPU's request, which the VMM reads and answers during the exit.
+pub struct Request(UnsafeCell<ConsoleWrite>);
+
+/// The request the VMM reads: one per CPU, so CPUs write to the console at
+/// the same time without a lock (the VMM serialises the output). In the
+/// kernel image, so its physical address is below 4 GiB, as the port's 32
+/// bits require.
+static REQUEST: CpuLocal<Request> = CpuLocal::new(
+    [const {
+        Request(UnsafeCell::new(ConsoleWrite {
+            addr: 0,
+            len: 0,
+            cr3: 0,
+            done: 0,
+            status: 0,
+        }))
+    }; MAX_CPUS],
+);
 
 /// Hand `[addr, addr + len)` to the VMM: a user address in the address
 /// space whose PML4 is at `cr3`, or a physical address when `cr3` is 0.
@@ -33,14 +45,15 @@ static mut REQUEST: ConsoleWrite = ConsoleWrite {
 /// its own in `vmm trace --funcgraph` and `bt`.
 #[inline(never)]
 pub fn console_write(addr: u64, len: u64, cr3: u64) -> (u64, bool) {
-    let req = &raw mut REQUEST;
+    let req = REQUEST.get().0.get();
     let phys = req as u64 - KERNEL_BASE;
     let mut done = 0;
     while done < len {
         let n = (len - done).min(CONSOLE_WRITE_MAX);
-        // SAFETY: one CPU, no interrupts: nothing else uses the request
-        // between these accesses. Volatile, and the `out` is not `nomem`:
-        // the VMM reads and writes it during the exit.
+        // SAFETY: this CPU's request, and no interrupt handler prints while
+        // the kernel runs (interrupts are off): nothing else uses it between
+        // these accesses. Volatile, and the `out` is not `nomem`: the VMM
+        // reads and writes it during the exit.
         let r = unsafe {
             req.write_volatile(ConsoleWrite {
                 addr: addr + done,
@@ -79,11 +92,11 @@ pub fn write_bytes(bytes: &[u8]) {
     console_write(phys, bytes.len() as u64, 0);
 }
 
-/// One `print!` is formatted here and handed over whole.
-static mut LINE_BUF: LineBuf = LineBuf::new(write_bytes);
-/// Set while a `print!` fills LINE_BUF: a print from inside it (a fault
-/// while formatting, or an interrupt handler's report) writes directly instead.
-static mut PRINTING: bool = false;
+/// One `print!` is formatted here and handed over whole, one buffer per
+/// CPU. Borrowed while a `print!` fills it: a print from inside it (a fault
+/// while formatting) finds it borrowed and writes directly instead.
+static LINE_BUF: CpuLocal<RefCell<LineBuf>> =
+    CpuLocal::new([const { RefCell::new(LineBuf::new(write_bytes)) }; MAX_CPUS]);
 
 /// Writes each piece as it comes: one exit per piece.
 struct Direct;
@@ -96,25 +109,19 @@ impl fmt::Write for Direct {
 }
 
 #[doc(hidden)]
-#[allow(static_mut_refs)]
 pub fn _print(args: fmt::Arguments) {
     if let Some(s) = args.as_str() {
         write_bytes(s.as_bytes());
         return;
     }
-    // SAFETY: one CPU, and the kernel is preempted only from ring 3;
-    // PRINTING keeps a nested print (a fault inside the formatting, or an
-    // interrupt handler's message) away from the buffer in use.
-    unsafe {
-        if PRINTING {
-            let _ = fmt::Write::write_fmt(&mut Direct, args);
-            return;
+    match LINE_BUF.get().try_borrow_mut() {
+        Ok(mut line) => {
+            let _ = fmt::Write::write_fmt(&mut *line, args);
+            line.flush();
         }
-        PRINTING = true;
-        let line = &mut LINE_BUF;
-        let _ = fmt::Write::write_fmt(line, args);
-        line.flush();
-        PRINTING = false;
+        Err(_) => {
+            let _ = fmt::Write::write_fmt(&mut Direct, args);
+        }
     }
 }
 

@@ -15,6 +15,7 @@
 //! add one line `(nr::NAME, module::sys_NAME),` to [`HANDLERS`].
 
 use crate::{bench, console, irq, mman, sys, time};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use vmm_abi::errno::ENOSYS;
 pub use vmm_abi::syscalls::NR_SYSCALLS;
 use vmm_abi::syscalls::{is_listed, nr, SYSCALLS};
@@ -50,11 +51,13 @@ const HANDLERS: &[(usize, SysFn)] = &[
     (nr::ARCH_PRCTL, sys::sys_arch_prctl),
     (nr::SETRLIMIT, irq::sys_setrlimit),
     (nr::GETTID, sys::sys_gettid),
+    (nr::SCHED_GETAFFINITY, sys::sys_sched_getaffinity),
     (nr::SET_TID_ADDRESS, sys::sys_set_tid_address),
     (nr::CLOCK_GETTIME, time::sys_clock_gettime),
     (nr::CLOCK_NANOSLEEP, time::sys_clock_nanosleep),
     (nr::EXIT_GROUP, sys::sys_exit), // one thread per process
     (nr::OPENAT, console::sys_openat),
+    (nr::GETCPU, sys::sys_getcpu),
     (nr::SPAWN, sys::sys_spawn),
     (nr::SYSCOUNT, sys::sys_syscount),
     (nr::BENCH_NULL_ENTRY, bench::sys_bench_null_entry),
@@ -94,13 +97,13 @@ pub static SYS_CALL_TABLE: [SysFn; NR_SYSCALLS] = {
     t
 };
 
-/// How many times each number was called (entry.rs increments it);
-/// unknown numbers are counted too.
+/// How many times each number was called, all CPUs (entry.rs increments it
+/// with `lock inc`); unknown numbers are counted too. The VMM reads it by symbol.
 #[no_mangle]
-pub static mut SYSCALL_COUNTS: [u64; NR_SYSCALLS] = [0; NR_SYSCALLS];
+pub static SYSCALL_COUNTS: [AtomicU64; NR_SYSCALLS] = [const { AtomicU64::new(0) }; NR_SYSCALLS];
 /// Calls with a number beyond the table.
 #[no_mangle]
-pub static mut OUT_OF_RANGE_CALLS: u64 = 0;
+pub static OUT_OF_RANGE_CALLS: AtomicU64 = AtomicU64::new(0);
 
 extern "C" fn sys_ni_syscall(_: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -> i64 {
     -ENOSYS
@@ -108,20 +111,15 @@ extern "C" fn sys_ni_syscall(_: u64, _: u64, _: u64, _: u64, _: u64, _: u64) -> 
 
 #[no_mangle]
 extern "C" fn sys_ni_out_of_range(_nr: u64) -> i64 {
-    // SAFETY: one CPU, no interrupts.
-    unsafe { OUT_OF_RANGE_CALLS += 1 };
+    OUT_OF_RANGE_CALLS.fetch_add(1, Relaxed);
     -ENOSYS
 }
 
 /// Calls so far to number `nr`.
 pub fn count(nr: u64) -> u64 {
-    // SAFETY: read of a counter only this CPU writes.
-    unsafe {
-        if (nr as usize) < NR_SYSCALLS {
-            SYSCALL_COUNTS[nr as usize]
-        } else {
-            OUT_OF_RANGE_CALLS
-        }
+    match SYSCALL_COUNTS.get(nr as usize) {
+        Some(c) => c.load(Relaxed),
+        None => OUT_OF_RANGE_CALLS.load(Relaxed),
     }
 }
 
@@ -130,7 +128,6 @@ pub fn dispatch(nr: u64, a: [u64; 6]) -> i64 {
     if nr as usize >= NR_SYSCALLS {
         return sys_ni_out_of_range(nr);
     }
-    // SAFETY: as above.
-    unsafe { SYSCALL_COUNTS[nr as usize] += 1 };
+    SYSCALL_COUNTS[nr as usize].fetch_add(1, Relaxed);
     SYS_CALL_TABLE[nr as usize](a[0], a[1], a[2], a[3], a[4], a[5])
 }

@@ -73,6 +73,17 @@ core::arch::global_asm!(
     "    push 0",
     "    push {spurious}",
     "    jmp exc_common",
+    // Inter-processor interrupts (smp.rs, tlb.rs).
+    ".global asm_irq_reschedule",
+    "asm_irq_reschedule:",
+    "    push 0",
+    "    push {reschedule}",
+    "    jmp exc_common",
+    ".global asm_irq_tlb",
+    "asm_irq_tlb:",
+    "    push 0",
+    "    push {tlb}",
+    "    jmp exc_common",
     "",
     "exc_common:",
     // Came from ring 3 (CS.RPL at [rsp+24])? Then GS still holds the user's base.
@@ -128,6 +139,8 @@ core::arch::global_asm!(
     timer = const vmm_abi::irq::TIMER_VECTOR as u64,
     serial = const vmm_abi::irq::SERIAL_VECTOR as u64,
     spurious = const vmm_abi::irq::SPURIOUS_VECTOR as u64,
+    reschedule = const vmm_abi::irq::RESCHEDULE_VECTOR as u64,
+    tlb = const vmm_abi::irq::TLB_VECTOR as u64,
 );
 
 use vmm_abi::errno::EXCEPTION_NAMES;

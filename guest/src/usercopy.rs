@@ -14,9 +14,10 @@ pub use vmm_abi::errno::EFAULT;
 /// the top of the stack; the last page above it takes no pointers.
 pub const TASK_SIZE_MAX: u64 = vmm_abi::layout::user::STACK_TOP;
 
-/// Set at boot when CR4.SMAP is on; the copy routines then use stac/clac.
+/// Set at boot when CR4.SMAP is on; the copy routines (and the exception
+/// entry) then use stac/clac. An atomic byte: the assembly reads it as one.
 #[no_mangle]
-pub static mut SMAP_ON: u8 = 0;
+pub static SMAP_ON: core::sync::atomic::AtomicU8 = core::sync::atomic::AtomicU8::new(0);
 
 /// The range [addr, addr + len) lies wholly in the user half (host-tested
 /// in the boot contract).

@@ -3,6 +3,7 @@
 //! beside it, so clock_gettime and gettimeofday run in ring 3 without a
 //! system call. The auxiliary vector's AT_SYSINFO_EHDR tells the libc where.
 
+use crate::sync::BootCell;
 use crate::{initrd, mm, paging, println, time};
 use vmm_abi::layout::{phys_to_virt, PAGE_SIZE, VDSO_MAX_PAGES, VDSO_USER, VVAR_USER};
 
@@ -13,7 +14,7 @@ struct Vdso {
     vvar: u64,
 }
 
-static mut VDSO: Option<Vdso> = None;
+static VDSO: BootCell<Vdso> = BootCell::new();
 
 /// Copy the vDSO out of the boot archive into pages of its own (page
 /// aligned, as mapping needs) and fill the vvar page. Without a vDSO in the
@@ -33,22 +34,17 @@ pub fn init() {
     // SAFETY: fresh pages of our own, through the direct map.
     unsafe { core::ptr::copy_nonoverlapping(image.as_ptr(), phys_to_virt(phys) as *mut u8, image.len()) };
     time::publish(phys_to_virt(vvar) as *mut time::Vvar);
-    // SAFETY: written once at boot, before any process exists.
-    unsafe {
-        VDSO = Some(Vdso {
-            image: phys,
-            pages,
-            vvar,
-        })
-    };
+    VDSO.set(Vdso {
+        image: phys,
+        pages,
+        vvar,
+    });
 }
 
 /// Map the vvar page and the vDSO into an address space; the vDSO's
 /// address for AT_SYSINFO_EHDR, if there is one.
 pub fn map_into(pml4: u64) -> Option<u64> {
-    // SAFETY: read-only after boot.
-    #[allow(static_mut_refs)]
-    let v = unsafe { VDSO.as_ref()? };
+    let v = VDSO.get()?;
     paging::map_user_shared(pml4, VVAR_USER, v.vvar, false)?;
     for i in 0..v.pages {
         paging::map_user_shared(pml4, VDSO_USER + i * PAGE_SIZE, v.image + i * PAGE_SIZE, true)?;

@@ -28,6 +28,9 @@ pub struct Programs {
     pub timer: PathBuf,
     /// A prompt without a newline, then a read.
     pub prompt: PathBuf,
+    /// Several CPUs from ring 3: sysconf, sched_getcpu, the affinity and
+    /// getcpu calls' errors, mmap/munmap churn across CPUs.
+    pub smp: PathBuf,
     /// `syscall` / `int 0x80` in the last two bytes of user space.
     pub top_syscall: PathBuf,
     pub top_int80: PathBuf,
@@ -92,7 +95,7 @@ pub fn programs() -> &'static Programs {
             "gcc",
         );
         for prog in [
-            "echo", "clock", "cat", "spew", "args", "spawner", "conwrite", "timer", "prompt",
+            "echo", "clock", "cat", "spew", "args", "spawner", "conwrite", "timer", "prompt", "smp",
         ] {
             run(
                 Command::new("musl-gcc")
@@ -150,6 +153,7 @@ pub fn programs() -> &'static Programs {
             spawner: p("spawner"),
             timer: p("timer"),
             prompt: p("prompt"),
+            smp: p("smp"),
             top_syscall: p("top_syscall"),
             top_int80: p("top_int80"),
             hello_asm: p("hello_asm"),

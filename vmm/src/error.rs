@@ -128,6 +128,18 @@ pub enum Error {
     #[error("--mem {0} MiB is too large: at most {1} MiB")]
     MemTooLarge(u64, u64),
 
+    #[error("--cpus {cpus}: this VM can have 1 to {max} vCPUs; give --cpus 1 to {max}")]
+    TooManyCpus { cpus: usize, max: usize },
+
+    #[error(
+        "--cpus {0} needs the LAPIC (the CPUs wake each other with interrupts), and this VM has none \
+         (VMM_NO_LAPIC is set, or KVM refused the split irqchip); unset VMM_NO_LAPIC or use --cpus 1"
+    )]
+    CpusWithoutLapic(usize),
+
+    #[error("{what} supports one CPU for now: drop --cpus {cpus} (or give --cpus 1)")]
+    OneCpuOnly { what: &'static str, cpus: usize },
+
     #[error("the VMM's page-table area is full: too much guest memory to map")]
     PageTableSpace,
 

@@ -149,6 +149,17 @@ fn run(args: RunArgs) -> ExitCode {
     if args.linux.any() {
         return linux_usage();
     }
+    for (asked, what) in [
+        (args.gdb.is_some(), "--gdb"),
+        (args.break_at.is_some(), "--break-at"),
+        (args.strace || args.strace_file.is_some(), "--strace"),
+    ] {
+        if asked {
+            if let Err(e) = args.guest.one_cpu_for(what) {
+                return setup_error(e);
+            }
+        }
+    }
     let (mut vm, user_symbols) = match args.guest.vm(true) {
         Ok(v) => v,
         Err(e) => return setup_error(e),
@@ -257,6 +268,9 @@ fn finish(vm: &mut Vm, outcome: &Outcome, trace: Option<&mut Trace>) {
 }
 
 fn trace(args: TraceArgs) -> ExitCode {
+    if let Err(e) = args.guest.one_cpu_for("vmm trace --funcgraph") {
+        return setup_error(e);
+    }
     let (mut vm, user_symbols) = match args.guest.vm(true) {
         Ok(v) => v,
         Err(e) => return setup_error(e),

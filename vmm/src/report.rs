@@ -24,7 +24,11 @@ fn seg(name: &str, s: &kvm_segment) -> String {
 /// Registers, privilege state and the last serial output.
 pub fn crash_report(vm: &mut Vm, outcome: &Outcome) -> String {
     let mut r = format!("vmm: {}\n", outcome.describe());
-    match (vm.vcpu().get_regs(), vm.vcpu().get_sregs()) {
+    let (cpu, vcpu) = vm.ended_vcpu();
+    if vm.cpus() > 1 {
+        r += &format!("  on CPU {cpu} of {}\n", vm.cpus());
+    }
+    match (vcpu.get_regs(), vcpu.get_sregs()) {
         (Ok(regs), Ok(sregs)) => {
             let sym = vm.kernel.symbols().describe(regs.rip);
             r += &format!("  RIP    {sym}\n");

@@ -6,10 +6,12 @@
 //! The filters are compiled with `seccompiler` (as Firecracker and Cloud
 //! Hypervisor do) and installed per thread:
 //!
-//! - the **vCPU thread** (the main thread: KVM_RUN, exit handling, and the
-//!   debugger's prompt or the GDB stub, which run on it) installs
+//! - the **vCPU threads**: the main thread (vCPU 0: KVM_RUN, exit handling,
+//!   and the debugger's prompt or the GDB stub, which run on it) installs
 //!   [`VcpuFilter`] for its [`Profile`] right before its first KVM_RUN
 //!   (`Vm::lock_down`). It arms the `--timeout` timer and kicks other vCPUs.
+//!   With `--cpus N` it starts the other vCPUs' threads for each run, after
+//!   the filter is in place: they inherit it (vstate/vcpu.rs).
 //! - the **VMM thread** (vstate/event_loop.rs: stdin, `--timeout`, signals,
 //!   gdb's interrupt), installs [`LoopFilter`] itself, first thing (a SIGSYS
 //!   handler is in place by then: `Vm::new`): epoll, reads of its own fds
@@ -166,15 +168,19 @@ fn common_rules() -> BTreeMap<i64, Vec<SeccompRule>> {
     .collect()
 }
 
-/// The vCPU thread's filter: it runs the guest and everything that reacts
-/// to it (serial output, reports, tracers; the debugger or GDB stub with
-/// [`Profile::Interactive`]). It starts no thread: the VMM thread exists
-/// before the filter is installed (a `clone` would stop vmm with the
-/// seccomp message; `clone3` is answered ENOSYS first, see below).
+/// The vCPU threads' filter: vCPU 0's thread runs the guest and everything
+/// that reacts to it (serial output, reports, tracers; the debugger or GDB
+/// stub with [`Profile::Interactive`]); the other vCPUs' threads inherit it
+/// and run the guest and its port I/O. With one vCPU it starts no thread:
+/// the VMM thread exists before the filter is installed (a `clone` would
+/// stop vmm with the seccomp message; `clone3` is answered ENOSYS first, see
+/// below). With `ap_threads` (several vCPUs) it may start threads, and only
+/// threads; the one-vCPU list stays as short as before (its length is boot
+/// time: README, "Seccomp").
 pub struct VcpuFilter(BpfProgram);
 
 impl VcpuFilter {
-    pub fn compile(profile: Profile) -> Result<VcpuFilter> {
+    pub fn compile(profile: Profile, ap_threads: bool) -> Result<VcpuFilter> {
         const T: &str = "vCPU";
         let mut rules = common_rules();
         let mut ioctls = vcpu_ioctls(profile)
@@ -223,6 +229,22 @@ impl VcpuFilter {
             // Debug builds of Rust check that an fd is open before closing
             // it (OwnedFd::drop → fcntl(fd, F_GETFD)).
             rules.insert(libc::SYS_fcntl, vec![arg_eq32(1, libc::F_GETFD as u64, T)?]);
+        }
+        if ap_threads {
+            rules.extend([
+                // Starting the other vCPUs' threads for a run: only clone
+                // with CLONE_THREAD (a thread, never a process; it implies
+                // CLONE_VM). clone3 passes its flags in memory, where BPF
+                // cannot look: the prefix below answers it ENOSYS, and glibc
+                // falls back to clone.
+                (libc::SYS_clone, vec![clone_thread_only(T)?]),
+                // What a new thread does before its closure: glibc registers
+                // rseq and its robust futex list, Rust reads its stack bounds
+                // (pthread_getattr_np → sched_getaffinity).
+                (libc::SYS_rseq, any()),
+                (libc::SYS_set_robust_list, any()),
+                (libc::SYS_sched_getaffinity, any()),
+            ]);
         }
         if profile == Profile::Interactive {
             rules.extend([
@@ -309,6 +331,14 @@ fn args_eq32(pairs: &[(u8, u64)], thread: &'static str) -> Result<SeccompRule> {
 /// setsockopt(fd, SOL_TCP, TCP_NODELAY, ...).
 fn arg_tcp_nodelay(thread: &'static str) -> Result<SeccompRule> {
     args_eq32(&[(1, libc::SOL_TCP as u64), (2, libc::TCP_NODELAY as u64)], thread)
+}
+
+/// clone(flags, ...) with CLONE_THREAD among the flags.
+fn clone_thread_only(thread: &'static str) -> Result<SeccompRule> {
+    let flag = libc::CLONE_THREAD as u64;
+    let c = SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(flag), flag)
+        .map_err(|source| SeccompError::Compile { thread, source })?;
+    SeccompRule::new(vec![c]).map_err(|source| SeccompError::Compile { thread, source })
 }
 
 /// tgkill(this process, any thread, `sig`).
@@ -611,8 +641,10 @@ mod tests {
 
     #[test]
     fn filters_compile() {
-        assert!(VcpuFilter::compile(Profile::Run).is_ok());
-        assert!(VcpuFilter::compile(Profile::Interactive).is_ok());
+        for ap_threads in [false, true] {
+            assert!(VcpuFilter::compile(Profile::Run, ap_threads).is_ok());
+            assert!(VcpuFilter::compile(Profile::Interactive, ap_threads).is_ok());
+        }
         assert!(LoopFilter::compile(&[0, 5, 6], 4, true).is_ok());
     }
 

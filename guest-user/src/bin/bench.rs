@@ -23,7 +23,8 @@
 
 use core::arch::asm;
 use core::fmt::Write;
-use guest_user::{args, print, println, StrBuf};
+use core::sync::atomic::Ordering::Relaxed;
+use guest_user::{args, print, println, Global, StrBuf};
 use guest_user::{sched_yield, spawn, syscall0, syscall1, syscall2, syscall3, wait4};
 
 const SYS_OPEN: usize = guest_user::nr::OPEN;
@@ -38,14 +39,14 @@ const MAX_SAMPLES: usize = 100_000;
 /// Untimed calls before each row: page faults, caches, branch predictors.
 const WARMUP: usize = 10;
 
-static mut SAMPLES: [u32; MAX_SAMPLES] = [0; MAX_SAMPLES];
-static mut SORTED: [u32; MAX_SAMPLES] = [0; MAX_SAMPLES];
-static mut BUF: [u8; 65536] = [0; 65536];
+static SAMPLES: Global<[u32; MAX_SAMPLES]> = Global::new([0; MAX_SAMPLES]);
+static SORTED: Global<[u32; MAX_SAMPLES]> = Global::new([0; MAX_SAMPLES]);
+static BUF: Global<[u8; 65536]> = Global::new([0; 65536]);
 /// Row 5d's 4 KiB: 64 lines of `fill ....`.
-static mut CONSOLE_BUF: [u8; 4096] = [0; 4096];
+static CONSOLE_BUF: Global<[u8; 4096]> = Global::new([0; 4096]);
 
 /// Whether `rdtscp` may end a timed region (CPUID.80000001H:EDX[27]).
-static mut HAVE_RDTSCP: bool = false;
+static HAVE_RDTSCP: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
 
 #[no_mangle]
 pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
@@ -74,16 +75,14 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
         }
         i += 1;
     }
-    // SAFETY: single-threaded; written before any timing.
-    unsafe { HAVE_RDTSCP = has_rdtscp() };
+    HAVE_RDTSCP.store(has_rdtscp(), Relaxed);
     // syscount (501) exists only in the guest kernel: on Linux it is ENOSYS.
     // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     let in_guest = unsafe { syscall1(501, 39) } >= 0;
     println!(
         "bench: iters={} rdtscp={} kernel={}",
         iters,
-        // SAFETY: written once at start; the program is single-threaded.
-        unsafe { HAVE_RDTSCP } as u8,
+        HAVE_RDTSCP.load(Relaxed) as u8,
         if in_guest { "vmm-guest" } else { "other" }
     );
     let big = (iters / 10).max(1);
@@ -141,8 +140,8 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
     // SAFETY: a system call: every pointer argument points into a live buffer of ours (the kernel checks it anyway).
     let fd = unsafe { syscall3(SYS_OPEN, c"/dev/null".as_ptr() as usize, O_WRONLY, 0) };
     if fd >= 0 {
-        // SAFETY: single-threaded; touch every page so no row pays for a fault.
-        let buf = unsafe { &mut *core::ptr::addr_of_mut!(BUF) };
+        // SAFETY: the only reference; touch every page so no row pays for a fault.
+        let buf = unsafe { BUF.get() };
         for (i, x) in buf.iter_mut().enumerate() {
             *x = i as u8;
         }
@@ -172,8 +171,8 @@ pub extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
 
     // 5d: to the console. The kernel hands the VMM the buffer where it lies
     // (one exit per write); the VMM's parser skips these `fill` lines.
-    // SAFETY: single-threaded.
-    let con = unsafe { &mut *core::ptr::addr_of_mut!(CONSOLE_BUF) };
+    // SAFETY: the only reference.
+    let con = unsafe { CONSOLE_BUF.get() };
     for (i, x) in con.iter_mut().enumerate() {
         *x = match i % 64 {
             0..4 => b"fill"[i % 64],
@@ -270,13 +269,8 @@ impl Bench {
     }
 
     fn report(&self, id: &str, name: &str, n: usize) {
-        // SAFETY: single-threaded; `measure` filled the first n.
-        let (samples, sorted) = unsafe {
-            (
-                &(&*core::ptr::addr_of!(SAMPLES))[..n],
-                &mut (&mut *core::ptr::addr_of_mut!(SORTED))[..n],
-            )
-        };
+        // SAFETY: two globals, one reference each; `measure` filled the first n.
+        let (samples, sorted) = unsafe { (&SAMPLES.get()[..n], &mut SORTED.get()[..n]) };
         sorted.copy_from_slice(samples);
         sorted.sort_unstable();
         let pct = |q: usize| sorted[((q * n).div_ceil(100)).max(1) - 1];
@@ -310,8 +304,8 @@ impl Bench {
 /// Time `n` calls of `f` into SAMPLES (no warm-up); returns n.
 #[inline(always)]
 fn measure(n: usize, mut f: impl FnMut()) -> usize {
-    // SAFETY: single-threaded.
-    let samples = unsafe { &mut (&mut *core::ptr::addr_of_mut!(SAMPLES))[..n] };
+    // SAFETY: the only reference while it lives.
+    let samples = unsafe { &mut SAMPLES.get()[..n] };
     for s in samples.iter_mut() {
         let t0 = start();
         f();
@@ -336,7 +330,7 @@ fn stop() -> u64 {
     let (lo, hi): (u32, u32);
     // SAFETY: as above; rdtscp only where CPUID says it exists.
     unsafe {
-        if HAVE_RDTSCP {
+        if HAVE_RDTSCP.load(Relaxed) {
             asm!("rdtscp", "lfence", out("eax") lo, out("edx") hi, out("ecx") _, options(nomem, nostack, preserves_flags))
         } else {
             asm!("lfence", "rdtsc", "lfence", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))

@@ -84,11 +84,11 @@ fn image_end() -> u64 {
 const SCRATCH_USE: usize = 64 * 1024;
 #[repr(C, align(4096))]
 struct Scratch([u8; SCRATCH_USE + 4096]);
-static mut SCRATCH: Scratch = Scratch([0; SCRATCH_USE + 4096]);
+static SCRATCH: Global<Scratch> = Global::new(Scratch([0; SCRATCH_USE + 4096]));
 
 fn scratch() -> u64 {
     // Only the address is taken: the kernel writes there, we never read it as data.
-    core::ptr::addr_of_mut!(SCRATCH) as u64
+    SCRATCH.as_ptr() as u64
 }
 
 /// Where planted structures (strings, argv, iovecs) go inside the scratch
@@ -352,7 +352,7 @@ struct Fuzzer {
 /// TSC cycles spent per system-call number (`--profile`); the last slot
 /// collects everything from 600 up.
 const PROFILE_SLOTS: usize = 601;
-static mut PROFILE: [u64; PROFILE_SLOTS] = [0; PROFILE_SLOTS];
+static PROFILE: Global<[u64; PROFILE_SLOTS]> = Global::new([0; PROFILE_SLOTS]);
 
 /// Does [a, a + len) overlap [lo, hi)? (len 0 counts as one byte, wrapping as everything.)
 fn overlaps(a: u64, len: u64, lo: u64, hi: u64) -> bool {
@@ -601,8 +601,8 @@ impl Fuzzer {
 
     /// The numbers that took the most time (TSC cycles, kernel and all).
     fn print_profile(&self) {
-        // SAFETY: single-threaded.
-        let prof = unsafe { &mut *core::ptr::addr_of_mut!(PROFILE) };
+        // SAFETY: the only reference.
+        let prof = unsafe { PROFILE.get() };
         let total: u64 = prof.iter().sum();
         println!("sysfuzz: profile: {total} TSC cycles in system calls; the costliest numbers:");
         for _ in 0..8 {
@@ -682,8 +682,8 @@ impl Fuzzer {
             }
             if self.profile {
                 let slot = (nr as usize).min(PROFILE_SLOTS - 1);
-                // SAFETY: single-threaded.
-                unsafe { PROFILE[slot] += rdtsc() - t0 };
+                // SAFETY: the only reference.
+                unsafe { PROFILE.get()[slot] += rdtsc() - t0 };
             }
             if n >= self.trace_from {
                 println!("sysfuzz: call {n}: = {ret}");

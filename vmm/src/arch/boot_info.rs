@@ -89,7 +89,15 @@ impl Placement {
 }
 
 /// Write the boot info (and command line) into guest memory.
-pub fn write(mem: &GuestMemoryMmap, p: &Placement, flags: u32, tsc_khz: u64, pml4: u64, cmdline: &str) -> Result<()> {
+pub fn write(
+    mem: &GuestMemoryMmap,
+    p: &Placement,
+    flags: u32,
+    tsc_khz: u64,
+    pml4: u64,
+    cmdline: &str,
+    cpus: usize,
+) -> Result<()> {
     if cmdline.len() as u64 > phys::CMDLINE_MAX {
         return Err(Error::CmdlineTooLong {
             len: cmdline.len(),
@@ -123,6 +131,7 @@ pub fn write(mem: &GuestMemoryMmap, p: &Placement, flags: u32, tsc_khz: u64, pml
         mem_map,
         lapic_phys: if flags & FLAG_LAPIC != 0 { irq::LAPIC_PHYS } else { 0 },
         lapic_timer_hz: if flags & FLAG_LAPIC != 0 { LAPIC_TIMER_HZ } else { 0 },
+        cpus: cpus as u64,
     };
     mem.write_obj(BootInfoBytes(info), GuestAddress(phys::BOOT_INFO))?;
     Ok(())
@@ -169,11 +178,12 @@ mod tests {
     fn boot_info_is_written_where_the_kernel_looks() {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 8 << 20)]).unwrap();
         let p = Placement::new(8 << 20, 0x10_4000, None, 0).unwrap();
-        write(&mem, &p, 1, 2_000_000, 0x8000, "console=ttyS0").unwrap();
+        write(&mem, &p, 1, 2_000_000, 0x8000, "console=ttyS0", 3).unwrap();
         let info: BootInfoBytes = mem.read_obj(GuestAddress(phys::BOOT_INFO)).unwrap();
         assert_eq!(info.0.magic, BOOT_MAGIC);
         assert_eq!(info.0.cmdline_len, 13);
         assert_eq!(info.0.kernel_pml4, 0x8000);
+        assert_eq!(info.0.cpus, 3);
         let mut buf = [0u8; 13];
         mem.read_slice(&mut buf, GuestAddress(phys::CMDLINE)).unwrap();
         assert_eq!(&buf, b"console=ttyS0");
@@ -183,11 +193,11 @@ mod tests {
     fn the_lapic_is_announced_only_with_its_flag() {
         let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 8 << 20)]).unwrap();
         let p = Placement::new(8 << 20, 0x10_4000, None, 0).unwrap();
-        write(&mem, &p, FLAG_LAPIC, 0, 0x8000, "").unwrap();
+        write(&mem, &p, FLAG_LAPIC, 0, 0x8000, "", 1).unwrap();
         let info: BootInfoBytes = mem.read_obj(GuestAddress(phys::BOOT_INFO)).unwrap();
-        assert_eq!((info.0.version, info.0.lapic_phys), (3, 0xfee0_0000));
+        assert_eq!((info.0.version, info.0.lapic_phys), (4, 0xfee0_0000));
         assert_eq!(info.0.lapic_timer_hz, 1_000_000_000);
-        write(&mem, &p, 0, 0, 0x8000, "").unwrap();
+        write(&mem, &p, 0, 0, 0x8000, "", 1).unwrap();
         let info: BootInfoBytes = mem.read_obj(GuestAddress(phys::BOOT_INFO)).unwrap();
         assert_eq!((info.0.lapic_phys, info.0.lapic_timer_hz), (0, 0));
     }

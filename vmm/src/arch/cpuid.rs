@@ -19,6 +19,17 @@ pub fn features(cpuid: &CpuId) -> CpuFeatures {
     f
 }
 
+/// CPUID.1:EBX[31:24]: the initial APIC ID, which KVM's LAPIC for vCPU
+/// `id` has (the kernel reads its number from its per-CPU block, but a
+/// program running `cpuid` should see the truth).
+pub fn set_apic_id(cpuid: &mut CpuId, id: u8) {
+    for e in cpuid.as_mut_slice() {
+        if e.function == 1 {
+            e.ebx = (e.ebx & 0x00ff_ffff) | (u32::from(id) << 24);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -36,5 +47,17 @@ mod tests {
         assert_eq!(features(&c), CpuFeatures { smep: true, smap: true });
         let none = CpuId::from_entries(&[]).unwrap();
         assert_eq!(features(&none), CpuFeatures::default());
+    }
+
+    #[test]
+    fn the_apic_id_goes_in_leaf_1() {
+        let mut c = CpuId::from_entries(&[kvm_cpuid_entry2 {
+            function: 1,
+            ebx: 0x0001_0800,
+            ..Default::default()
+        }])
+        .unwrap();
+        set_apic_id(&mut c, 3);
+        assert_eq!(c.as_slice()[0].ebx, 0x0301_0800);
     }
 }

@@ -87,6 +87,9 @@ pub fn build(header: &KernelHeader<u64>) -> Vec<u8> {
     set(irq::TIMER_VECTOR.into(), Gate::interrupt(header.timer, 0, 0));
     set(irq::SERIAL_VECTOR.into(), Gate::interrupt(header.serial, 0, 0));
     set(irq::SPURIOUS_VECTOR.into(), Gate::interrupt(header.spurious, 0, 0));
+    // Inter-processor interrupts, kernel-only too.
+    set(irq::RESCHEDULE_VECTOR.into(), Gate::interrupt(header.reschedule, 0, 0));
+    set(irq::TLB_VECTOR.into(), Gate::interrupt(header.tlb, 0, 0));
     idt
 }
 
@@ -110,6 +113,9 @@ mod tests {
             timer: 0xffff_ffff_8010_2000,
             serial: 0xffff_ffff_8010_2010,
             spurious: 0xffff_ffff_8010_2020,
+            ap_entry: 0xffff_ffff_8010_3000,
+            reschedule: 0xffff_ffff_8010_2030,
+            tlb: 0xffff_ffff_8010_2040,
         }
     }
 
@@ -167,5 +173,14 @@ mod tests {
         assert_eq!((t.offset, t.dpl, t.typ), (0xffff_ffff_8010_2000, 0, GATE_INTERRUPT));
         assert_eq!(gate_at(&idt, 0x24).offset, 0xffff_ffff_8010_2010);
         assert!(gate_at(&idt, 0xff).present);
+    }
+
+    #[test]
+    fn ipi_gates_are_kernel_only_interrupt_gates() {
+        let idt = build(&header());
+        let r = gate_at(&idt, 0xfd);
+        assert_eq!((r.offset, r.dpl, r.typ), (0xffff_ffff_8010_2030, 0, GATE_INTERRUPT));
+        let t = gate_at(&idt, 0xfc);
+        assert_eq!((t.offset, t.dpl, t.typ), (0xffff_ffff_8010_2040, 0, GATE_INTERRUPT));
     }
 }

@@ -49,8 +49,10 @@ pub fn sysret_base() -> u16 {
     (selector::USER_DS & !3) - 8
 }
 
-/// The MSRs to load, in (index, value) pairs.
-pub fn boot_msrs(header: &KernelHeader<u64>) -> Vec<(u32, u64)> {
+/// CPU `cpu`'s MSRs, in (index, value) pairs: the same for every CPU but
+/// GS_BASE (its own per-CPU block) and TSC_AUX (its number, what `rdtscp`
+/// and `rdpid` report, as Linux sets it).
+pub fn boot_msrs(header: &KernelHeader<u64>, cpu: usize) -> Vec<(u32, u64)> {
     vec![
         (MSR_STAR, star(selector::KERNEL_CS, sysret_base())),
         (MSR_LSTAR, header.syscall),
@@ -60,9 +62,12 @@ pub fn boot_msrs(header: &KernelHeader<u64>) -> Vec<(u32, u64)> {
         (MSR_FS_BASE, 0),
         // Ring 0 starts with GS at the per-CPU block; `swapgs` on the way to
         // ring 3 parks it in KERNEL_GS_BASE.
-        (MSR_GS_BASE, header.percpu),
+        (
+            MSR_GS_BASE,
+            header.percpu + (cpu * vmm_abi::frame::PERCPU_STRIDE) as u64,
+        ),
         (MSR_KERNEL_GS_BASE, 0),
-        (MSR_TSC_AUX, 0),
+        (MSR_TSC_AUX, cpu as u64),
     ]
 }
 
@@ -92,5 +97,29 @@ mod tests {
     #[test]
     fn efer_enables_long_mode_syscall_and_nx() {
         assert_eq!(BOOT_EFER, 0xd01);
+    }
+
+    #[test]
+    fn each_cpu_has_gs_at_its_own_per_cpu_block() {
+        let header = KernelHeader {
+            magic: 0,
+            version: 0,
+            size: 0,
+            exceptions: [0; 32],
+            int80: 0,
+            syscall: 0xffff_ffff_8010_0000,
+            percpu: 0xffff_ffff_8020_0000,
+            timer: 0,
+            serial: 0,
+            spurious: 0,
+            ap_entry: 0,
+            reschedule: 0,
+            tlb: 0,
+        };
+        let get = |cpu, msr| boot_msrs(&header, cpu).into_iter().find(|&(i, _)| i == msr).unwrap().1;
+        assert_eq!(get(0, MSR_GS_BASE), 0xffff_ffff_8020_0000);
+        assert_eq!(get(3, MSR_GS_BASE), 0xffff_ffff_8020_00c0);
+        assert_eq!((get(0, MSR_TSC_AUX), get(3, MSR_TSC_AUX)), (0, 3));
+        assert_eq!(get(3, MSR_LSTAR), get(0, MSR_LSTAR));
     }
 }

@@ -37,16 +37,17 @@ pub fn boot_cr4(f: CpuFeatures) -> u64 {
     BOOT_CR4 | if f.smep { CR4_SMEP } else { 0 } | if f.smap { CR4_SMAP } else { 0 }
 }
 
-/// Fill the special registers: CR0/CR3/CR4/EFER, GDTR/IDTR through the direct
-/// map, the segment caches as if each selector had been loaded from our GDT,
-/// and TR pointing at the TSS.
-pub fn setup_sregs(sregs: &mut kvm_sregs, cr3: u64, features: CpuFeatures) {
+/// Fill CPU `cpu`'s special registers: CR0/CR3/CR4/EFER, GDTR (its own
+/// GDT) and IDTR (the shared IDT) through the direct map, the segment caches
+/// as if each selector had been loaded from its GDT, and TR pointing at its
+/// TSS.
+pub fn setup_sregs(sregs: &mut kvm_sregs, cr3: u64, features: CpuFeatures, cpu: usize) {
     sregs.cr0 = BOOT_CR0;
     sregs.cr3 = cr3;
     sregs.cr4 = boot_cr4(features);
     sregs.efer = BOOT_EFER;
 
-    sregs.gdt.base = phys_to_virt(phys::GDT);
+    sregs.gdt.base = phys_to_virt(phys::gdt(cpu));
     sregs.gdt.limit = (selector::GDT_ENTRIES * 8 - 1) as u16;
     sregs.idt.base = phys_to_virt(phys::IDT);
     sregs.idt.limit = (crate::arch::idt::IDT_BYTES - 1) as u16;
@@ -65,7 +66,7 @@ pub fn setup_sregs(sregs: &mut kvm_sregs, cr3: u64, features: CpuFeatures) {
     sregs.gs = null;
 
     // `ltr` would have marked the descriptor busy; the cache must say busy too.
-    let tss_base = phys_to_virt(phys::TSS);
+    let tss_base = phys_to_virt(phys::tss(cpu));
     let [low, _] = crate::arch::gdt::tss_descriptor(tss_base, (TSS_SIZE - 1) as u32);
     let mut tr = Descriptor::decode(low);
     tr.typ = TYPE_TSS64_BUSY;
@@ -92,6 +93,20 @@ pub fn setup_regs(entry: u64, boot_info_virt: u64) -> kvm_regs {
     }
 }
 
+/// An application processor's first registers: RIP at the kernel's AP
+/// entry, RSP on the CPU's own boot stack, RDI the boot info and RSI the
+/// CPU's number, interrupts off — the BSP's state, its own stack.
+pub fn setup_ap_regs(ap_entry: u64, boot_info_virt: u64, cpu: usize) -> kvm_regs {
+    kvm_regs {
+        rip: ap_entry,
+        rsp: phys_to_virt(phys::kernel_stack_top(cpu)),
+        rdi: boot_info_virt,
+        rsi: cpu as u64,
+        rflags: 0x2,
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,7 +121,7 @@ mod tests {
     #[test]
     fn sregs_describe_ring0_long_mode() {
         let mut s = kvm_sregs::default();
-        setup_sregs(&mut s, 0x8000, CpuFeatures::default());
+        setup_sregs(&mut s, 0x8000, CpuFeatures::default(), 0);
         assert_eq!(s.cs.selector & 3, 0);
         assert_eq!((s.cs.l, s.cs.dpl), (1, 0));
         assert_eq!(s.ss.dpl, 0);
@@ -117,5 +132,18 @@ mod tests {
         assert_eq!(s.tr.base, 0xffff_8880_0000_3000);
         assert_eq!(s.tr.limit, 103);
         assert_eq!(s.efer & 0x500, 0x500);
+    }
+
+    #[test]
+    fn each_cpu_gets_its_own_gdt_tss_and_stack() {
+        let mut s = kvm_sregs::default();
+        setup_sregs(&mut s, 0x8000, CpuFeatures::default(), 2);
+        assert_eq!(s.gdt.base, 0xffff_8880_0000_1080);
+        assert_eq!(s.tr.base, 0xffff_8880_0000_3100);
+        assert_eq!(s.idt.base, 0xffff_8880_0000_2000, "one IDT for all");
+        let r = setup_ap_regs(0xffff_ffff_8010_0040, 0xffff_8880_0000_4000, 2);
+        assert_eq!((r.rip, r.rsi, r.rflags), (0xffff_ffff_8010_0040, 2, 0x2));
+        assert_eq!(r.rsp, 0xffff_8880_000a_4000);
+        assert_eq!(setup_regs(0x1000, 0x2000).rsp, 0xffff_8880_0008_0000);
     }
 }

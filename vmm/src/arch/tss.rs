@@ -34,6 +34,17 @@ impl Tss {
         }
     }
 
+    /// CPU `cpu`'s TSS: RSP0 at the top of its boot stack (until it runs a
+    /// process, whose kernel stack the kernel puts there), IST1 on its own
+    /// stack (`vmm_abi::layout::phys`).
+    pub fn for_cpu(cpu: usize) -> Tss {
+        use vmm_abi::layout::{phys, phys_to_virt};
+        Tss::new(
+            phys_to_virt(phys::kernel_stack_top(cpu)),
+            phys_to_virt(phys::ist1_top(cpu)),
+        )
+    }
+
     /// The 104 bytes (most fields are 8-byte values at 4-byte offsets).
     pub fn encode(&self) -> [u8; TSS_SIZE] {
         let mut b = [0u8; TSS_SIZE];
@@ -73,5 +84,12 @@ mod tests {
         assert_eq!(&b[36..44], &0x5555_6666_7777_8888u64.to_le_bytes());
         assert_eq!(u16::from_le_bytes([b[102], b[103]]), 104);
         assert_eq!(Tss::decode(&b), t);
+    }
+
+    #[test]
+    fn each_cpu_has_its_own_stacks() {
+        let (t0, t1) = (Tss::for_cpu(0), Tss::for_cpu(1));
+        assert_eq!((t0.rsp[0], t0.ist[0]), (0xffff_8880_0008_0000, 0xffff_8880_0009_0000));
+        assert_eq!((t1.rsp[0], t1.ist[0]), (0xffff_8880_0009_8000, 0xffff_8880_0009_c000));
     }
 }

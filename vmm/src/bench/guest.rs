@@ -36,6 +36,7 @@ pub(super) fn run_guest(args: &BenchArgs, iters: u32, raw: bool) -> Result<(Gues
         output: Box::new(capture.clone()),
         // Host system calls are timed in this process: no filter (seccomp.rs).
         seccomp: false,
+        cpus: 1,
     };
     let mut vm = Vm::new(
         Path::new(guest_image::KERNEL_PATH),

@@ -29,6 +29,7 @@ pub struct DebugArgs {
 }
 
 fn setup(args: &DebugArgs) -> Result<Debugger, crate::error::Error> {
+    args.guest.one_cpu_for("vmm debug")?;
     let (vm, user_symbols) = args.guest.vm(false)?;
     let mut dbg = Debugger::new(vm, user_symbols.get().clone(), args.break_by, &args.guest.kvm_device)?;
     // At a terminal, Ctrl-C stops a running guest and returns to the prompt

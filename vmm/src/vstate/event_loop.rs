@@ -80,6 +80,9 @@ pub struct LoopConfig {
     pub stdin: Option<(Arc<Input>, Arc<EventFd>)>,
     /// The VM fd, for the seccomp filter's KVM_SIGNAL_MSI rule.
     pub vm_fd: RawFd,
+    /// Where the loop's stop requests go: the VM's kicker, which every
+    /// vCPU thread registers with.
+    pub kicker: Arc<Kicker>,
     /// Install the VMM thread's seccomp filter.
     pub seccomp: bool,
 }
@@ -108,7 +111,7 @@ impl EventLoop {
             signal: kick::kick_signal(),
             source,
         })?;
-        let kicker = Arc::new(Kicker::default());
+        let kicker = cfg.kicker;
         let timer = fd("timerfd", TimerFd::new().map_err(std::io::Error::from))?;
         // Non-blocking: the vCPU thread may disarm it between the epoll
         // wake-up and the read, which would then wait for ever.

@@ -1,19 +1,24 @@
 //! Stopping the vCPUs: stop requests, and the kick that gets every vCPU out
-//! of KVM_RUN to see them (used by the VMM thread, event_loop.rs, and by any
-//! vCPU thread that ends the VM for the others).
+//! of KVM_RUN to see them. The one mechanism for every stop: the VMM thread
+//! (event_loop.rs: `--timeout`, SIGINT/SIGTERM, gdb's Ctrl-C) asks through
+//! it, and so does any vCPU whose exit ends the run for the others
+//! ([`Kicker::end`]: the exit port, a panic, a triple fault, a KVM error on
+//! any CPU; the first outcome wins and names its CPU).
 //!
-//! A vCPU thread registers (its thread id and the address of its kvm_run
-//! `immediate_exit` byte) when it first runs. A kick sets `immediate_exit`
-//! and sends the thread [`kick_signal`]: a vCPU inside KVM_RUN returns EINTR
-//! at the signal; one between two KVM_RUNs (handling an exit) finds
-//! `immediate_exit` set and KVM returns EINTR at its next entry. The vCPU
-//! clears `immediate_exit` after EINTR and looks for the request before
-//! every KVM_RUN, so a kick made after its look still stops the next entry:
-//! no kick is lost, and nothing re-kicks in a loop.
+//! Every vCPU thread — vCPU 0 on the main thread, each AP on its own —
+//! registers (its thread id and the address of its kvm_run `immediate_exit`
+//! byte) when it runs. A kick sets `immediate_exit` and sends the thread
+//! [`kick_signal`]: a vCPU inside KVM_RUN returns EINTR at the signal; one
+//! between two KVM_RUNs (handling an exit) finds `immediate_exit` set and
+//! KVM returns EINTR at its next entry. The vCPU clears `immediate_exit`
+//! after EINTR and looks for the request before every KVM_RUN, so a kick
+//! made after its look still stops the next entry: no kick is lost, and
+//! nothing re-kicks in a loop.
 
+use crate::vstate::vm::Outcome;
 use kvm_ioctls::VcpuFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use vmm_sys_util::signal;
 
 /// The signal that interrupts KVM_RUN (seccomp.rs lets tgkill send only this).
@@ -32,6 +37,9 @@ pub enum Stop {
     /// SIGINT, SIGTERM, or Ctrl-C at a raw terminal: the run ends, vmm
     /// reports and then dies of this signal.
     Signal(i32),
+    /// A vCPU's exit ended the run for every vCPU; the outcome is in
+    /// [`Kicker::outcome`]. Never cleared: an ended guest stays ended.
+    Ended,
 }
 
 impl Stop {
@@ -39,6 +47,7 @@ impl Stop {
         match self {
             Stop::Timeout => 1,
             Stop::Interrupt => 2,
+            Stop::Ended => 3,
             Stop::Signal(s) => 0x100 | (s as u32 & 0xff),
         }
     }
@@ -48,6 +57,7 @@ impl Stop {
             0 => None,
             1 => Some(Stop::Timeout),
             2 => Some(Stop::Interrupt),
+            3 => Some(Stop::Ended),
             v => Some(Stop::Signal((v & 0xff) as i32)),
         }
     }
@@ -79,22 +89,33 @@ unsafe impl Send for VcpuEntry {}
 // SAFETY: as above; `running` is atomic and the rest never changes.
 unsafe impl Sync for VcpuEntry {}
 
-/// Stop requests and the vCPUs to kick for them.
+/// Stop requests, the vCPUs to kick for them, and how the run ended.
 #[derive(Default)]
 pub struct Kicker {
     request: AtomicU32,
     vcpus: Mutex<Vec<Arc<VcpuEntry>>>,
     policy: AtomicU8,
+    /// The first outcome of the run, and the vCPU whose thread recorded it.
+    ended: Mutex<Option<(usize, Outcome)>>,
 }
 
 impl Kicker {
     /// Ask every vCPU to stop; the first request wins until it is taken.
+    /// The calling thread's own vCPU, if it has one, is not kicked: it is
+    /// not in KVM_RUN, and it sees the request at its next look.
     pub fn stop(&self, why: Stop) {
         let _ = self
             .request
             .compare_exchange(0, why.encode(), Ordering::SeqCst, Ordering::SeqCst);
-        for v in self.vcpus.lock().unwrap().iter() {
-            if v.running.load(Ordering::SeqCst) {
+        self.kick();
+    }
+
+    /// Kick every running vCPU but the caller's.
+    fn kick(&self) {
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        for v in self.lock_vcpus().iter() {
+            if v.running.load(Ordering::SeqCst) && v.thread != me {
                 // SAFETY: immediate_exit points into the live kvm_run page
                 // (the registration is dropped before the VcpuFd); a u8 has
                 // no alignment needs. KVM reads it at KVM_RUN's entry.
@@ -111,6 +132,32 @@ impl Kicker {
         Stop::decode(self.request.load(Ordering::SeqCst))
     }
 
+    /// The run ended with `outcome` on vCPU `cpu`, unless something ended it
+    /// first (the first outcome wins): record it and stop every other vCPU.
+    /// [`Stop::Ended`] replaces whatever request was pending: the run is
+    /// over, and a timeout or signal that came as the guest ended loses the
+    /// race to the guest's own outcome.
+    pub fn end(&self, cpu: usize, outcome: Outcome) {
+        self.lock_ended().get_or_insert((cpu, outcome));
+        self.request.store(Stop::Ended.encode(), Ordering::SeqCst);
+        self.kick();
+    }
+
+    /// How the run ended, and on which vCPU (None: it has not).
+    pub fn outcome(&self) -> Option<(usize, Outcome)> {
+        self.lock_ended().clone()
+    }
+
+    // A vCPU thread that panicked while holding a lock leaves plain data:
+    // the lists stay usable.
+    fn lock_vcpus(&self) -> MutexGuard<'_, Vec<Arc<VcpuEntry>>> {
+        self.vcpus.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lock_ended(&self) -> MutexGuard<'_, Option<(usize, Outcome)>> {
+        self.ended.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Clear `why` if it is the pending request (it was dealt with).
     pub fn clear(&self, why: Stop) {
         let _ = self
@@ -125,11 +172,7 @@ impl Kicker {
 
     /// Some vCPU is in a run.
     pub fn any_running(&self) -> bool {
-        self.vcpus
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|v| v.running.load(Ordering::SeqCst))
+        self.lock_vcpus().iter().any(|v| v.running.load(Ordering::SeqCst))
     }
 
     /// SIGINT, SIGTERM, or Ctrl-C at a raw terminal (as SIGINT).
@@ -153,7 +196,7 @@ impl Kicker {
             immediate_exit: &mut vcpu.get_kvm_run().immediate_exit,
             running: AtomicBool::new(false),
         });
-        self.vcpus.lock().unwrap().push(entry.clone());
+        self.lock_vcpus().push(entry.clone());
         VcpuRegistration {
             kicker: self.clone(),
             entry,
@@ -183,11 +226,7 @@ impl VcpuRegistration {
 
 impl Drop for VcpuRegistration {
     fn drop(&mut self) {
-        self.kicker
-            .vcpus
-            .lock()
-            .unwrap()
-            .retain(|v| !Arc::ptr_eq(v, &self.entry));
+        self.kicker.lock_vcpus().retain(|v| !Arc::ptr_eq(v, &self.entry));
     }
 }
 
@@ -214,6 +253,7 @@ mod tests {
             Stop::Interrupt,
             Stop::Signal(libc::SIGINT),
             Stop::Signal(15),
+            Stop::Ended,
         ] {
             assert_eq!(Stop::decode(s.encode()), Some(s));
         }
@@ -226,6 +266,26 @@ mod tests {
         assert_eq!(k.pending(), Some(Stop::Timeout), "only the pending request is cleared");
         k.clear(Stop::Timeout);
         assert_eq!(k.pending(), None);
+    }
+
+    #[test]
+    fn the_first_outcome_wins_and_ends_the_run_for_good() {
+        let k = Kicker::default();
+        assert_eq!(k.outcome(), None);
+        k.end(2, Outcome::Exited(0));
+        k.end(0, Outcome::Timeout(std::time::Duration::from_secs(1)));
+        assert_eq!(k.outcome(), Some((2, Outcome::Exited(0))));
+        assert_eq!(k.pending(), Some(Stop::Ended));
+        k.clear(Stop::Timeout);
+        k.clear(Stop::Interrupt);
+        assert_eq!(k.pending(), Some(Stop::Ended), "an ended run stays ended");
+        // An outcome replaces a request nobody took yet.
+        let k = Kicker::default();
+        k.stop(Stop::Timeout);
+        k.end(1, Outcome::KernelPanic);
+        k.stop(Stop::Signal(libc::SIGTERM));
+        assert_eq!(k.pending(), Some(Stop::Ended));
+        assert_eq!(k.outcome(), Some((1, Outcome::KernelPanic)));
     }
 
     #[test]

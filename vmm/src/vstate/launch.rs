@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
+use vmm_abi::layout::MAX_CPUS;
 
 /// The longest `--timeout`: one year. Longer values cannot be told from
 /// "never" (0), and a few orders of magnitude more overflow `Duration`.
@@ -36,6 +37,25 @@ pub fn parse_timeout(s: &str) -> Result<f64, TimeoutError> {
         return Err(TimeoutError::TooLong(s.into()));
     }
     Ok(t)
+}
+
+/// A `--cpus` clap refuses, with what to give instead.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum CpusError {
+    #[error("'{0}' is not a number of CPUs: give 1 to {MAX_CPUS}")]
+    NotANumber(String),
+    #[error("{0} CPUs: give 1 to {MAX_CPUS} (the boot contract's limit, vmm_abi::layout::MAX_CPUS)")]
+    OutOfRange(String),
+}
+
+/// `--cpus N`: 1 to [`MAX_CPUS`]. More vCPUs than the host has CPUs is
+/// allowed: they take turns, as in the KVM box (one CPU).
+pub fn parse_cpus(s: &str) -> Result<usize, CpusError> {
+    let n: usize = s.trim().parse().map_err(|_| CpusError::NotANumber(s.into()))?;
+    if n == 0 || n > MAX_CPUS {
+        return Err(CpusError::OutOfRange(s.into()));
+    }
+    Ok(n)
 }
 
 /// The timeout a parsed `--timeout` stands for (None: never).
@@ -253,6 +273,9 @@ pub struct GuestArgs {
     /// The KVM device.
     #[arg(long, env = "VMM_KVM_DEVICE", default_value = "/dev/kvm", value_name = "PATH")]
     pub kvm_device: PathBuf,
+    /// vCPUs (1 to 8): the guest runs a process on each (README, "Several CPUs").
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = parse_cpus)]
+    pub cpus: usize,
     /// Run without the seccomp allow-lists (to debug a seccomp violation; see README "Seccomp").
     #[arg(long)]
     pub no_seccomp: bool,
@@ -262,6 +285,15 @@ pub struct GuestArgs {
 }
 
 impl GuestArgs {
+    /// Refuse more than one vCPU for `what` (the debugger and the tracers
+    /// drive vCPU 0 alone), before anything is read or built.
+    pub fn one_cpu_for(&self, what: &'static str) -> Result<(), Error> {
+        match self.cpus {
+            1 => Ok(()),
+            cpus => Err(Error::OneCpuOnly { what, cpus }),
+        }
+    }
+
     /// Build the VM these arguments describe; also the init program's symbols.
     pub fn vm(&self, forward_stdin: bool) -> Result<(Vm, ProgramSymbols), Error> {
         // --mem bounds what is read from the host: check it first.
@@ -287,6 +319,7 @@ impl GuestArgs {
             forward_stdin,
             output: Box::new(std::io::stdout()),
             seccomp: !self.no_seccomp,
+            cpus: self.cpus,
         };
         if self.no_seccomp {
             eprintln!("vmm: seccomp disabled by --no-seccomp (debugging only)");
@@ -303,6 +336,16 @@ mod tests {
     fn built_in_init_has_its_symbols() {
         let (_, symbols) = boot_archive(&[], u64::MAX).unwrap();
         assert!(symbols.get().address_of("_start").is_some());
+    }
+
+    #[test]
+    fn cpus_are_bounded() {
+        assert_eq!(parse_cpus("1"), Ok(1));
+        assert_eq!(parse_cpus("8"), Ok(8));
+        assert_eq!(parse_cpus("0"), Err(CpusError::OutOfRange("0".into())));
+        assert_eq!(parse_cpus("999"), Err(CpusError::OutOfRange("999".into())));
+        assert_eq!(parse_cpus("abc"), Err(CpusError::NotANumber("abc".into())));
+        assert!(parse_cpus("-1").is_err());
     }
 
     #[test]

@@ -34,7 +34,7 @@ use crate::devices::i8042::{self, I8042};
 use crate::devices::serial::Output;
 use crate::error::Error;
 use crate::vstate::event_loop::{EventLoop, LoopConfig};
-use crate::vstate::kick::{InterruptPolicy, Stop, VcpuRegistration};
+use crate::vstate::kick::{InterruptPolicy, Kicker, Stop, VcpuRegistration};
 use crate::vstate::kvm_info::{self, Flavor};
 use crate::vstate::launch::{self, FileRole};
 use crate::vstate::vm::Outcome;
@@ -496,6 +496,7 @@ impl LinuxVm {
         let events = EventLoop::start(LoopConfig {
             stdin: None,
             vm_fd: std::os::fd::AsRawFd::as_raw_fd(&*vm),
+            kicker: Arc::new(Kicker::default()),
             seccomp: cfg.seccomp,
         })
         .map_err(Error::from)?;
@@ -639,6 +640,9 @@ impl LinuxVm {
             Stop::Timeout => Some(Outcome::Timeout(self.timeout.unwrap_or_default())),
             Stop::Interrupt => Some(Outcome::Stopped(libc::SIGINT)),
             Stop::Signal(sig) => Some(Outcome::Stopped(sig)),
+            // Nothing ends a Linux run through the kicker (one vCPU, whose
+            // own exits end it), but an outcome put there wins all the same.
+            Stop::Ended => kicker.outcome().map(|(_, o)| o),
         }
     }
 

@@ -1,27 +1,26 @@
-//! One microVM: KVM objects, guest memory, the vCPU's boot state, and the run loop.
+//! One microVM: KVM objects, guest memory, the vCPUs' boot state, and the
+//! run loop of vCPU 0 (the others run in vcpu.rs); the VMM thread beside
+//! them (event_loop.rs) and the kicker that stops them all (kick.rs).
 
-use crate::arch::boot_info::{self, Placement};
-use crate::arch::paging::{PageTableBuilder, PTE_A, PTE_D, PTE_G, PTE_NX, PTE_PCD, PTE_PWT, PTE_RW};
+use crate::arch::{boot_info, cpuid};
 use crate::boot::loader::KernelImage;
-use crate::devices::serial::{Com1, Input, Output, COM1_PORTS};
-use crate::error::{Error, Result};
+use crate::devices::serial::Com1;
+use crate::error::Result;
 use crate::seccomp::{self, Profile, VcpuFilter};
 use crate::status;
-use crate::vstate::event_loop::{EventLoop, LoopConfig};
-use crate::vstate::kick::{InterruptPolicy, Stop, VcpuRegistration};
+use crate::vstate::event_loop::EventLoop;
+use crate::vstate::kick::{self, InterruptPolicy, Kicker, Stop, VcpuRegistration};
 use crate::vstate::kvm_info::{self, Flavor};
-use crate::{arch::cpuid, arch::gdt, arch::idt, arch::msr, arch::regs, arch::tss};
-use kvm_bindings::{kvm_userspace_memory_region, Msrs, KVM_MAX_CPUID_ENTRIES};
+use crate::vstate::setup;
+use crate::vstate::vcpu::{self, Shared, VcpuStats};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
-use vmm_abi::boot_info::{FLAG_KVM_PVM, FLAG_LAPIC, FLAG_SMAP, FLAG_SMEP};
-use vmm_abi::irq;
-use vmm_abi::layout::{phys, phys_to_virt, DIRECT_MAP_BASE, KERNEL_BASE};
-use vmm_abi::ports;
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vmm_abi::layout::KERNEL_BASE;
+
+pub(crate) use crate::vstate::setup::build_page_tables;
 
 /// Largest guest memory the VMM's page-table area can map.
 pub const MAX_MEM_MIB: u64 = 64 << 10;
@@ -47,6 +46,9 @@ pub struct VmConfig {
     pub output: Box<dyn std::io::Write + Send>,
     /// Run each VMM thread under its seccomp allow-list (seccomp.rs).
     pub seccomp: bool,
+    /// vCPUs to create, 1..=[`vmm_abi::layout::MAX_CPUS`] (`--cpus`); more
+    /// than one needs the LAPIC.
+    pub cpus: usize,
 }
 
 /// How a run ended.
@@ -95,12 +97,40 @@ impl Outcome {
     }
 }
 
+/// How far `run_until` runs the guest, and whether `--timeout` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunMode {
+    /// Until the guest ends or a stop request ends it (`--timeout`,
+    /// SIGINT/SIGTERM): `vmm run` without a tracer.
+    ToEnd,
+    /// Until the guest ends, `--timeout` expires, or a debug exit, an
+    /// exit-instruction breakpoint or an interrupt (Ctrl-C in the debugger,
+    /// gdb's) hands control to the debug engine. The engine also uses it for
+    /// a single step that may not come back (engine/runner.rs: on PVM a
+    /// step in or back to ring 3, `hlt` with interrupts held off).
+    UntilStop,
+    /// A single step that comes back: as `UntilStop`, without `--timeout`
+    /// (a deadline per step would cost more than the step; an expiry left
+    /// from an earlier run is stale).
+    Step,
+}
+
+impl RunMode {
+    fn stops_for_debugger(self) -> bool {
+        self != RunMode::ToEnd
+    }
+
+    fn timed(self) -> bool {
+        self != RunMode::Step
+    }
+}
+
 /// Why `run_until` returned.
 #[derive(Debug, Clone)]
 pub enum Event {
     Ended(Outcome),
     Debug(kvm_bindings::kvm_debug_exit_arch),
-    /// An exit-instruction breakpoint at this address (debug/engine.rs).
+    /// An exit-instruction breakpoint at this address (debug/engine/patch.rs).
     ExitInsn(u64),
     /// SIGINT (Ctrl-C) while the debugger let the guest run.
     Interrupted,
@@ -109,27 +139,29 @@ pub enum Event {
 /// Where the time went, for `--stats` and the boot benchmark.
 #[derive(Debug, Clone, Default)]
 pub struct Timings {
-    /// Opening /dev/kvm, creating the VM, memory and vCPU.
+    /// Opening /dev/kvm, creating the VM, memory and vCPUs.
     pub kvm_setup: Duration,
     /// Loading the image and writing tables, boot info and registers.
     pub load: Duration,
     /// Compiling and installing the seccomp filters (seccomp.rs).
     pub seccomp: Duration,
-    /// Total time inside KVM_RUN.
+    /// Total time inside KVM_RUN (vCPU 0's).
     pub in_kvm_run: Duration,
-    /// VM exits taken.
+    /// VM exits taken, summed over the vCPUs.
     pub exits: u64,
     /// Of which port-I/O exits.
     pub pio_exits: u64,
 }
 
 pub struct Vm {
-    // Field order is drop order: the kicker forgets the vCPU before it goes,
-    // the vCPU before the VM before KVM.
+    // Field order is drop order: the kicker forgets vCPU 0 before it goes,
+    // the VMM thread ends before the VM it raises IRQ 4 on, the vCPUs go
+    // before the VM before KVM.
     vcpu_reg: Option<VcpuRegistration>,
     /// The VMM thread (event_loop.rs): stdin, --timeout, signals.
     events: Option<EventLoop>,
-    vcpu: VcpuFd,
+    /// vCPU 0 (the bootstrap processor) first.
+    vcpus: Vec<VcpuFd>,
     _vm: Arc<VmFd>,
     _kvm: Kvm,
     pub mem: GuestMemoryMmap,
@@ -144,6 +176,11 @@ pub struct Vm {
     pub exit_patches: crate::debug::engine::ExitPatches,
     /// Seccomp is on (for a VMM thread started late: `catch_signals`).
     seccomp: bool,
+    /// Stop requests, the kick of every vCPU thread, the run's outcome
+    /// (kick.rs); the VMM thread's requests come here too.
+    kicker: Arc<Kicker>,
+    /// The vCPU whose exit ended the last run (its registers are reported).
+    ended_on: usize,
 }
 
 impl Drop for Vm {
@@ -156,111 +193,32 @@ impl Drop for Vm {
 }
 
 impl Vm {
-    /// Validate the image and memory size, then create and set up the VM.
+    /// Validate the image and memory size, then create and set up the VM:
+    /// KVM and memory, the vCPUs, guest memory's contents, each vCPU's
+    /// registers, the devices and the VMM thread.
     pub fn new(image_path: &Path, image: std::borrow::Cow<'static, [u8]>, cfg: VmConfig) -> Result<Vm> {
-        if cfg.mem_mib > MAX_MEM_MIB {
-            return Err(Error::MemTooLarge(cfg.mem_mib, MAX_MEM_MIB));
-        }
-        let kernel = KernelImage::parse(image_path, image)?;
-        let mem_bytes = cfg.mem_mib << 20;
-        kernel.check_fits(mem_bytes)?;
-        let argv_bytes: Vec<u8> = cfg
-            .init
-            .as_ref()
-            .map(|i| i.argv.iter().flat_map(|a| a.bytes().chain([0])).collect())
-            .unwrap_or_default();
-        let placement = Placement::new(
-            mem_bytes,
-            kernel.phys_end,
-            cfg.init.as_ref().map(|i| i.image.len() as u64),
-            argv_bytes.len() as u64,
-        )?;
+        let plan = setup::plan(image_path, image, &cfg)?;
 
         let t0 = Instant::now();
         let kvm = kvm_info::open(&cfg.kvm_device)?;
         let flavor = kvm_info::detect_flavor(Path::new("/sys/module"));
-        let vm = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), mem_bytes as usize)])
-            .map_err(|e| Error::MemoryAlloc(e.to_string()))?;
-        for (slot, region) in mem.iter().enumerate() {
-            let host = region.get_host_address(vm_memory::MemoryRegionAddress(0))?;
-            let r = kvm_userspace_memory_region {
-                slot: slot as u32,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: host as u64,
-                flags: 0,
-            };
-            // SAFETY: the region is a live mapping owned by `mem`, which the Vm
-            // keeps alive at least as long as the VM fd.
-            unsafe { vm.set_user_memory_region(r) }.map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
-        }
-        let lapic = cfg.lapic && enable_lapic(&vm);
-        // Single steps hold interrupts off where KVM can (see tracer.rs).
-        let dbg2 = kvm
-            .check_extension_raw(u64::from(kvm_bindings::KVM_CAP_SET_GUEST_DEBUG2))
-            .max(0) as u32;
-        crate::trace::tracer::BLOCK_IRQ.store(dbg2 & kvm_bindings::KVM_GUESTDBG_BLOCKIRQ, Ordering::Relaxed);
-        // With a LAPIC, events can drop TF between any two instructions.
-        // fetch_or: a later VM without one (the DR probe VM, created after
-        // the guest's) must not turn this off for the guest's VM.
-        crate::debug::engine::STEP_ALWAYS_REARM.fetch_or(lapic, Ordering::Relaxed);
+        let (vm, mem) = setup::create_vm_with_memory(&kvm, plan.mem_bytes)?;
+        let lapic = cfg.lapic && setup::enable_lapic(&vm);
+        setup::check_cpus(&kvm, cfg.cpus, lapic)?;
+        setup::enable_debug_features(&kvm, lapic);
         let vm = Arc::new(vm);
-        let vcpu = vm.create_vcpu(0).map_err(Error::kvm("KVM_CREATE_VCPU"))?;
-        let cpuid = kvm
-            .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
-            .map_err(Error::kvm("KVM_GET_SUPPORTED_CPUID"))?;
-        vcpu.set_cpuid2(&cpuid).map_err(Error::kvm("KVM_SET_CPUID2"))?;
+        let (vcpus, cpuid) = setup::create_vcpus(&kvm, &vm, cfg.cpus)?;
         let features = cpuid::features(&cpuid);
         let kvm_setup = t0.elapsed();
 
         let t1 = Instant::now();
-        kernel.load(&mem)?;
-        if let (Some(init), Some((start, _)), Some((argv_start, _))) = (&cfg.init, placement.init, placement.init_argv)
-        {
-            mem.write_slice(&init.image, GuestAddress(start))?;
-            mem.write_slice(&argv_bytes, GuestAddress(argv_start))?;
+        let pml4 = setup::fill_memory(&mem, &plan, cfg.init.as_ref(), lapic, cfg.cpus)?;
+        let flags = setup::boot_flags(flavor, features, lapic);
+        let tsc_khz = vcpus[0].get_tsc_khz().unwrap_or(0) as u64;
+        boot_info::write(&mem, &plan.placement, flags, tsc_khz, pml4, &cfg.cmdline, cfg.cpus)?;
+        for (cpu, vcpu) in vcpus.iter().enumerate() {
+            setup::set_boot_registers(vcpu, cpu, &plan.kernel, pml4, features)?;
         }
-        let pml4 = build_page_tables(&mem, mem_bytes, &kernel, lapic)?;
-        write_cpu_tables(&mem, &kernel)?;
-        let mut flags = 0;
-        if flavor.is_pvm() {
-            flags |= FLAG_KVM_PVM;
-        }
-        if features.smep {
-            flags |= FLAG_SMEP;
-        }
-        if features.smap {
-            flags |= FLAG_SMAP;
-        }
-        if lapic {
-            flags |= FLAG_LAPIC;
-        }
-        let tsc_khz = vcpu.get_tsc_khz().unwrap_or(0) as u64;
-        boot_info::write(&mem, &placement, flags, tsc_khz, pml4, &cfg.cmdline)?;
-
-        let mut sregs = vcpu.get_sregs().map_err(Error::kvm("KVM_GET_SREGS"))?;
-        regs::setup_sregs(&mut sregs, pml4, features);
-        vcpu.set_sregs(&sregs).map_err(Error::kvm("KVM_SET_SREGS"))?;
-        let entries: Vec<_> = msr::boot_msrs(&kernel.header)
-            .into_iter()
-            .map(|(index, data)| kvm_bindings::kvm_msr_entry {
-                index,
-                data,
-                ..Default::default()
-            })
-            .collect();
-        let msrs = Msrs::from_entries(&entries).map_err(Error::MsrList)?;
-        let n = vcpu.set_msrs(&msrs).map_err(Error::kvm("KVM_SET_MSRS"))?;
-        if n != entries.len() {
-            return Err(Error::MsrRefused {
-                index: entries[n].index,
-                set: n,
-                total: entries.len(),
-            });
-        }
-        vcpu.set_regs(&regs::setup_regs(kernel.entry, phys_to_virt(phys::BOOT_INFO)))
-            .map_err(Error::kvm("KVM_SET_REGS"))?;
         let load = t1.elapsed();
 
         // The VMM thread installs its filter as it starts; the vCPU
@@ -269,37 +227,39 @@ impl Vm {
         if cfg.seccomp {
             seccomp::install_sigsys_handler()?;
         }
-        let mut com1 = Com1::new(Output::new(cfg.output));
-        if lapic {
-            // IRQ 4: an MSI straight to the LAPIC (there is no IOAPIC), from
-            // the VMM thread whenever input arrives or ends.
-            let vm = vm.clone();
-            com1.set_irq(Box::new(move || {
-                let msi = kvm_bindings::kvm_msi {
-                    address_lo: irq::MSI_ADDRESS_CPU0 as u32,
-                    data: irq::SERIAL_VECTOR.into(),
-                    ..Default::default()
-                };
-                let _ = vm.signal_msi(msi);
-            }));
+        let kicker = Arc::new(Kicker::default());
+        if cfg.cpus > 1 {
+            // The vCPUs kick each other when one ends the run, with or
+            // without a VMM thread (which installs it too).
+            kick::install_handler().map_err(|source| crate::vstate::event_loop::EventLoopError::Signal {
+                signal: kick::kick_signal(),
+                source,
+            })?;
         }
+        let mut com1 = setup::connect_console(&vm, lapic, cfg.output);
         // The VMM thread only when there is work for it: stdin or a
         // timeout (`catch_signals` starts it later otherwise).
         let events = if cfg.forward_stdin || cfg.timeout.is_some() {
-            Some(start_events(&mut com1, &vm, cfg.forward_stdin, cfg.seccomp)?)
+            Some(setup::start_events(
+                &mut com1,
+                &vm,
+                &kicker,
+                cfg.forward_stdin,
+                cfg.seccomp,
+            )?)
         } else {
             None
         };
         let seccomp = if cfg.seccomp { t2.elapsed() } else { Duration::ZERO };
-        let vcpu_fd = std::os::fd::AsRawFd::as_raw_fd(&vcpu);
+        let vcpu_fd = std::os::fd::AsRawFd::as_raw_fd(&vcpus[0]);
         Ok(Vm {
             vcpu_reg: None,
             events,
-            vcpu,
+            vcpus,
             _vm: vm,
             _kvm: kvm,
             mem,
-            kernel,
+            kernel: plan.kernel,
             flavor,
             com1,
             timings: Timings {
@@ -312,6 +272,8 @@ impl Vm {
             seccomp_pending: cfg.seccomp,
             exit_patches: crate::debug::engine::ExitPatches::new(vcpu_fd),
             seccomp: cfg.seccomp,
+            kicker,
+            ended_on: 0,
         })
     }
 
@@ -320,7 +282,13 @@ impl Vm {
     /// before `lock_down` (it may start the VMM thread).
     pub fn catch_signals(&mut self, policy: InterruptPolicy) -> Result<()> {
         if self.events.is_none() {
-            self.events = Some(start_events(&mut self.com1, &self._vm, false, self.seccomp)?);
+            self.events = Some(setup::start_events(
+                &mut self.com1,
+                &self._vm,
+                &self.kicker,
+                false,
+                self.seccomp,
+            )?);
         }
         if let Some(ev) = &self.events {
             ev.catch_signals(policy)?;
@@ -346,18 +314,62 @@ impl Vm {
         }
     }
 
-    /// Register the calling thread as this vCPU's with the VMM thread's
-    /// kicker (again if the VM moved to another thread), and say it runs.
+    /// Install the vCPU thread's seccomp filter for `profile` (seccomp.rs)
+    /// on the calling thread. Call it once the setup is done, right before
+    /// the first KVM_RUN; unless --no-seccomp, `run_until` does it (with the
+    /// wider interactive list) if nobody did. Later calls do nothing. The
+    /// other vCPUs' threads start later and inherit it (with several vCPUs
+    /// it lets this thread start them).
+    pub fn lock_down(&mut self, profile: Profile) -> Result<()> {
+        if !self.seccomp_pending {
+            return Ok(());
+        }
+        let t = Instant::now();
+        VcpuFilter::compile(profile, self.cpus() > 1)?.apply()?;
+        self.seccomp_pending = false;
+        self.timings.seccomp += t.elapsed();
+        Ok(())
+    }
+
+    /// The --timeout, if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// vCPU 0, the one the debugger and the tracers drive.
+    pub fn vcpu(&self) -> &VcpuFd {
+        &self.vcpus[0]
+    }
+
+    pub fn vcpu_mut(&mut self) -> &mut VcpuFd {
+        &mut self.vcpus[0]
+    }
+
+    /// The vCPU whose exit ended the last run: the one a crash report shows.
+    pub fn ended_vcpu(&self) -> (usize, &VcpuFd) {
+        let cpu = self.ended_on.min(self.vcpus.len() - 1);
+        (cpu, &self.vcpus[cpu])
+    }
+
+    /// How many vCPUs the VM has.
+    pub fn cpus(&self) -> usize {
+        self.vcpus.len()
+    }
+
+    /// Register the calling thread as vCPU 0's with the kicker (again if
+    /// the VM moved to another thread), say it runs, and start the
+    /// `--timeout` clock if `timed`.
     fn enter_run(&mut self, timed: bool) {
-        let Some(ev) = self.events.as_mut() else { return };
-        ev.arm_timeout(if timed { self.timeout } else { None });
+        if let Some(ev) = self.events.as_mut() {
+            ev.arm_timeout(if timed { self.timeout } else { None });
+        }
         // SAFETY: pthread_self has no preconditions.
         let me = unsafe { libc::pthread_self() };
         if self.vcpu_reg.as_ref().is_none_or(|r| r.thread() != me) {
             self.vcpu_reg = None;
-            // SAFETY: `vcpu_reg` is dropped before `vcpu` (field order and
-            // Drop), and only this thread runs the vCPU.
-            self.vcpu_reg = Some(unsafe { ev.kicker().register(&mut self.vcpu) });
+            // SAFETY: `vcpu_reg` is dropped before `vcpus` (field order and
+            // Drop), and only this thread runs vCPU 0.
+            self.vcpu_reg = Some(unsafe { self.kicker.register(&mut self.vcpus[0]) });
         }
         if let Some(r) = &self.vcpu_reg {
             r.running(true);
@@ -375,178 +387,102 @@ impl Vm {
         self.com1.output().write_out();
     }
 
-    /// A stop request for this run (checked before every KVM_RUN).
-    fn stop_requested(&self, timed: bool) -> Option<Stop> {
-        let kicker = self.events.as_ref()?.kicker();
-        match kicker.pending()? {
-            // A single step has no deadline: a late expiry is stale.
-            Stop::Timeout if !timed => {
-                kicker.clear(Stop::Timeout);
-                None
-            }
-            Stop::Interrupt => {
-                kicker.clear(Stop::Interrupt);
-                Some(Stop::Interrupt)
-            }
-            s => Some(s),
-        }
-    }
-
-    /// Install the vCPU thread's seccomp filter for `profile` (seccomp.rs)
-    /// on the calling thread. Call it once the setup is done, right before
-    /// the first KVM_RUN; unless --no-seccomp, `run_until` does it (with the
-    /// wider interactive list) if nobody did. Later calls do nothing.
-    pub fn lock_down(&mut self, profile: Profile) -> Result<()> {
-        if !self.seccomp_pending {
-            return Ok(());
-        }
-        let t = Instant::now();
-        VcpuFilter::compile(profile)?.apply()?;
-        self.seccomp_pending = false;
-        self.timings.seccomp += t.elapsed();
-        Ok(())
-    }
-
-    /// The --timeout, if any.
-    pub fn timeout(&self) -> Option<Duration> {
-        self.timeout
-    }
-
-    pub fn vcpu(&self) -> &VcpuFd {
-        &self.vcpu
-    }
-
-    pub fn vcpu_mut(&mut self) -> &mut VcpuFd {
-        &mut self.vcpu
-    }
-
     /// Run until the guest exits, fails, or the timeout expires.
     pub fn run(&mut self) -> Outcome {
-        match self.run_until(false, true) {
+        match self.run_until(RunMode::ToEnd) {
             Event::Ended(o) => o,
             Event::Debug(_) | Event::ExitInsn(_) | Event::Interrupted => {
-                unreachable!("only run_until(true, _) stops for the debugger")
+                unreachable!("only RunMode::UntilStop and Step stop for the debugger")
             }
         }
     }
 
-    /// Run until the guest ends or, if `stop_on_debug`, until a debug exit
-    /// (breakpoint or single step) returns control to the debugger.
-    /// `timed`: enforce --timeout. A single step cannot run away, and a
-    /// watchdog thread per step would cost more than the step itself.
-    pub fn run_until(&mut self, stop_on_debug: bool, timed: bool) -> Event {
+    /// Run the guest as `mode` says. vCPU 0 runs on this thread; the other
+    /// vCPUs, if any, on threads of their own until the run ends. Every
+    /// vCPU thread registers with the kicker, and whatever ends the run —
+    /// an outcome on any vCPU, `--timeout`, a signal — stops them all
+    /// through it.
+    pub fn run_until(&mut self, mode: RunMode) -> Event {
         if let Err(e) = self.lock_down(Profile::Interactive) {
             return Event::Ended(Outcome::KvmError(e.to_string()));
         }
-        self.enter_run(timed);
-        let outcome = loop {
-            match self.stop_requested(timed) {
-                None => {}
-                Some(Stop::Interrupt) if stop_on_debug => {
-                    self.leave_run();
-                    return Event::Interrupted;
-                }
-                Some(Stop::Interrupt) => break Outcome::Stopped(libc::SIGINT),
-                Some(Stop::Timeout) => break Outcome::Timeout(self.timeout.unwrap_or_default()),
-                Some(Stop::Signal(sig)) => break Outcome::Stopped(sig),
-            }
-            let t = Instant::now();
-            let exit = self.vcpu.run();
-            self.timings.in_kvm_run += t.elapsed();
-            self.timings.exits += 1;
-            let step = match exit {
-                Ok(VcpuExit::IoOut(port, data)) => {
-                    self.timings.pio_exits += 1;
-                    let value = data.first().copied().unwrap_or(0);
-                    match port {
-                        p if COM1_PORTS.contains(&p) => {
-                            self.com1.pio_write(p, value);
-                            None
-                        }
-                        ports::EXIT => Some(Outcome::Exited(value)),
-                        ports::PANIC => Some(Outcome::KernelPanic),
-                        ports::NULL_HYPERCALL => None,
-                        ports::CONSOLE_WRITE => {
-                            // The descriptor's address, zero-extended from
-                            // however wide the `out` was.
-                            let mut a = [0u8; 4];
-                            let n = data.len().min(4);
-                            a[..n].copy_from_slice(&data[..n]);
-                            self.com1.console_write(&self.mem, u32::from_le_bytes(a).into());
-                            None
-                        }
-                        p => Some(Outcome::Unhandled(format!("out to port {p:#x} (value {value:#x})"))),
-                    }
-                }
-                Ok(VcpuExit::IoIn(..)) if stop_on_debug && self.exit_patches.hit().is_some() => {
-                    self.leave_run();
-                    return Event::ExitInsn(self.exit_patches.hit().unwrap_or_default());
-                }
-                Ok(VcpuExit::IoIn(port, data)) => {
-                    self.timings.pio_exits += 1;
-                    if COM1_PORTS.contains(&port) {
-                        let v = self.com1.pio_read(port);
-                        data.iter_mut().for_each(|b| *b = v);
-                        None
-                    } else if port == ports::CONSOLE_EOF {
-                        let v = u8::from(self.com1.input_ended());
-                        data.iter_mut().for_each(|b| *b = v);
-                        None
-                    } else {
-                        Some(Outcome::Unhandled(format!("in from port {port:#x}")))
-                    }
-                }
-                // With the in-kernel LAPIC a `hlt` waits inside KVM for the
-                // next interrupt; only a guest without one exits here.
-                Ok(VcpuExit::Hlt) => Some(Outcome::Unhandled(
-                    "hlt with no interrupt source: the guest would sleep forever".into(),
-                )),
-                Ok(VcpuExit::Shutdown) => Some(Outcome::TripleFault),
-                Ok(VcpuExit::InternalError) => Some(Outcome::KvmError(self.internal_error())),
-                Ok(VcpuExit::FailEntry(reason, cpu)) => Some(Outcome::KvmError(format!(
-                    "VM entry failed (hardware reason {reason:#x}, cpu {cpu})"
-                ))),
-                Ok(VcpuExit::MmioRead(addr, _)) => {
-                    Some(Outcome::Unhandled(format!("MMIO read at {addr:#x}: no device there")))
-                }
-                Ok(VcpuExit::MmioWrite(addr, _)) => {
-                    Some(Outcome::Unhandled(format!("MMIO write at {addr:#x}: no device there")))
-                }
-                Ok(VcpuExit::Debug(arch)) if stop_on_debug => {
-                    self.leave_run();
-                    return Event::Debug(arch);
-                }
-                Ok(other) => Some(Outcome::Unhandled(format!("{other:?}"))),
-                // A kick (event_loop.rs): clear immediate_exit before the
-                // loop's next turn looks for the request, so that a kick
-                // made after the look still stops the next KVM_RUN.
-                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
-                    self.vcpu.set_kvm_immediate_exit(0);
-                    None
-                }
-                Err(e) => Some(Outcome::KvmError(format!("KVM_RUN failed: {e}"))),
-            };
-            if let Some(o) = step {
-                break o;
-            }
+        if mode != RunMode::ToEnd && self.cpus() > 1 {
+            // The debug engine drives vCPU 0 alone, and its stops would
+            // leave the others running (cli.rs and main.rs refuse this).
+            return Event::Ended(Outcome::KvmError(format!(
+                "the debugger and the tracers drive one vCPU, and this VM has {}: run it with --cpus 1",
+                self.cpus()
+            )));
+        }
+        // An ended guest stays ended: its vCPUs are not entered again.
+        if let Some((cpu, o)) = self.kicker.outcome() {
+            self.ended_on = cpu;
+            return Event::Ended(o);
+        }
+        self.enter_run(mode.timed());
+        let Vm {
+            vcpus,
+            mem,
+            com1,
+            exit_patches,
+            kicker,
+            timeout,
+            ..
+        } = self;
+        let (bsp, aps) = vcpus.split_first_mut().expect("a VM has a vCPU");
+        let shared = Shared::new(mem, com1, kicker);
+        let mut bsp_run = Vcpu0 {
+            vcpu: bsp,
+            exit_patches,
+            timeout: *timeout,
+            mode,
+            stats: VcpuStats::default(),
         };
+        let (event, aps_stats) = if aps.is_empty() {
+            (bsp_run.run(&shared), Vec::new())
+        } else {
+            std::thread::scope(|s| {
+                let shared = &shared;
+                let mut threads = Vec::new();
+                for (i, vcpu) in aps.iter_mut().enumerate() {
+                    let cpu = i + 1;
+                    // Unnamed: naming a thread is a prctl the filter does not allow.
+                    let t = std::thread::Builder::new().spawn_scoped(s, move || vcpu::run_ap(cpu, vcpu, shared));
+                    match t {
+                        Ok(t) => threads.push(t),
+                        Err(e) => shared.kicker.end(
+                            0,
+                            Outcome::KvmError(format!("cannot start the thread of vCPU {cpu}: {e}")),
+                        ),
+                    }
+                }
+                // vCPU 0 returns only once the run has ended (ToEnd), and
+                // the request that ended it stays pending: the others stop.
+                let event = bsp_run.run(shared);
+                let stats: Vec<VcpuStats> = threads.into_iter().map(|t| t.join().unwrap_or_default()).collect();
+                (event, stats)
+            })
+        };
+        let mut stats = bsp_run.stats;
+        for a in &aps_stats {
+            stats.exits += a.exits;
+            stats.pio_exits += a.pio_exits;
+        }
+        self.timings.in_kvm_run += stats.in_kvm_run;
+        self.timings.exits += stats.exits;
+        self.timings.pio_exits += stats.pio_exits;
         self.leave_run();
-        Event::Ended(outcome)
-    }
-
-    /// Decode KVM_EXIT_INTERNAL_ERROR's suberror.
-    fn internal_error(&mut self) -> String {
-        // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so `internal` is the active member.
-        let sub = unsafe { self.vcpu.get_kvm_run().__bindgen_anon_1.internal.suberror };
-        let what = match sub {
-            kvm_bindings::KVM_INTERNAL_ERROR_EMULATION => {
-                "KVM could not emulate the instruction at RIP (on PVM: rdtscp, int3, cmpxchg16b, vmcall in ring 0)"
-            }
-            kvm_bindings::KVM_INTERNAL_ERROR_SIMUL_EX => "an exception occurred while delivering another",
-            kvm_bindings::KVM_INTERNAL_ERROR_DELIVERY_EV => "event delivery failed (bad IDT, TSS or stack?)",
-            _ => "unknown suberror",
-        };
-        format!("KVM_EXIT_INTERNAL_ERROR suberror {sub}: {what}")
+        match event {
+            // The first outcome recorded wins, whichever vCPU it came from.
+            Event::Ended(o) => match self.kicker.outcome() {
+                Some((cpu, first)) => {
+                    self.ended_on = cpu;
+                    Event::Ended(first)
+                }
+                None => Event::Ended(o),
+            },
+            e => e,
+        }
     }
 
     /// The guest kernel's own counters, read from its memory by symbol — the
@@ -572,6 +508,8 @@ impl Vm {
             ("preemptions", "PREEMPTIONS"),
             ("idle_halts", "IDLE_HALTS"),
             ("serial_irqs", "SERIAL_IRQS"),
+            ("cpus_online", "CPUS_ONLINE"),
+            ("tlb_shootdowns", "TLB_SHOOTDOWNS"),
         ] {
             if let Some(n) = read(sym) {
                 v.push((name, n));
@@ -581,86 +519,80 @@ impl Vm {
     }
 }
 
-/// Give the VM KVM's in-kernel local APIC alone ("split irqchip": no
-/// 8259 PIC, no IOAPIC, no PIT). Done after the memory slot is registered
-/// and before the vCPU exists; measured on a PVM host (README, "Interrupts"):
-/// a full KVM_CREATE_IRQCHIP makes closing the VM cost ~13 ms, the split
-/// one ~0.4 ms, the same as no irqchip. False if KVM refuses: the guest then
-/// runs without interrupts, as before.
-fn enable_lapic(vm: &VmFd) -> bool {
-    let mut cap = kvm_bindings::kvm_enable_cap {
-        cap: kvm_bindings::KVM_CAP_SPLIT_IRQCHIP,
-        ..Default::default()
-    };
-    // args[0]: IOAPIC pins routed to userspace; there is no IOAPIC.
-    cap.args[0] = 0;
-    vm.enable_cap(&cap).is_ok()
+/// vCPU 0's side of a run: the exits only it sees (debug exits for the
+/// debug engine) and the stop requests it turns into an outcome (the
+/// timeout, signals, interrupts), on top of the exits every vCPU handles
+/// (vcpu.rs).
+struct Vcpu0<'a> {
+    vcpu: &'a mut VcpuFd,
+    exit_patches: &'a crate::debug::engine::ExitPatches,
+    timeout: Option<Duration>,
+    mode: RunMode,
+    stats: VcpuStats,
 }
 
-/// The kernel's address space: direct map + kernel image (see paging.rs).
-pub(crate) fn build_page_tables(
-    mem: &GuestMemoryMmap,
-    mem_bytes: u64,
-    kernel: &KernelImage,
-    lapic: bool,
-) -> Result<u64> {
-    let mut pt = PageTableBuilder::new(mem, phys::PAGE_TABLES, phys::PAGE_TABLES_END)?;
-    pt.map_range(DIRECT_MAP_BASE, 0, mem_bytes, PTE_RW | PTE_NX | PTE_G | PTE_A | PTE_D)?;
-    if lapic {
-        // The LAPIC's registers in the direct map, uncached as device memory must be.
-        let flags = PTE_RW | PTE_NX | PTE_G | PTE_A | PTE_D | PTE_PCD | PTE_PWT;
-        pt.map_4k(phys_to_virt(irq::LAPIC_PHYS), irq::LAPIC_PHYS, flags)?;
-    }
-    for s in &kernel.segments {
-        let start = s.phys & !0xfff;
-        let end = boot_info::align_up(s.phys + s.memsz, 0x1000);
-        let mut flags = PTE_G | PTE_A;
-        if s.writable {
-            flags |= PTE_RW | PTE_D;
-        }
-        if !s.executable {
-            flags |= PTE_NX;
-        }
-        for page in (start..end).step_by(0x1000) {
-            pt.map_4k(KERNEL_BASE + page, page, flags)?;
-        }
-    }
-    Ok(pt.pml4)
-}
-
-/// GDT, TSS and IDT, at the fixed physical pages of the boot contract.
-fn write_cpu_tables(mem: &GuestMemoryMmap, kernel: &KernelImage) -> Result<()> {
-    let tss_virt = phys_to_virt(phys::TSS);
-    let gdt = gdt::build(tss_virt, (tss::TSS_SIZE - 1) as u32);
-    let bytes: Vec<u8> = gdt.iter().flat_map(|d| d.to_le_bytes()).collect();
-    mem.write_slice(&bytes, GuestAddress(phys::GDT))?;
-    let t = tss::Tss::new(phys_to_virt(phys::KERNEL_STACK_TOP), phys_to_virt(phys::IST1_TOP));
-    mem.write_slice(&t.encode(), GuestAddress(phys::TSS))?;
-    mem.write_slice(&idt::build(&kernel.header), GuestAddress(phys::IDT))?;
-    Ok(())
-}
-
-/// Start the VMM thread: stdin (if `forward_stdin`) into COM1's input
-/// queue, the --timeout clock, signals.
-fn start_events(com1: &mut Com1, vm: &VmFd, forward_stdin: bool, seccomp: bool) -> Result<EventLoop> {
-    let stdin = if forward_stdin {
-        let room = Arc::new(
-            vmm_sys_util::eventfd::EventFd::new(vmm_sys_util::eventfd::EFD_NONBLOCK).map_err(|source| {
-                crate::vstate::event_loop::EventLoopError::Fd {
-                    what: "stdin eventfd",
-                    source,
+impl Vcpu0<'_> {
+    /// A stop request for this run (checked before every KVM_RUN): None to
+    /// go on, else what it makes of the run.
+    fn stop_requested(&self, shared: &Shared<'_>) -> Option<Event> {
+        let kicker = shared.kicker;
+        let outcome = match kicker.pending()? {
+            // A single step has no deadline: a late expiry is stale.
+            Stop::Timeout if !self.mode.timed() => {
+                kicker.clear(Stop::Timeout);
+                return None;
+            }
+            Stop::Interrupt => {
+                kicker.clear(Stop::Interrupt);
+                if self.mode.stops_for_debugger() {
+                    return Some(Event::Interrupted);
                 }
-            })?,
-        );
-        let input = Arc::new(Input::fed(room.clone()));
-        com1.feed_from(input.clone());
-        Some((input, room))
-    } else {
-        None
-    };
-    Ok(EventLoop::start(LoopConfig {
-        stdin,
-        vm_fd: std::os::fd::AsRawFd::as_raw_fd(vm),
-        seccomp,
-    })?)
+                Outcome::Stopped(libc::SIGINT)
+            }
+            Stop::Timeout => Outcome::Timeout(self.timeout.unwrap_or_default()),
+            Stop::Signal(sig) => Outcome::Stopped(sig),
+            // Another vCPU ended the run: its outcome is recorded.
+            Stop::Ended => Outcome::Unhandled("vCPU 0 was stopped with no outcome recorded".into()),
+        };
+        shared.kicker.end(0, outcome.clone());
+        Some(Event::Ended(outcome))
+    }
+
+    /// Run until the guest ends (the outcome is then in the kicker) or the
+    /// debug engine gets control.
+    fn run(&mut self, shared: &Shared<'_>) -> Event {
+        let stop_on_debug = self.mode.stops_for_debugger();
+        loop {
+            if let Some(event) = self.stop_requested(shared) {
+                return event;
+            }
+            let t = Instant::now();
+            let exit = self.vcpu.run();
+            self.stats.in_kvm_run += t.elapsed();
+            self.stats.exits += 1;
+            let outcome = match exit {
+                Ok(VcpuExit::IoIn(..)) if stop_on_debug && self.exit_patches.hit().is_some() => {
+                    return Event::ExitInsn(self.exit_patches.hit().unwrap_or_default());
+                }
+                Ok(VcpuExit::InternalError) => Some(Outcome::KvmError(vcpu::internal_error(self.vcpu))),
+                Ok(VcpuExit::Debug(arch)) if stop_on_debug => return Event::Debug(arch),
+                Ok(mut e) => match vcpu::common_exit(&mut e, shared, &mut self.stats) {
+                    Some(o) => o,
+                    None => Some(Outcome::Unhandled(format!("{e:?}"))),
+                },
+                // A kick (kick.rs): clear immediate_exit before the loop's
+                // next turn looks for the request, so that a kick made after
+                // the look still stops the next KVM_RUN.
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    self.vcpu.set_kvm_immediate_exit(0);
+                    None
+                }
+                Err(e) => Some(Outcome::KvmError(format!("KVM_RUN failed: {e}"))),
+            };
+            if let Some(o) = outcome {
+                shared.kicker.end(0, o.clone());
+                return Event::Ended(o);
+            }
+        }
+    }
 }

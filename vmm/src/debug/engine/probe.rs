@@ -55,6 +55,7 @@ pub fn measure_dr_breakpoints(kvm_device: &std::path::Path) -> Result<bool, Debu
         seccomp: false,
         // No interrupt controller: the probe runs one instruction.
         lapic: false,
+        cpus: 1,
     };
     let vm = crate::vstate::vm::Vm::new(
         std::path::Path::new(crate::boot::guest_image::KERNEL_PATH),

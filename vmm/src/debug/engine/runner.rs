@@ -11,7 +11,7 @@ use super::{let_tf_through_syscall, ExitRegs, StopControl, StopRequest};
 use crate::arch::msr::RFLAGS_TF;
 use crate::debug::error::{DebugError, Result};
 use crate::introspect::memory;
-use crate::vstate::vm::{Event, Outcome, Vm};
+use crate::vstate::vm::{Event, Outcome, RunMode, Vm};
 use kvm_bindings::{kvm_regs, kvm_sregs};
 use std::cell::Cell;
 use std::time::Instant;
@@ -57,7 +57,7 @@ pub struct Runner {
     /// The last stop may have dropped TF: request the next step again.
     rearm_step: bool,
     /// When the command or trace in progress runs out of --timeout (each
-    /// run to a breakpoint is also timed by the VM's own watchdog).
+    /// run to a breakpoint is also timed by the VMM thread's timer).
     pub deadline: Option<Instant>,
     /// How the guest ended, once it has.
     pub ended: Option<Outcome>,
@@ -172,7 +172,10 @@ impl Runner {
             .set(vm.vcpu(), req, force)
             .map_err(DebugError::kvm("KVM_SET_GUEST_DEBUG"))?;
         let saved = patch_in(vm, sregs.cr3, patches)?;
-        let event = vm.run_until(true, timed);
+        // A timed step runs as a run to a stop does: the debug exit that
+        // ends it comes as from a breakpoint, and --timeout holds.
+        let mode = if timed { RunMode::UntilStop } else { RunMode::Step };
+        let event = vm.run_until(mode);
         patch_out(vm, &saved);
         self.take_exit_regs(vm);
         let stop = match event {
