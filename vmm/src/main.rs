@@ -76,6 +76,10 @@ struct RunArgs {
     /// Write the --strace output to FILE instead of stderr.
     #[arg(long, value_name = "FILE")]
     strace_file: Option<PathBuf>,
+    /// With --strace: also write each system call as Chrome trace-event
+    /// JSON (open it in ui.perfetto.dev or chrome://tracing).
+    #[arg(long, value_name = "OUT.json")]
+    perfetto: Option<PathBuf>,
     /// Serve the GDB remote protocol on ADDR (e.g. 127.0.0.1:1234) and wait
     /// for gdb before the first instruction, like QEMU's -s -S.
     #[arg(long, value_name = "ADDR")]
@@ -100,6 +104,24 @@ struct TraceArgs {
     /// `step` (default: what works on this host, measured).
     #[arg(long, value_enum)]
     break_by: Option<BreakMethod>,
+    /// Also write the calls as Chrome trace-event JSON (B/E events; open it
+    /// in ui.perfetto.dev or chrome://tracing).
+    #[arg(long, value_name = "OUT.json")]
+    perfetto: Option<PathBuf>,
+}
+
+/// `--perfetto FILE`'s sink, created before the guest runs so a bad path
+/// fails at once.
+fn perfetto_sink(path: &std::path::Path, cat: &'static str) -> Result<vmm::trace::perfetto::Perfetto, Error> {
+    let f = std::fs::File::create(path).map_err(|source| Error::OutputFile {
+        flag: "--perfetto",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(vmm::trace::perfetto::Perfetto::new(
+        cat,
+        Box::new(std::io::BufWriter::new(f)),
+    ))
 }
 
 fn main() -> ExitCode {
@@ -173,13 +195,17 @@ fn run(args: RunArgs) -> ExitCode {
 /// both, strace), prepared to run on `vm` by the method `--break-by` names or
 /// that works here.
 fn run_tracer(args: &RunArgs, vm: &mut Vm, user: &Symbols) -> Result<Option<Trace>, Error> {
+    let strace = args.strace || args.strace_file.is_some();
+    if args.perfetto.is_some() && !strace {
+        return Err(Error::PerfettoWithoutStrace);
+    }
     let mut tracer: Option<(Box<dyn Tracer>, u64)> = None;
     if let Some(at) = &args.break_at {
         let st = stepper_for(vm, at, args.stepi, user)?;
         let addr = st.break_at;
         tracer = Some((Box::new(st), addr));
     }
-    if args.strace || args.strace_file.is_some() {
+    if strace {
         let out: Box<dyn std::io::Write + Send> = match &args.strace_file {
             Some(p) => match std::fs::File::create(p) {
                 Ok(f) => Box::new(std::io::BufWriter::new(f)),
@@ -192,7 +218,10 @@ fn run_tracer(args: &RunArgs, vm: &mut Vm, user: &Symbols) -> Result<Option<Trac
             },
             None => Box::new(std::io::stderr()),
         };
-        let st = vmm::trace::strace::Strace::new(vm.kernel.symbols(), vm.flavor.is_pvm(), out)?;
+        let mut st = vmm::trace::strace::Strace::new(vm.kernel.symbols(), vm.flavor.is_pvm(), out)?;
+        if let Some(p) = &args.perfetto {
+            st = st.with_perfetto(perfetto_sink(p, "strace")?);
+        }
         // Its trace points are the kernel's entry and exit paths.
         tracer = Some((Box::new(st), KERNEL_BASE));
     }
@@ -245,7 +274,13 @@ fn trace(args: TraceArgs) -> ExitCode {
     if target < KERNEL_BASE {
         return setup_error(Error::NotAKernelFunction(args.funcgraph.clone()));
     }
-    let fg = vmm::trace::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
+    let mut fg = vmm::trace::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
+    if let Some(p) = &args.perfetto {
+        match perfetto_sink(p, "funcgraph") {
+            Ok(sink) => fg = fg.with_perfetto(sink),
+            Err(e) => return setup_error(e),
+        }
+    }
     let trace = tracing_method(args.break_by, &args.guest, target, false)
         .and_then(|method| Ok(Trace::new(&mut vm, Box::new(fg), method, &args.guest.kvm_device)?));
     let mut trace = match trace {

@@ -2,6 +2,7 @@
 //! `--funcgraph`, `--break-at` and the CPL-transition stepper.
 
 pub mod funcgraph;
+pub mod perfetto;
 pub mod stepper;
 pub mod strace;
 pub mod tracer;
