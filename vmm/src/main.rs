@@ -90,12 +90,25 @@ struct RunArgs {
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["funcgraph", "record"])))]
 struct TraceArgs {
     #[command(flatten)]
     guest: GuestArgs,
     /// Print the call tree below each call of this kernel function.
     #[arg(long, value_name = "SYMBOL")]
-    funcgraph: String,
+    funcgraph: Option<String>,
+    /// Single-step from --from and write every step to FILE (JSON lines,
+    /// see README "Recording and replay") for `vmm replay`.
+    #[arg(long, value_name = "FILE", conflicts_with = "funcgraph")]
+    record: Option<PathBuf>,
+    /// Where --record starts: a kernel or program symbol, or 0xADDRESS
+    /// (default: the kernel's system-call entry on this host).
+    #[arg(long, value_name = "SYMBOL|ADDR", requires = "record")]
+    from: Option<String>,
+    /// Instructions --record steps (at most 1000000).
+    #[arg(long, default_value_t = 200, value_name = "N", requires = "record",
+          value_parser = clap::value_parser!(u64).range(1..=vmm::debug::parse::MAX_STEPI))]
+    steps: u64,
     /// Print calls at most this deep (deeper ones are still followed; 1..=256).
     #[arg(long, default_value_t = 8, value_name = "N",
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
@@ -267,12 +280,16 @@ fn trace(args: TraceArgs) -> ExitCode {
         Ok(v) => v,
         Err(e) => return setup_error(e),
     };
-    let target = match resolve(&vm, &args.funcgraph, user_symbols.get()) {
+    if let Some(file) = &args.record {
+        return record(&args, file, vm, user_symbols.get().clone());
+    }
+    let funcgraph = args.funcgraph.clone().unwrap_or_default();
+    let target = match resolve(&vm, &funcgraph, user_symbols.get()) {
         Ok(a) => a,
         Err(e) => return setup_error(e),
     };
     if target < KERNEL_BASE {
-        return setup_error(Error::NotAKernelFunction(args.funcgraph.clone()));
+        return setup_error(Error::NotAKernelFunction(funcgraph));
     }
     let mut fg = vmm::trace::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
     if let Some(p) = &args.perfetto {
@@ -283,6 +300,54 @@ fn trace(args: TraceArgs) -> ExitCode {
     }
     let trace = tracing_method(args.break_by, &args.guest, target, false)
         .and_then(|method| Ok(Trace::new(&mut vm, Box::new(fg), method, &args.guest.kvm_device)?));
+    let mut trace = match trace {
+        Ok(t) => t,
+        Err(e) => return setup_error(e),
+    };
+    if let Err(e) = vm.catch_signals(InterruptPolicy::Stop) {
+        return setup_error(e);
+    }
+    if let Err(e) = vm.lock_down(vmm::seccomp::Profile::Run) {
+        return setup_error(e);
+    }
+    let outcome = trace.run(&mut vm);
+    vm.release_for_exit();
+    finish(&mut vm, &outcome, Some(&mut trace));
+    drop(vm);
+    exit_with(&outcome)
+}
+
+/// `vmm trace --record FILE`: step from --from, writing each step.
+fn record(args: &TraceArgs, file: &std::path::Path, mut vm: Vm, user: Symbols) -> ExitCode {
+    // System calls reach the kernel at its fault entry on PVM.
+    let default = if vm.flavor.is_pvm() {
+        "do_trap"
+    } else {
+        "entry_SYSCALL_64"
+    };
+    let from = args.from.clone().unwrap_or_else(|| default.to_string());
+    let addr = match resolve(&vm, &from, &user) {
+        Ok(a) => a,
+        Err(e) => return setup_error(e),
+    };
+    if vm.flavor.is_pvm() && addr < KERNEL_BASE {
+        let what = format!("--record --from {from} ({addr:#x}) is a ring-3 address");
+        return setup_error(DebugError::RingThreeOnPvm { what }.into());
+    }
+    let out = match std::fs::File::create(file) {
+        Ok(f) => std::io::BufWriter::new(f),
+        Err(source) => {
+            return setup_error(Error::OutputFile {
+                flag: "--record",
+                path: file.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let pvm = vm.flavor.is_pvm();
+    let rec = vmm::trace::record::Recorder::new(&from, addr, args.steps, pvm, user, Box::new(out));
+    let trace = tracing_method(args.break_by, &args.guest, addr, false)
+        .and_then(|method| Ok(Trace::new(&mut vm, Box::new(rec), method, &args.guest.kvm_device)?));
     let mut trace = match trace {
         Ok(t) => t,
         Err(e) => return setup_error(e),

@@ -3,6 +3,7 @@
 
 pub mod funcgraph;
 pub mod perfetto;
+pub mod record;
 pub mod stepper;
 pub mod strace;
 pub mod tracer;

@@ -1,0 +1,89 @@
+//! `vmm trace --record` and `vmm replay` on this host's /dev/kvm: a system
+//! call's kernel path recorded step by step, then replayed without KVM —
+//! backwards too. On a PVM host the recording stays in ring 0 (it ends
+//! before the return to ring 3); ring-3 steps need hardware KVM or the box.
+
+mod common;
+use common::programs::programs;
+use common::vmm;
+use serde_json::Value;
+
+fn pvm() -> bool {
+    vmm(&["kvm-info", "--json"]).stdout.contains("\"pvm\":true")
+}
+
+fn temp(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("vmm-replay-{}-{name}", std::process::id()))
+}
+
+/// Record hello_asm's write from the system-call entry; the file's lines.
+fn record(name: &str, steps: &str) -> (std::path::PathBuf, Vec<Value>) {
+    let file = temp(name);
+    let r = vmm(&[
+        "trace",
+        "--record",
+        &file.display().to_string(),
+        "--steps",
+        steps,
+        "--",
+        &programs().hello_asm.display().to_string(),
+    ]);
+    r.assert_status(0).stderr_has("vmm: record: ");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    (file, lines)
+}
+
+#[test]
+fn a_recording_has_a_header_steps_with_changed_registers_and_writes() {
+    let (file, lines) = record("basic.jsonl", "100000");
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(lines[0]["format"], "vmm-trace");
+    assert_eq!(lines[0]["version"], 1);
+    let steps: Vec<&Value> = lines.iter().filter(|l| l.get("step").is_some()).collect();
+    assert!(steps.len() > 10, "{} steps", steps.len());
+    assert_eq!(steps[0]["step"], 0);
+    assert_eq!(
+        steps[0]["regs"].as_object().unwrap().len(),
+        18,
+        "all registers at step 0"
+    );
+    assert!(steps[0]["sregs"]["cr3"].is_string());
+    assert!(steps[1]["regs"]["rip"].is_string(), "RIP changes every step");
+    assert!(steps
+        .iter()
+        .all(|s| s["cpl"].is_u64() && s["insn"].is_string() && s["sym"].is_string()));
+    // A push writes the stack: old and new bytes, from the decoded operand.
+    let push = steps
+        .iter()
+        .find(|s| s["insn"].as_str().unwrap().starts_with("push") && !s["writes"].is_null())
+        .expect("a push with its write");
+    assert_eq!(push["writes"][0]["old"].as_str().unwrap().len(), 16);
+    assert_eq!(push["writes"][0]["new"].as_str().unwrap().len(), 16);
+    assert!(lines.iter().any(|l| l.get("page").is_some()));
+    let end = lines.last().unwrap();
+    assert!(end["end"].is_string(), "{end}");
+    if pvm() {
+        // It ends before the return to ring 3, which PVM cannot step.
+        assert!(end["end"].as_str().unwrap().contains("returns to ring 3"), "{end}");
+        let last = steps.last().unwrap()["insn"].as_str().unwrap().to_string();
+        assert!(last.starts_with("iretq") || last.starts_with("sysretq"), "{last}");
+    }
+}
+
+#[test]
+fn record_refuses_huge_step_counts_and_ring3_starts_on_pvm() {
+    let r = vmm(&["trace", "--record", "/tmp/never", "--steps", "2000000"]);
+    assert_ne!(r.status, 0);
+    assert!(r.stderr.contains("2000000 is not in 1..=1000000"), "{}", r.stderr);
+    if pvm() {
+        let prog = programs().hello_asm.display().to_string();
+        let r = vmm(&["trace", "--record", "/tmp/never", "--from", "_start", "--", &prog]);
+        assert_ne!(r.status, 0);
+        assert!(r.stderr.contains("--record --from _start"), "{}", r.stderr);
+        assert!(r.stderr.contains("KVM box"), "{}", r.stderr);
+    }
+}
