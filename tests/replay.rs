@@ -87,3 +87,78 @@ fn record_refuses_huge_step_counts_and_ring3_starts_on_pvm() {
         assert!(r.stderr.contains("KVM box"), "{}", r.stderr);
     }
 }
+
+#[test]
+fn replay_goes_back_and_shows_memory_as_it_was() {
+    let (file, lines) = record("mem.jsonl", "100000");
+    // A step whose write changed memory.
+    let (k, w) = lines
+        .iter()
+        .filter(|l| l.get("step").is_some())
+        .find_map(|s| {
+            let w = s["writes"].as_array()?.iter().find(|w| w["old"] != w["new"])?.clone();
+            Some((s["step"].as_u64().unwrap(), w))
+        })
+        .expect("an instruction that changed memory");
+    let va = w["va"].as_str().unwrap().to_string();
+    let n = w["old"].as_str().unwrap().len() / 2;
+    let as_bytes = |hex: &str| -> String {
+        (0..hex.len() / 2)
+            .map(|i| format!("{:#04x}", u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (old, new) = (
+        as_bytes(w["old"].as_str().unwrap()),
+        as_bytes(w["new"].as_str().unwrap()),
+    );
+    let x = format!("x/{n}b {va}");
+    let goto = format!("goto {k}");
+    let r = vmm(&[
+        "replay",
+        &file.display().to_string(),
+        "--batch",
+        "-x",
+        &goto,
+        "-x",
+        &x,
+        "-x",
+        "stepi",
+        "-x",
+        &x,
+        "-x",
+        "reverse-stepi",
+        "-x",
+        &x,
+        "-x",
+        "regs",
+        "-x",
+        "info transitions",
+    ]);
+    let _ = std::fs::remove_file(&file);
+    r.assert_status(0)
+        .stdout_has(&format!("step {k}: CPL 0"))
+        .stdout_has("rflags ");
+    let shown: Vec<&str> = r.stdout.lines().filter(|l| l.starts_with(&va)).collect();
+    assert_eq!(shown.len(), 3, "{}", r.stdout);
+    assert!(
+        shown[0].ends_with(&old),
+        "before the store: old bytes {old}\n{}",
+        r.stdout
+    );
+    assert!(shown[1].ends_with(&new), "after it: new bytes {new}\n{}", r.stdout);
+    assert!(shown[2].ends_with(&old), "back again: old bytes\n{}", r.stdout);
+    if pvm() {
+        // Ring 0 only here: no privilege changes to list.
+        r.stdout_has("no CPL changes in this recording");
+    }
+}
+
+#[test]
+fn replay_refuses_what_is_not_a_recording() {
+    let f = common::temp_file("not-a-recording", b"hello\n");
+    let r = vmm(&["replay", &f.display().to_string(), "--batch"]);
+    assert_ne!(r.status, 0);
+    assert!(r.stderr.contains("not a vmm recording"), "{}", r.stderr);
+    assert!(r.stderr.contains("vmm trace --record"), "{}", r.stderr);
+}

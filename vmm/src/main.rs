@@ -32,8 +32,12 @@ enum Command {
     Run(RunArgs),
     /// Debug a guest: step and break through KVM debug exits, dump segment and privilege state.
     Debug(vmm::debug::cli::DebugArgs),
-    /// Trace the guest kernel from outside: a function_graph call tree.
+    /// Trace the guest kernel from outside: a function_graph call tree, or
+    /// a single-step recording (--record).
     Trace(TraceArgs),
+    /// Step through a recording (`vmm trace --record`) forwards and
+    /// backwards, without KVM.
+    Replay(vmm::debug::replay::ReplayArgs),
     /// Time system-call mechanisms inside the guest beside the host's own.
     Bench(vmm::bench::BenchArgs),
     /// Describe this host's /dev/kvm: hardware or PVM, and what works on it.
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Debug(args) => vmm::debug::cli::main(args),
         Command::Trace(args) => trace(args),
+        Command::Replay(args) => vmm::debug::replay::main(args),
         Command::Bench(args) => vmm::bench::main(args),
         Command::KvmInfo { json, kvm_device } => match kvm_info::query(&kvm_device) {
             Ok(info) => {

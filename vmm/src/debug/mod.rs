@@ -15,6 +15,7 @@ pub mod error;
 pub mod gdb;
 mod inspect;
 pub mod parse;
+pub mod replay;
 
 pub use breakpoints::Breakpoint;
 pub use engine::Stop;
