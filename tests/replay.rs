@@ -162,3 +162,65 @@ fn replay_refuses_what_is_not_a_recording() {
     assert!(r.stderr.contains("not a vmm recording"), "{}", r.stderr);
     assert!(r.stderr.contains("vmm trace --record"), "{}", r.stderr);
 }
+
+/// The page's embedded recording.
+fn page_data(page: &str) -> Value {
+    let start = page.find(r#"id="data">"#).expect("the data element") + r#"id="data">"#.len();
+    let end = start + page[start..].find("</script>").unwrap();
+    serde_json::from_str(&page[start..end]).expect("the embedded recording is JSON")
+}
+
+// Checked structurally (no browser in the test suite): the page is
+// self-contained, embeds every recorded step, and has the lanes, list and
+// register panel its script fills.
+#[test]
+fn html_page_is_self_contained_and_matches_the_recording() {
+    let html = temp("page.html");
+    let rec = temp("page.jsonl");
+    let r = vmm(&[
+        "trace",
+        "--html",
+        &html.display().to_string(),
+        "--record",
+        &rec.display().to_string(),
+        "--steps",
+        "100000",
+        "--",
+        &programs().hello_asm.display().to_string(),
+    ]);
+    r.assert_status(0).stderr_has("vmm: html: ");
+    let page = std::fs::read_to_string(&html).unwrap();
+    let recorded = std::fs::read_to_string(&rec).unwrap();
+    let steps = recorded.lines().filter(|l| l.starts_with(r#"{"step""#)).count();
+    assert!(steps > 10);
+    for needed in [
+        r#"id="lanes""#,
+        r#"id="list""#,
+        r#"id="regs""#,
+        r#"id="sregs""#,
+        "CPL transitions",
+    ] {
+        assert!(page.contains(needed), "the page lacks {needed}");
+    }
+    assert!(
+        !page.contains("http://") && !page.contains("https://") && !page.contains("src="),
+        "no network"
+    );
+    let data = page_data(&page);
+    assert_eq!(data["steps"].as_array().unwrap().len(), steps);
+    assert_eq!(data["reg_names"].as_array().unwrap().len(), 18);
+    // The same page from the recording file, with no guest.
+    let again = temp("again.html");
+    let r = vmm(&[
+        "trace",
+        "--html",
+        &again.display().to_string(),
+        "--from-recording",
+        &rec.display().to_string(),
+    ]);
+    r.assert_status(0);
+    assert_eq!(std::fs::read_to_string(&again).unwrap(), page);
+    for f in [html, rec, again] {
+        let _ = std::fs::remove_file(f);
+    }
+}

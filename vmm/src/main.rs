@@ -94,7 +94,8 @@ struct RunArgs {
 }
 
 #[derive(clap::Args)]
-#[command(group(clap::ArgGroup::new("what").required(true).args(["funcgraph", "record"])))]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["funcgraph", "record", "html"])))]
+#[command(group(clap::ArgGroup::new("recording").multiple(true).args(["record", "html"])))]
 struct TraceArgs {
     #[command(flatten)]
     guest: GuestArgs,
@@ -105,12 +106,20 @@ struct TraceArgs {
     /// see README "Recording and replay") for `vmm replay`.
     #[arg(long, value_name = "FILE", conflicts_with = "funcgraph")]
     record: Option<PathBuf>,
+    /// Draw the recording as one self-contained web page: CPL lanes, the
+    /// instructions, registers per step. With --from-recording FILE, from a
+    /// recording made earlier (no guest runs).
+    #[arg(long, value_name = "OUT.html", conflicts_with = "funcgraph")]
+    html: Option<PathBuf>,
+    /// With --html: draw this recording instead of running the guest.
+    #[arg(long, value_name = "FILE", requires = "html", conflicts_with = "record")]
+    from_recording: Option<PathBuf>,
     /// Where --record starts: a kernel or program symbol, or 0xADDRESS
     /// (default: the kernel's system-call entry on this host).
-    #[arg(long, value_name = "SYMBOL|ADDR", requires = "record")]
+    #[arg(long, value_name = "SYMBOL|ADDR", requires = "recording")]
     from: Option<String>,
     /// Instructions --record steps (at most 1000000).
-    #[arg(long, default_value_t = 200, value_name = "N", requires = "record",
+    #[arg(long, default_value_t = 200, value_name = "N", requires = "recording",
           value_parser = clap::value_parser!(u64).range(1..=vmm::debug::parse::MAX_STEPI))]
     steps: u64,
     /// Print calls at most this deep (deeper ones are still followed; 1..=256).
@@ -281,12 +290,15 @@ fn finish(vm: &mut Vm, outcome: &Outcome, trace: Option<&mut Trace>) {
 }
 
 fn trace(args: TraceArgs) -> ExitCode {
+    if let (Some(rec), Some(html)) = (&args.from_recording, &args.html) {
+        return html_from(rec, html);
+    }
     let (mut vm, user_symbols) = match args.guest.vm(true) {
         Ok(v) => v,
         Err(e) => return setup_error(e),
     };
-    if let Some(file) = &args.record {
-        return record(&args, file, vm, user_symbols.get().clone());
+    if args.record.is_some() || args.html.is_some() {
+        return record(&args, vm, user_symbols.get().clone());
     }
     let funcgraph = args.funcgraph.clone().unwrap_or_default();
     let target = match resolve(&vm, &funcgraph, user_symbols.get()) {
@@ -322,8 +334,31 @@ fn trace(args: TraceArgs) -> ExitCode {
     exit_with(&outcome)
 }
 
-/// `vmm trace --record FILE`: step from --from, writing each step.
-fn record(args: &TraceArgs, file: &std::path::Path, mut vm: Vm, user: Symbols) -> ExitCode {
+/// `vmm trace --html OUT --from-recording FILE`: no guest, only the page.
+fn html_from(rec: &std::path::Path, html: &std::path::Path) -> ExitCode {
+    let rep = match vmm::debug::replay::Replay::load(rec) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vmm: {e}");
+            return ExitCode::from(status::SETUP_ERROR);
+        }
+    };
+    let written = std::fs::File::create(html).and_then(|mut f| vmm::trace::html::write(&rep, &mut f));
+    match written {
+        Ok(()) => {
+            eprintln!("vmm: html: {} steps drawn", rep.steps.len());
+            ExitCode::SUCCESS
+        }
+        Err(source) => setup_error(Error::OutputFile {
+            flag: "--html",
+            path: html.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// `vmm trace --record FILE` / `--html OUT.html`: step from --from, writing each step.
+fn record(args: &TraceArgs, mut vm: Vm, user: Symbols) -> ExitCode {
     // System calls reach the kernel at its fault entry on PVM.
     let default = if vm.flavor.is_pvm() {
         "do_trap"
@@ -339,18 +374,32 @@ fn record(args: &TraceArgs, file: &std::path::Path, mut vm: Vm, user: Symbols) -
         let what = format!("--record --from {from} ({addr:#x}) is a ring-3 address");
         return setup_error(DebugError::RingThreeOnPvm { what }.into());
     }
-    let out = match std::fs::File::create(file) {
-        Ok(f) => std::io::BufWriter::new(f),
-        Err(source) => {
-            return setup_error(Error::OutputFile {
-                flag: "--record",
-                path: file.to_path_buf(),
+    // Files are opened now: under seccomp no file can be.
+    let create = |flag: &'static str, path: &std::path::Path| {
+        std::fs::File::create(path)
+            .map(std::io::BufWriter::new)
+            .map_err(|source| Error::OutputFile {
+                flag,
+                path: path.to_path_buf(),
                 source,
             })
-        }
+    };
+    let record_file = match args.record.as_deref().map(|f| create("--record", f)).transpose() {
+        Ok(f) => f,
+        Err(e) => return setup_error(e),
+    };
+    let html_file = match args.html.as_deref().map(|f| create("--html", f)).transpose() {
+        Ok(f) => f,
+        Err(e) => return setup_error(e),
+    };
+    // The page needs the whole recording: keep it in memory then.
+    let buf = vmm::trace::record::SharedBuf::default();
+    let (out, mut record_copy): (Box<dyn std::io::Write + Send>, _) = match (&html_file, record_file) {
+        (None, Some(f)) => (Box::new(f), None),
+        (_, f) => (Box::new(buf.clone()), f),
     };
     let pvm = vm.flavor.is_pvm();
-    let rec = vmm::trace::record::Recorder::new(&from, addr, args.steps, pvm, user, Box::new(out));
+    let rec = vmm::trace::record::Recorder::new(&from, addr, args.steps, pvm, user, out);
     let trace = tracing_method(args.break_by, &args.guest, addr, false)
         .and_then(|method| Ok(Trace::new(&mut vm, Box::new(rec), method, &args.guest.kvm_device)?));
     let mut trace = match trace {
@@ -366,6 +415,24 @@ fn record(args: &TraceArgs, file: &std::path::Path, mut vm: Vm, user: Symbols) -
     let outcome = trace.run(&mut vm);
     vm.release_for_exit();
     finish(&mut vm, &outcome, Some(&mut trace));
+    if let Some(mut page) = html_file {
+        let bytes = std::mem::take(&mut *buf.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let written = record_copy
+            .as_mut()
+            .map_or(Ok(()), |f| {
+                std::io::Write::write_all(f, &bytes).and_then(|()| std::io::Write::flush(f))
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                let rep = vmm::debug::replay::Replay::parse("the recording", &bytes[..]).map_err(|e| e.to_string())?;
+                vmm::trace::html::write(&rep, &mut page).map_err(|e| e.to_string())?;
+                Ok(rep.steps.len())
+            });
+        match written {
+            Ok(n) => eprintln!("vmm: html: {n} steps drawn"),
+            Err(e) => eprintln!("vmm: html: cannot write the page: {e}"),
+        }
+    }
     drop(vm);
     exit_with(&outcome)
 }

@@ -228,6 +228,24 @@ fn accesses(bytes: &[u8], r: &kvm_regs, s: &kvm_sregs) -> Vec<(u64, usize, bool)
     out
 }
 
+/// A recording kept in memory (for `--html`) and written out at the end:
+/// after seccomp no file can be opened, and the page needs all of it.
+#[derive(Clone, Default)]
+pub struct SharedBuf(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for SharedBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The step waiting for its instruction to run (its writes' new bytes).
 struct Pending {
     step: Step,
