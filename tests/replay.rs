@@ -224,3 +224,83 @@ fn html_page_is_self_contained_and_matches_the_recording() {
         let _ = std::fs::remove_file(f);
     }
 }
+
+/// Debian's chromium, which tests/run-all --install-deps installs.
+fn chromium() -> std::path::PathBuf {
+    for c in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Ok(out) = std::process::Command::new("which").arg(c).output() {
+            if out.status.success() {
+                return std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            }
+        }
+    }
+    panic!("no chromium: the page is tested in a real headless browser; install it with `tests/run-all --install-deps` (or apt-get install chromium)");
+}
+
+// The page in a real headless browser: it loads without console errors,
+// shows the step and transition counts the recording has, and a click on
+// a step's row (page#click=N dispatches a real click event on that row)
+// fills the register panel with that step, changed registers highlighted.
+#[test]
+fn html_page_works_in_headless_chromium() {
+    let html = temp("browser.html");
+    let rec = temp("browser.jsonl");
+    let r = vmm(&[
+        "trace",
+        "--html",
+        &html.display().to_string(),
+        "--record",
+        &rec.display().to_string(),
+        "--steps",
+        "100000",
+        "--",
+        &programs().hello_asm.display().to_string(),
+    ]);
+    r.assert_status(0);
+    let recorded = std::fs::read_to_string(&rec).unwrap();
+    let steps = recorded.lines().filter(|l| l.starts_with(r#"{"step""#)).count();
+    let transitions = recorded.matches(r#""transition""#).count();
+    let profile = temp("chromium-profile");
+    let out = std::process::Command::new(chromium())
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            &format!("--user-data-dir={}", profile.display()),
+            "--dump-dom",
+            &format!("file://{}#click=5", html.display()),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    let _ = std::fs::remove_dir_all(&profile);
+    for f in [html, rec] {
+        let _ = std::fs::remove_file(f);
+    }
+    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(
+        console.iter().all(|l| !l.contains("Uncaught") && !l.contains("Error")),
+        "console errors: {console:?}"
+    );
+    assert!(
+        dom.contains(&format!("{steps} steps from do_trap")) || dom.contains(&format!("{steps} steps from ")),
+        "{dom}"
+    );
+    assert!(dom.contains(&format!(", {transitions} CPL transitions")), "{dom}");
+    assert!(
+        dom.contains(r#"id="step">step 5: CPL 0"#),
+        "the click selected step 5\n{dom}"
+    );
+    assert!(
+        dom.contains(r#"class="row cpl0 sel""#),
+        "the clicked row is highlighted"
+    );
+    assert!(dom.contains(r#"class="changed""#), "changed registers are highlighted");
+    // Virtualised: far fewer rows in the DOM than steps.
+    let rows = dom.matches(r#"class="row "#).count();
+    assert!(rows > 0 && rows < steps, "{rows} rows for {steps} steps");
+}
