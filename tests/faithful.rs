@@ -71,7 +71,46 @@ fn suite() -> &'static Batch {
         )
         .unwrap();
         let entry = format!("{:#x}", k.symbols().address_of("entry_SYSCALL_64").unwrap());
+        // Recorded in one case, replayed (no KVM needed) by the next: the
+        // cases run in order, in the same box.
+        let recording = format!("/tmp/vmm-faithful-getpid-{}.jsonl", std::process::id());
         let cases = vec![
+            case(
+                "record-getpid",
+                &[
+                    "trace",
+                    "--record",
+                    &recording,
+                    "--from",
+                    "_start",
+                    "--break-by",
+                    "step",
+                    "--steps",
+                    "120",
+                    "--",
+                    &getpid_asm,
+                ],
+            ),
+            case(
+                "replay-getpid",
+                &[
+                    "replay",
+                    &recording,
+                    "--batch",
+                    "-x",
+                    "info transitions",
+                    "-x",
+                    "continue",
+                    "-x",
+                    "continue",
+                    "-x",
+                    "reverse-stepi",
+                    "-x",
+                    "goto 1",
+                    "-x",
+                    "x/1g $rsp",
+                ],
+            ),
             case("tour", &["run", "--stats"]),
             case("asm", &["run", "--stats", "--", &hello_asm]),
             case("nostdlib", &["run", "--", &nostdlib, "a", "b"]),
@@ -519,6 +558,32 @@ fn single_step_across_syscall_and_sysretq_sees_cpl_3_0_3() {
         .find(|l| l.contains("round trip:"))
         .expect("a round-trip count");
     eprintln!("faithful suite: getpid {line}");
+}
+
+#[test]
+fn a_recorded_getpid_replays_backwards_across_sysretq() {
+    expect("record-getpid", 0, &["vmm: record: 121 steps"]);
+    let r = expect(
+        "replay-getpid",
+        0,
+        &[
+            "step 0: CPL 3 RIP 0x401000 <_start>",
+            "step 2: CPL 3 → 0 via syscall  (0xffffffff8",
+            "CPL 0 → 3 via sysretq  (0x401007 <_start+0x7>)",
+        ],
+    );
+    let out = &r.output;
+    // `continue` twice: into the kernel, then back to the first ring-3
+    // instruction; reverse-stepi from there lands on sysretq at CPL 0.
+    let after = out
+        .split("(replay) reverse-stepi")
+        .nth(1)
+        .expect("the reverse-stepi output");
+    let first = after.lines().nth(1).unwrap_or("");
+    assert!(first.contains("CPL 0") && first.ends_with("sysretq"), "{first}\n{out}");
+    // `goto 1`, the syscall instruction itself: CPL 3.
+    has(out, "step 1: CPL 3 RIP 0x401005 <_start+0x5>");
+    has(out, "syscall");
 }
 
 #[test]

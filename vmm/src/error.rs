@@ -180,6 +180,18 @@ pub enum Error {
     #[error("--strace-file {path}: {source}")]
     StraceFile { path: PathBuf, source: std::io::Error },
 
+    #[error("{flag} {path}: cannot create it: {source} (name a file in a writable directory)")]
+    OutputFile {
+        flag: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error(
+        "--perfetto writes the --strace stream: add --strace (or use `vmm trace --funcgraph SYMBOL --perfetto FILE`)"
+    )]
+    PerfettoWithoutStrace,
+
     #[error("--strace: the kernel has no symbol {0}")]
     StraceSymbol(&'static str),
 

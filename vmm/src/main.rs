@@ -33,8 +33,12 @@ enum Command {
     Run(RunArgs),
     /// Debug a guest: step and break through KVM debug exits, dump segment and privilege state.
     Debug(vmm::debug::cli::DebugArgs),
-    /// Trace the guest kernel from outside: a function_graph call tree.
+    /// Trace the guest kernel from outside: a function_graph call tree, or
+    /// a single-step recording (--record).
     Trace(TraceArgs),
+    /// Step through a recording (`vmm trace --record`) forwards and
+    /// backwards, without KVM.
+    Replay(vmm::debug::replay::ReplayArgs),
     /// Time system-call mechanisms inside the guest beside the host's own.
     Bench(vmm::bench::BenchArgs),
     /// Describe this host's /dev/kvm: hardware or PVM, and what works on it.
@@ -79,6 +83,10 @@ struct RunArgs {
     /// Write the --strace output to FILE instead of stderr.
     #[arg(long, value_name = "FILE")]
     strace_file: Option<PathBuf>,
+    /// With --strace: also write each system call as Chrome trace-event
+    /// JSON (open it in ui.perfetto.dev or chrome://tracing).
+    #[arg(long, value_name = "OUT.json")]
+    perfetto: Option<PathBuf>,
     /// Serve the GDB remote protocol on ADDR (e.g. 127.0.0.1:1234) and wait
     /// for gdb before the first instruction, like QEMU's -s -S.
     #[arg(long, value_name = "ADDR")]
@@ -89,12 +97,34 @@ struct RunArgs {
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["funcgraph", "record", "html"])))]
+#[command(group(clap::ArgGroup::new("recording").multiple(true).args(["record", "html"])))]
 struct TraceArgs {
     #[command(flatten)]
     guest: GuestArgs,
     /// Print the call tree below each call of this kernel function.
     #[arg(long, value_name = "SYMBOL")]
-    funcgraph: String,
+    funcgraph: Option<String>,
+    /// Single-step from --from and write every step to FILE (JSON lines,
+    /// see README "Recording and replay") for `vmm replay`.
+    #[arg(long, value_name = "FILE", conflicts_with = "funcgraph")]
+    record: Option<PathBuf>,
+    /// Draw the recording as one self-contained web page: CPL lanes, the
+    /// instructions, registers per step. With --from-recording FILE, from a
+    /// recording made earlier (no guest runs).
+    #[arg(long, value_name = "OUT.html", conflicts_with = "funcgraph")]
+    html: Option<PathBuf>,
+    /// With --html: draw this recording instead of running the guest.
+    #[arg(long, value_name = "FILE", requires = "html", conflicts_with = "record")]
+    from_recording: Option<PathBuf>,
+    /// Where --record starts: a kernel or program symbol, or 0xADDRESS
+    /// (default: the kernel's system-call entry on this host).
+    #[arg(long, value_name = "SYMBOL|ADDR", requires = "recording")]
+    from: Option<String>,
+    /// Instructions --record steps (at most 1000000).
+    #[arg(long, default_value_t = 200, value_name = "N", requires = "recording",
+          value_parser = clap::value_parser!(u64).range(1..=vmm::debug::parse::MAX_STEPI))]
+    steps: u64,
     /// Print calls at most this deep (deeper ones are still followed; 1..=256).
     #[arg(long, default_value_t = 8, value_name = "N",
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
@@ -103,6 +133,24 @@ struct TraceArgs {
     /// `step` (default: what works on this host, measured).
     #[arg(long, value_enum)]
     break_by: Option<BreakMethod>,
+    /// Also write the calls as Chrome trace-event JSON (B/E events; open it
+    /// in ui.perfetto.dev or chrome://tracing).
+    #[arg(long, value_name = "OUT.json")]
+    perfetto: Option<PathBuf>,
+}
+
+/// `--perfetto FILE`'s sink, created before the guest runs so a bad path
+/// fails at once.
+fn perfetto_sink(path: &std::path::Path, cat: &'static str) -> Result<vmm::trace::perfetto::Perfetto, Error> {
+    let f = std::fs::File::create(path).map_err(|source| Error::OutputFile {
+        flag: "--perfetto",
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(vmm::trace::perfetto::Perfetto::new(
+        cat,
+        Box::new(std::io::BufWriter::new(f)),
+    ))
 }
 
 fn main() -> ExitCode {
@@ -128,6 +176,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Trace(args) => trace(args),
+        Command::Replay(args) => vmm::debug::replay::main(args),
         Command::Bench(args) => vmm::bench::main(args),
         Command::KvmInfo { json, kvm_device } => match kvm_info::query(&kvm_device) {
             Ok(info) => {
@@ -207,13 +256,17 @@ fn run(args: RunArgs) -> ExitCode {
 /// both, strace), prepared to run on `vm` by the method `--break-by` names or
 /// that works here.
 fn run_tracer(args: &RunArgs, vm: &mut Vm, user: &Symbols) -> Result<Option<Trace>, Error> {
+    let strace = args.strace || args.strace_file.is_some();
+    if args.perfetto.is_some() && !strace {
+        return Err(Error::PerfettoWithoutStrace);
+    }
     let mut tracer: Option<(Box<dyn Tracer>, u64)> = None;
     if let Some(at) = &args.break_at {
         let st = stepper_for(vm, at, args.stepi, user)?;
         let addr = st.break_at;
         tracer = Some((Box::new(st), addr));
     }
-    if args.strace || args.strace_file.is_some() {
+    if strace {
         let out: Box<dyn std::io::Write + Send> = match &args.strace_file {
             Some(p) => match std::fs::File::create(p) {
                 Ok(f) => Box::new(std::io::BufWriter::new(f)),
@@ -226,7 +279,10 @@ fn run_tracer(args: &RunArgs, vm: &mut Vm, user: &Symbols) -> Result<Option<Trac
             },
             None => Box::new(std::io::stderr()),
         };
-        let st = vmm::trace::strace::Strace::new(vm.kernel.symbols(), vm.flavor.is_pvm(), out)?;
+        let mut st = vmm::trace::strace::Strace::new(vm.kernel.symbols(), vm.flavor.is_pvm(), out)?;
+        if let Some(p) = &args.perfetto {
+            st = st.with_perfetto(perfetto_sink(p, "strace")?);
+        }
         // Its trace points are the kernel's entry and exit paths.
         tracer = Some((Box::new(st), KERNEL_BASE));
     }
@@ -268,21 +324,39 @@ fn finish(vm: &mut Vm, outcome: &Outcome, trace: Option<&mut Trace>) {
 }
 
 fn trace(args: TraceArgs) -> ExitCode {
-    if let Err(e) = args.guest.one_cpu_for("vmm trace --funcgraph") {
+    if let (Some(rec), Some(html)) = (&args.from_recording, &args.html) {
+        return html_from(rec, html);
+    }
+    let what = if args.record.is_some() || args.html.is_some() {
+        "vmm trace --record/--html"
+    } else {
+        "vmm trace --funcgraph"
+    };
+    if let Err(e) = args.guest.one_cpu_for(what) {
         return setup_error(e);
     }
     let (mut vm, user_symbols) = match args.guest.vm(true) {
         Ok(v) => v,
         Err(e) => return setup_error(e),
     };
-    let target = match resolve(&vm, &args.funcgraph, user_symbols.get()) {
+    if args.record.is_some() || args.html.is_some() {
+        return record(&args, vm, user_symbols.get().clone());
+    }
+    let funcgraph = args.funcgraph.clone().unwrap_or_default();
+    let target = match resolve(&vm, &funcgraph, user_symbols.get()) {
         Ok(a) => a,
         Err(e) => return setup_error(e),
     };
     if target < KERNEL_BASE {
-        return setup_error(Error::NotAKernelFunction(args.funcgraph.clone()));
+        return setup_error(Error::NotAKernelFunction(funcgraph));
     }
-    let fg = vmm::trace::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
+    let mut fg = vmm::trace::funcgraph::Funcgraph::new(target, args.depth, Box::new(std::io::stderr()));
+    if let Some(p) = &args.perfetto {
+        match perfetto_sink(p, "funcgraph") {
+            Ok(sink) => fg = fg.with_perfetto(sink),
+            Err(e) => return setup_error(e),
+        }
+    }
     let trace = tracing_method(args.break_by, &args.guest, target, false)
         .and_then(|method| Ok(Trace::new(&mut vm, Box::new(fg), method, &args.guest.kvm_device)?));
     let mut trace = match trace {
@@ -298,6 +372,109 @@ fn trace(args: TraceArgs) -> ExitCode {
     let outcome = trace.run(&mut vm);
     vm.release_for_exit();
     finish(&mut vm, &outcome, Some(&mut trace));
+    drop(vm);
+    exit_with(&outcome)
+}
+
+/// `vmm trace --html OUT --from-recording FILE`: no guest, only the page.
+fn html_from(rec: &std::path::Path, html: &std::path::Path) -> ExitCode {
+    let rep = match vmm::debug::replay::Replay::load(rec) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vmm: {e}");
+            return ExitCode::from(status::SETUP_ERROR);
+        }
+    };
+    let written = std::fs::File::create(html).and_then(|mut f| vmm::trace::html::write(&rep, &mut f));
+    match written {
+        Ok(()) => {
+            eprintln!("vmm: html: {} steps drawn", rep.steps.len());
+            ExitCode::SUCCESS
+        }
+        Err(source) => setup_error(Error::OutputFile {
+            flag: "--html",
+            path: html.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// `vmm trace --record FILE` / `--html OUT.html`: step from --from, writing each step.
+fn record(args: &TraceArgs, mut vm: Vm, user: Symbols) -> ExitCode {
+    // System calls reach the kernel at its fault entry on PVM.
+    let default = if vm.flavor.is_pvm() {
+        "do_trap"
+    } else {
+        "entry_SYSCALL_64"
+    };
+    let from = args.from.clone().unwrap_or_else(|| default.to_string());
+    let addr = match resolve(&vm, &from, &user) {
+        Ok(a) => a,
+        Err(e) => return setup_error(e),
+    };
+    if vm.flavor.is_pvm() && addr < KERNEL_BASE {
+        let what = format!("--record --from {from} ({addr:#x}) is a ring-3 address");
+        return setup_error(DebugError::RingThreeOnPvm { what }.into());
+    }
+    // Files are opened now: under seccomp no file can be.
+    let create = |flag: &'static str, path: &std::path::Path| {
+        std::fs::File::create(path)
+            .map(std::io::BufWriter::new)
+            .map_err(|source| Error::OutputFile {
+                flag,
+                path: path.to_path_buf(),
+                source,
+            })
+    };
+    let record_file = match args.record.as_deref().map(|f| create("--record", f)).transpose() {
+        Ok(f) => f,
+        Err(e) => return setup_error(e),
+    };
+    let html_file = match args.html.as_deref().map(|f| create("--html", f)).transpose() {
+        Ok(f) => f,
+        Err(e) => return setup_error(e),
+    };
+    // The page needs the whole recording: keep it in memory then.
+    let buf = vmm::trace::record::SharedBuf::default();
+    let (out, mut record_copy): (Box<dyn std::io::Write + Send>, _) = match (&html_file, record_file) {
+        (None, Some(f)) => (Box::new(f), None),
+        (_, f) => (Box::new(buf.clone()), f),
+    };
+    let pvm = vm.flavor.is_pvm();
+    let rec = vmm::trace::record::Recorder::new(&from, addr, args.steps, pvm, user, out);
+    let trace = tracing_method(args.break_by, &args.guest, addr, false)
+        .and_then(|method| Ok(Trace::new(&mut vm, Box::new(rec), method, &args.guest.kvm_device)?));
+    let mut trace = match trace {
+        Ok(t) => t,
+        Err(e) => return setup_error(e),
+    };
+    if let Err(e) = vm.catch_signals(InterruptPolicy::Stop) {
+        return setup_error(e);
+    }
+    if let Err(e) = vm.lock_down(vmm::seccomp::Profile::Run) {
+        return setup_error(e);
+    }
+    let outcome = trace.run(&mut vm);
+    vm.release_for_exit();
+    finish(&mut vm, &outcome, Some(&mut trace));
+    if let Some(mut page) = html_file {
+        let bytes = std::mem::take(&mut *buf.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let written = record_copy
+            .as_mut()
+            .map_or(Ok(()), |f| {
+                std::io::Write::write_all(f, &bytes).and_then(|()| std::io::Write::flush(f))
+            })
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                let rep = vmm::debug::replay::Replay::parse("the recording", &bytes[..]).map_err(|e| e.to_string())?;
+                vmm::trace::html::write(&rep, &mut page).map_err(|e| e.to_string())?;
+                Ok(rep.steps.len())
+            });
+        match written {
+            Ok(n) => eprintln!("vmm: html: {n} steps drawn"),
+            Err(e) => eprintln!("vmm: html: cannot write the page: {e}"),
+        }
+    }
     drop(vm);
     exit_with(&outcome)
 }

@@ -16,6 +16,7 @@ pub mod gdb;
 mod inspect;
 pub mod linux;
 pub mod parse;
+pub mod replay;
 
 pub use breakpoints::Breakpoint;
 pub use engine::Stop;

@@ -8,6 +8,7 @@
 //! and, on a PVM host, ring-0 emulation: the instruction counts are the
 //! figures to compare.
 
+use crate::trace::perfetto::Perfetto;
 use crate::trace::tracer::{Next, TraceStop, TraceSummary, Tracer};
 use std::io::Write;
 use std::time::Instant;
@@ -29,6 +30,8 @@ pub struct Funcgraph {
     insns: u64,
     out: Box<dyn Write + Send>,
     pub graphs: u64,
+    /// `--perfetto`: every call as a B/E pair (all depths, not only printed ones).
+    perfetto: Option<Perfetto>,
 }
 
 /// ftrace's duration column: a marker for long calls, then microseconds.
@@ -54,7 +57,16 @@ impl Funcgraph {
             insns: 0,
             out,
             graphs: 0,
+            perfetto: None,
         }
+    }
+
+    /// Also write each call as trace events (`--perfetto`).
+    pub fn with_perfetto(mut self, mut p: Perfetto) -> Funcgraph {
+        p.name("process_name", "guest kernel", 0, 0);
+        p.name("thread_name", "vCPU 0", 0, 0);
+        self.perfetto = Some(p);
+        self
     }
 
     fn line(&mut self, depth: usize, insns: Option<u64>, us: Option<f64>, text: &str) {
@@ -80,6 +92,9 @@ impl Funcgraph {
 
     fn enter(&mut self, name: String, rsp: u64) {
         self.open_parent();
+        if let Some(p) = &mut self.perfetto {
+            p.begin(&name, 0, 0);
+        }
         self.stack.push(Frame {
             name,
             start_insns: self.insns,
@@ -91,6 +106,9 @@ impl Funcgraph {
 
     fn leave(&mut self) {
         let Some(f) = self.stack.pop() else { return };
+        if let Some(p) = &mut self.perfetto {
+            p.end(&f.name, 0, 0);
+        }
         let depth = self.stack.len();
         if depth >= self.max_depth {
             return;
@@ -149,9 +167,17 @@ impl Tracer for Funcgraph {
 
     fn report(&mut self, summary: &TraceSummary) -> Vec<String> {
         let _ = self.out.flush();
-        vec![format!(
+        let mut lines = vec![format!(
             "vmm: funcgraph: {} calls traced, {} debug exits (one per instruction stepped)",
             self.graphs, summary.stops
-        )]
+        )];
+        if let Some(mut p) = self.perfetto.take() {
+            // The guest may end inside a call: close what is still open.
+            for f in self.stack.iter().rev() {
+                p.end(&f.name, 0, 0);
+            }
+            lines.push(crate::trace::perfetto::written(&mut p));
+        }
+        lines
     }
 }

@@ -2,6 +2,9 @@
 //! `--funcgraph`, `--break-at` and the CPL-transition stepper.
 
 pub mod funcgraph;
+pub mod html;
+pub mod perfetto;
+pub mod record;
 pub mod stepper;
 pub mod strace;
 pub mod tracer;

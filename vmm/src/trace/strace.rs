@@ -17,6 +17,7 @@
 use crate::debug::engine::BreakMethod;
 use crate::introspect::memory::read_virt;
 use crate::introspect::symbols::Symbols;
+use crate::trace::perfetto::Perfetto;
 use crate::trace::tracer::{Next, TraceStop, TraceSummary, Tracer};
 use kvm_bindings::kvm_regs;
 use std::collections::HashMap;
@@ -73,7 +74,13 @@ fn pending(mem: &GuestMemoryMmap, cr3: u64, nr: u64, args: [u64; 6], frame: Opti
             .collect(),
         None => args.iter().take(3).map(|a| format!("{a:#x}")).collect(),
     };
-    Pending { nr, args, shown, frame }
+    Pending {
+        nr,
+        args,
+        shown,
+        frame,
+        start: std::time::Instant::now(),
+    }
 }
 
 /// The strace line for system call `nr` with `args` and result `ret` (None:
@@ -190,6 +197,8 @@ struct Pending {
     /// Entered through the trap path: the TrapFrame's address (a fault taken
     /// inside the call, e.g. by copy_from_user, has a frame of its own).
     frame: Option<u64>,
+    /// When the call entered (`--perfetto`'s span start).
+    start: std::time::Instant,
 }
 
 pub struct Strace {
@@ -203,6 +212,8 @@ pub struct Strace {
     out: Box<dyn Write + Send>,
     /// System calls traced.
     pub calls: u64,
+    /// `--perfetto`: each call as an X event.
+    perfetto: Option<Perfetto>,
 }
 
 impl Strace {
@@ -218,7 +229,24 @@ impl Strace {
             pending: HashMap::new(),
             out,
             calls: 0,
+            perfetto: None,
         })
+    }
+
+    /// Also write each call as a trace event (`--perfetto`).
+    pub fn with_perfetto(mut self, p: Perfetto) -> Strace {
+        self.perfetto = Some(p);
+        self
+    }
+
+    /// The call as a span on the pid's track: its name, the strace line as
+    /// an argument.
+    fn span(&mut self, pid: u64, p: &Pending, line: &str, ret: Option<i64>) {
+        if let Some(perfetto) = &mut self.perfetto {
+            let name = signature(p.nr).map_or_else(|| format!("syscall_{}", p.nr), |s| s.0.to_string());
+            let args = serde_json::json!({ "nr": p.nr, "call": line, "ret": ret });
+            perfetto.complete(&name, p.start, pid, pid, args);
+        }
     }
 
     fn trace_points(&self) -> [u64; 4] {
@@ -239,6 +267,7 @@ impl Strace {
             // exit never returns: print now, as strace does.
             let line = format_call(pid, &p, None, mem, cr3);
             let _ = writeln!(self.out, "{line}");
+            self.span(pid, &p, &line, None);
             return;
         }
         self.pending.insert(pid, p);
@@ -250,6 +279,7 @@ impl Strace {
             let p = self.pending.remove(&pid).unwrap();
             let line = format_call(pid, &p, Some(ret), mem, cr3);
             let _ = writeln!(self.out, "{line}");
+            self.span(pid, &p, &line, Some(ret));
         }
     }
 
@@ -326,7 +356,7 @@ impl Tracer for Strace {
             BreakMethod::DebugRegister => "DR breakpoints, one exit per stop",
         };
         let exits = summary.stops;
-        vec![format!(
+        let mut lines = vec![format!(
             "vmm: strace: {} system calls, {exits} debug exits ({:.1} per call; {how})",
             self.calls,
             if self.calls > 0 {
@@ -334,6 +364,10 @@ impl Tracer for Strace {
             } else {
                 0.0
             }
-        )]
+        )];
+        if let Some(mut p) = self.perfetto.take() {
+            lines.push(crate::trace::perfetto::written(&mut p));
+        }
+        lines
     }
 }
