@@ -372,7 +372,7 @@ fn linux_usage() -> ExitCode {
     ExitCode::from(status::USAGE)
 }
 
-/// `vmm run --linux BZIMAGE`: a stock Linux kernel (vstate/linux.rs).
+/// `vmm run --linux BZIMAGE`: a stock Linux kernel (vstate/linux/).
 fn run_linux(args: RunArgs, kernel: PathBuf, mem_given: bool) -> ExitCode {
     use vmm::vstate::linux::{LinuxConfig, LinuxError, LinuxVm};
     let unsupported = [(args.break_at.is_some(), "--break-at"), (args.gdb.is_some(), "--gdb")];
