@@ -244,7 +244,7 @@ fn run_tracer(args: &RunArgs, vm: &mut Vm, user: &Symbols) -> Result<Option<Trac
 fn exit_with(outcome: &Outcome) -> ExitCode {
     if let Outcome::Stopped(sig) = *outcome {
         // SAFETY: restoring the default action and raising the signal in
-        // this thread; the seccomp filter allows both (seccomp.rs).
+        // this thread; the seccomp filter allows both (seccomp/filters.rs).
         unsafe {
             libc::signal(sig, libc::SIG_DFL);
             libc::raise(sig);
