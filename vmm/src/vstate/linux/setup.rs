@@ -12,14 +12,13 @@ use crate::vstate::event_loop::{EventLoop, LoopConfig};
 use crate::vstate::kick::{InterruptPolicy, Kicker};
 use crate::vstate::kvm_info;
 use crate::vstate::launch::{self, FileRole};
-use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
+use kvm_bindings::{kvm_pit_config, KVM_MAX_CPUID_ENTRIES, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::VcpuFd;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vm_superio::Serial;
 
 impl LinuxVm {
@@ -64,23 +63,7 @@ impl LinuxVm {
             ..Default::default()
         };
         vm.create_pit2(pit).map_err(Error::kvm("KVM_CREATE_PIT2"))?;
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), mem_bytes as usize)])
-            .map_err(|e| Error::MemoryAlloc(e.to_string()))?;
-        for (slot, region) in mem.iter().enumerate() {
-            let host = region
-                .get_host_address(vm_memory::MemoryRegionAddress(0))
-                .map_err(Error::from)?;
-            let r = kvm_userspace_memory_region {
-                slot: slot as u32,
-                guest_phys_addr: region.start_addr().0,
-                memory_size: region.len(),
-                userspace_addr: host as u64,
-                flags: 0,
-            };
-            // SAFETY: the region is a live mapping owned by `mem`, which the
-            // LinuxVm keeps alive at least as long as the VM fd.
-            unsafe { vm.set_user_memory_region(r) }.map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
-        }
+        let mem = crate::vstate::setup::guest_memory(&vm, mem_bytes)?;
         let vm = Arc::new(vm);
         let vcpu = vm.create_vcpu(0).map_err(Error::kvm("KVM_CREATE_VCPU"))?;
         let mut cpuid = kvm
