@@ -300,7 +300,7 @@ fn run_tracer(args: &RunArgs, vm: &mut Vm, user: &Symbols) -> Result<Option<Trac
 fn exit_with(outcome: &Outcome) -> ExitCode {
     if let Outcome::Stopped(sig) = *outcome {
         // SAFETY: restoring the default action and raising the signal in
-        // this thread; the seccomp filter allows both (seccomp.rs).
+        // this thread; the seccomp filter allows both (seccomp/filters.rs).
         unsafe {
             libc::signal(sig, libc::SIG_DFL);
             libc::raise(sig);
@@ -549,7 +549,7 @@ fn linux_usage() -> ExitCode {
     ExitCode::from(status::USAGE)
 }
 
-/// `vmm run --linux BZIMAGE`: a stock Linux kernel (vstate/linux.rs).
+/// `vmm run --linux BZIMAGE`: a stock Linux kernel (vstate/linux/).
 fn run_linux(args: RunArgs, kernel: PathBuf, mem_given: bool) -> ExitCode {
     use vmm::vstate::linux::{LinuxConfig, LinuxError, LinuxVm};
     let unsupported = [(args.break_at.is_some(), "--break-at"), (args.gdb.is_some(), "--gdb")];

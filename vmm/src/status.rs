@@ -13,7 +13,7 @@ pub const UNHANDLED_EXIT: u8 = 243;
 pub const TIMEOUT: u8 = 244;
 /// The VMM could not set the guest up (bad image, too little memory, no KVM).
 pub const SETUP_ERROR: u8 = 245;
-/// A VMM thread made a system call its seccomp filter forbids (seccomp.rs).
+/// A VMM thread made a system call its seccomp filter forbids (seccomp/sigsys.rs).
 pub const SECCOMP_VIOLATION: u8 = 246;
 /// Command-line usage error (clap's convention).
 pub const USAGE: u8 = 2;

@@ -34,7 +34,7 @@ pub(super) fn run_guest(args: &BenchArgs, iters: u32, raw: bool) -> Result<(Gues
         lapic: true,
         forward_stdin: false,
         output: Box::new(capture.clone()),
-        // Host system calls are timed in this process: no filter (seccomp.rs).
+        // Host system calls are timed in this process: no filter (seccomp/filters.rs).
         seccomp: false,
         cpus: 1,
     };

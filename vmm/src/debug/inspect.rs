@@ -32,19 +32,7 @@ const MAX_FRAMES: usize = 32;
 
 impl Debugger {
     fn get_msrs(&self, indices: &[u32]) -> Result<Vec<u64>> {
-        let entries: Vec<_> = indices
-            .iter()
-            .map(|&index| kvm_bindings::kvm_msr_entry {
-                index,
-                ..Default::default()
-            })
-            .collect();
-        let mut msrs = KvmMsrs::from_entries(&entries).map_err(DebugError::MsrList)?;
-        self.vm
-            .vcpu()
-            .get_msrs(&mut msrs)
-            .map_err(DebugError::kvm("KVM_GET_MSRS"))?;
-        Ok(msrs.as_slice().iter().map(|e| e.data).collect())
+        read_msrs(self.vm.vcpu(), indices)
     }
 
     /// Read guest memory at a virtual address through the current CR3.
@@ -366,6 +354,20 @@ fn cache_vs_memory(name: &str, seg: &kvm_segment, d: &Descriptor, base: u64, lim
     } else {
         format!("loaded in {}, DIFFERS: {}", name.to_uppercase(), diffs.join(", "))
     }
+}
+
+/// Read these MSRs of a vCPU, in order (both debuggers: own kernel, Linux).
+pub(crate) fn read_msrs(vcpu: &kvm_ioctls::VcpuFd, indices: &[u32]) -> Result<Vec<u64>> {
+    let entries: Vec<_> = indices
+        .iter()
+        .map(|&index| kvm_bindings::kvm_msr_entry {
+            index,
+            ..Default::default()
+        })
+        .collect();
+    let mut msrs = KvmMsrs::from_entries(&entries).map_err(DebugError::MsrList)?;
+    vcpu.get_msrs(&mut msrs).map_err(DebugError::kvm("KVM_GET_MSRS"))?;
+    Ok(msrs.as_slice().iter().map(|e| e.data).collect())
 }
 
 /// `sregs` from the special registers, RFLAGS and the FS, GS and

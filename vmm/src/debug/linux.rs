@@ -14,7 +14,7 @@
 //! offsets from debug info).
 
 use crate::debug::dumps::{Regs, Sregs};
-use crate::debug::inspect::sregs_view;
+use crate::debug::inspect::{read_msrs, sregs_view};
 use crate::introspect::memory::{disassemble_one, read_virt};
 use crate::introspect::symbols::Symbols;
 use crate::vstate::linux::{LinuxError, LinuxEvent, LinuxVm, START_KERNEL_MAP};
@@ -174,16 +174,7 @@ impl Session {
     }
 
     fn msrs(&self, indices: &[u32]) -> Result<Vec<u64>, String> {
-        let entries: Vec<_> = indices
-            .iter()
-            .map(|&index| kvm_bindings::kvm_msr_entry {
-                index,
-                ..Default::default()
-            })
-            .collect();
-        let mut msrs = kvm_bindings::Msrs::from_entries(&entries).map_err(|e| format!("{e:?}"))?;
-        self.vm.vcpu().get_msrs(&mut msrs).map_err(|e| e.to_string())?;
-        Ok(msrs.as_slice().iter().map(|e| e.data).collect())
+        read_msrs(self.vm.vcpu(), indices).map_err(|e| e.to_string())
     }
 
     /// One line for a stop: CPL, RIP with its symbol, the instruction, and

@@ -13,7 +13,7 @@
 //! stops vmm at ^C (README, "The VMM's threads and event loop").
 //!
 //! The terminal's settings are restored on every way out: when the VMM
-//! thread ends, in a panic hook, in the SIGSYS handler (seccomp.rs) — a
+//! thread ends, in a panic hook, in the SIGSYS handler (seccomp/sigsys.rs) — a
 //! terminal left in raw mode would not echo the shell's next command.
 
 use std::os::fd::RawFd;

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use vmm_sys_util::signal;
 
-/// The signal that interrupts KVM_RUN (seccomp.rs lets tgkill send only this).
+/// The signal that interrupts KVM_RUN (seccomp/filters.rs lets tgkill send only this).
 pub fn kick_signal() -> libc::c_int {
     signal::SIGRTMIN() + 1
 }

@@ -65,6 +65,14 @@ pub(super) fn plan(image_path: &Path, image: std::borrow::Cow<'static, [u8]>, cf
 /// Create the VM and its memory, registered as slot 0 from guest address 0.
 pub(super) fn create_vm_with_memory(kvm: &Kvm, mem_bytes: u64) -> Result<(VmFd, GuestMemoryMmap)> {
     let vm = kvm.create_vm().map_err(Error::kvm("KVM_CREATE_VM"))?;
+    let mem = guest_memory(&vm, mem_bytes)?;
+    Ok((vm, mem))
+}
+
+/// Allocate `mem_bytes` of guest memory from guest address 0 and register
+/// it with `vm` (slot 0). The caller keeps the returned memory alive at
+/// least as long as `vm`: KVM maps the guest onto it.
+pub(super) fn guest_memory(vm: &VmFd, mem_bytes: u64) -> Result<GuestMemoryMmap> {
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), mem_bytes as usize)])
         .map_err(|e| Error::MemoryAlloc(e.to_string()))?;
     for (slot, region) in mem.iter().enumerate() {
@@ -76,11 +84,11 @@ pub(super) fn create_vm_with_memory(kvm: &Kvm, mem_bytes: u64) -> Result<(VmFd, 
             userspace_addr: host as u64,
             flags: 0,
         };
-        // SAFETY: the region is a live mapping owned by `mem`, which the Vm
-        // keeps alive at least as long as the VM fd.
+        // SAFETY: the region is a live mapping owned by `mem`, which the
+        // caller (Vm, LinuxVm) keeps alive at least as long as the VM fd.
         unsafe { vm.set_user_memory_region(r) }.map_err(Error::kvm("KVM_SET_USER_MEMORY_REGION"))?;
     }
-    Ok((vm, mem))
+    Ok(mem)
 }
 
 /// `--cpus`: within the boot contract and KVM's limit, and more than one

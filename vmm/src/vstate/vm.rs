@@ -44,7 +44,7 @@ pub struct VmConfig {
     /// serial port's interrupt; without it the guest has no interrupts.
     pub lapic: bool,
     pub output: Box<dyn std::io::Write + Send>,
-    /// Run each VMM thread under its seccomp allow-list (seccomp.rs).
+    /// Run each VMM thread under its seccomp allow-list (seccomp/filters.rs).
     pub seccomp: bool,
     /// vCPUs to create, 1..=[`vmm_abi::layout::MAX_CPUS`] (`--cpus`); more
     /// than one needs the LAPIC.
@@ -143,7 +143,7 @@ pub struct Timings {
     pub kvm_setup: Duration,
     /// Loading the image and writing tables, boot info and registers.
     pub load: Duration,
-    /// Compiling and installing the seccomp filters (seccomp.rs).
+    /// Compiling and installing the seccomp filters (seccomp/filters.rs).
     pub seccomp: Duration,
     /// Total time inside KVM_RUN (vCPU 0's).
     pub in_kvm_run: Duration,
@@ -314,7 +314,7 @@ impl Vm {
         }
     }
 
-    /// Install the vCPU thread's seccomp filter for `profile` (seccomp.rs)
+    /// Install the vCPU thread's seccomp filter for `profile` (seccomp/filters.rs)
     /// on the calling thread. Call it once the setup is done, right before
     /// the first KVM_RUN; unless --no-seccomp, `run_until` does it (with the
     /// wider interactive list) if nobody did. Later calls do nothing. The

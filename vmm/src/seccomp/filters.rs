@@ -1,33 +1,7 @@
-//! Seccomp: once the VM is built, every VMM thread runs under an allow-list
-//! of the system calls it needs, so that a guest that finds a bug in the
-//! VMM's exit handling (the port I/O and UART emulation, the tracers'
-//! guest-memory walks) cannot make the VMM open files, sockets or programs.
-//!
-//! The filters are compiled with `seccompiler` (as Firecracker and Cloud
-//! Hypervisor do) and installed per thread:
-//!
-//! - the **vCPU threads**: the main thread (vCPU 0: KVM_RUN, exit handling,
-//!   and the debugger's prompt or the GDB stub, which run on it) installs
-//!   [`VcpuFilter`] for its [`Profile`] right before its first KVM_RUN
-//!   (`Vm::lock_down`). It arms the `--timeout` timer and kicks other vCPUs.
-//!   With `--cpus N` it starts the other vCPUs' threads for each run, after
-//!   the filter is in place: they inherit it (vstate/vcpu.rs).
-//! - the **VMM thread** (vstate/event_loop.rs: stdin, `--timeout`, signals,
-//!   gdb's interrupt), installs [`LoopFilter`] itself, first thing (a SIGSYS
-//!   handler is in place by then: `Vm::new`): epoll, reads of its own fds
-//!   only, the one KVM request that raises IRQ 4, and the kick.
-//!
-//! A call off the list raises SIGSYS (`SECCOMP_RET_TRAP`); the handler here
-//! prints which system call it was and how to debug it (`--no-seccomp`), and
-//! ends vmm with [`status::SECCOMP_VIOLATION`]. `vmm bench` does not use
-//! seccomp: it times host system calls in-process (a filter would add its own
-//! cost to every host row) and boots two VMs one after the other.
-//!
-//! `VMM_SECCOMP_SELFTEST=vcpu` (or `loop`) makes that thread call
-//! `socket(2)` once its filter is in place: the tests' proof that a
-//! forbidden call stops vmm with the message.
+//! The allow-lists: the vCPU threads' [`VcpuFilter`] and the VMM thread's
+//! [`LoopFilter`], and the rules they are built from.
 
-use crate::status;
+use super::{selftest, Profile, Result, SeccompError};
 use kvm_bindings::{kvm_guest_debug, kvm_msi, kvm_msrs, kvm_regs, kvm_sregs, KVMIO};
 use seccompiler::{
     sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -35,29 +9,6 @@ use seccompiler::{
 };
 use std::collections::BTreeMap;
 use vmm_sys_util::{ioctl_io_nr, ioctl_ior_nr, ioctl_iow_nr, ioctl_iowr_nr};
-
-/// Why seccomp could not be set up. vmm then stops: it never runs a guest
-/// unfiltered unless `--no-seccomp` asked for that.
-#[derive(Debug, thiserror::Error)]
-pub enum SeccompError {
-    #[error("cannot build the seccomp filter of the {thread} thread: {source}")]
-    Compile {
-        thread: &'static str,
-        source: seccompiler::BackendError,
-    },
-    #[error("cannot install the SIGSYS handler for seccomp: {0}")]
-    Handler(std::io::Error),
-    #[error(
-        "cannot install the seccomp filter of the {thread} thread: {source}\n  \
-         this kernel may lack CONFIG_SECCOMP_FILTER; --no-seccomp runs without the filter"
-    )]
-    Install {
-        thread: &'static str,
-        source: seccompiler::Error,
-    },
-}
-
-type Result<T> = std::result::Result<T, SeccompError>;
 
 // The KVM ioctls the vCPU thread may still issue, numbered as kvm-ioctls
 // numbers them (its constants are private). KVM_CREATE_VM, _VCPU,
@@ -98,19 +49,6 @@ fn vcpu_ioctls(profile: Profile) -> Vec<(u64, &'static str)> {
         ]);
     }
     v
-}
-
-/// What the vCPU thread does besides running the guest, which decides its
-/// allow-list. Each extra system call lengthens the filter, and the
-/// kernel's cost of installing it grows with its length (README, "Seccomp").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Profile {
-    /// `vmm run` and `vmm trace`: the run loop, reports and the tracers
-    /// (--strace, --break-at, --funcgraph).
-    Run,
-    /// Also a prompt or a remote debugger: `vmm debug` (rustyline) and
-    /// `vmm run --gdb` (gdbstub on a TCP connection).
-    Interactive,
 }
 
 /// `arg == value`, comparing the low 32 bits only: for `int` arguments
@@ -426,215 +364,6 @@ impl LoopFilter {
     }
 }
 
-/// The test hook: with `VMM_SECCOMP_SELFTEST=<thread>`, that thread makes a
-/// call no filter allows, once its filter is in place.
-fn selftest(thread: &str) {
-    let wanted = std::env::var_os("VMM_SECCOMP_SELFTEST");
-    if wanted.as_deref().and_then(|w| w.to_str()) == Some(thread) {
-        // SAFETY: socket(2) with constant arguments; it either traps (the
-        // point) or returns an fd that is closed at once.
-        unsafe {
-            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
-            if fd >= 0 {
-                libc::close(fd);
-            }
-        }
-    }
-}
-
-/// Install the SIGSYS handler (process-wide), before any filter.
-pub fn install_sigsys_handler() -> Result<()> {
-    // SA_SIGINFO, every signal blocked while it runs; the handler only makes
-    // async-signal-safe calls.
-    vmm_sys_util::signal::register_signal_handler(libc::SIGSYS, on_sigsys).map_err(|e| SeccompError::Handler(e.into()))
-}
-
-/// The SIGSYS part of `siginfo_t` on x86-64 (`_sigsys` in the kernel's
-/// `union __sifields`, which starts at offset 16).
-#[repr(C)]
-struct SigsysInfo {
-    signo: i32,
-    errno: i32,
-    code: i32,
-    _pad: i32,
-    call_addr: *mut libc::c_void,
-    syscall: i32,
-    arch: u32,
-}
-
-/// `si_code` of a SIGSYS raised by seccomp.
-const SYS_SECCOMP: i32 = 1;
-
-/// A message built on the stack: no allocation in a signal handler.
-struct Msg {
-    buf: [u8; 512],
-    len: usize,
-}
-
-impl Msg {
-    fn push(&mut self, s: &[u8]) {
-        let n = s.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&s[..n]);
-        self.len += n;
-    }
-
-    fn push_num(&mut self, mut v: u64, radix: u64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b"0123456789abcdef"[(v % radix) as usize];
-            v /= radix;
-            if v == 0 {
-                break;
-            }
-        }
-        self.push(&digits[i..]);
-    }
-}
-
-extern "C" fn on_sigsys(_sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
-    let mut m = Msg { buf: [0; 512], len: 0 };
-    // SAFETY: the kernel passes a valid siginfo_t for SA_SIGINFO handlers;
-    // SigsysInfo is a prefix of its layout for SIGSYS.
-    let (code, nr) = unsafe {
-        let s = &*(info as *const SigsysInfo);
-        (s.code, s.syscall)
-    };
-    m.push(b"vmm: seccomp: ");
-    if code == SYS_SECCOMP {
-        m.push(b"a vmm thread made system call ");
-        m.push_num(nr as u64, 10);
-        if let Some(name) = syscall_name(i64::from(nr)) {
-            m.push(b" (");
-            m.push(name.as_bytes());
-            m.push(b")");
-        }
-        if i64::from(nr) == libc::SYS_ioctl && !ctx.is_null() {
-            // SAFETY: for SA_SIGINFO handlers the third argument is the
-            // interrupted thread's ucontext_t; RSI held ioctl's request.
-            let request = unsafe { (*(ctx as *const libc::ucontext_t)).uc_mcontext.gregs[libc::REG_RSI as usize] };
-            m.push(b" with request 0x");
-            m.push_num(request as u64 & 0xffff_ffff, 16);
-        }
-        m.push(b", which its seccomp filter does not allow.\n");
-    } else {
-        m.push(b"SIGSYS from outside the seccomp filter.\n");
-    }
-    m.push(b"  This is a vmm bug; please report it with the command line. To debug, rerun with\n");
-    m.push(b"  --no-seccomp (e.g. under strace -f) and see README.md, \"Seccomp\".\n");
-    m.push(b"  vmm exit status ");
-    m.push_num(u64::from(status::SECCOMP_VIOLATION), 10);
-    m.push(b"\n");
-    // A terminal in raw mode gets its settings back (every filter allows
-    // that one ioctl); the shell after vmm would not echo otherwise.
-    crate::devices::tty::restore();
-    // SAFETY: write(2) and _exit(2) are async-signal-safe, and every filter
-    // allows write to fd 2 and exit_group.
-    unsafe {
-        libc::write(2, m.buf.as_ptr().cast(), m.len);
-        libc::_exit(i32::from(status::SECCOMP_VIOLATION));
-    }
-}
-
-/// Names for the report: the calls the filters allow (a trap on one of
-/// those means its arguments were refused) and common forbidden ones.
-fn syscall_name(nr: i64) -> Option<&'static str> {
-    use libc::*;
-    const NAMES: &[(i64, &str)] = &[
-        (SYS_read, "read"),
-        (SYS_write, "write"),
-        (SYS_open, "open"),
-        (SYS_close, "close"),
-        (SYS_stat, "stat"),
-        (SYS_fstat, "fstat"),
-        (SYS_lstat, "lstat"),
-        (SYS_poll, "poll"),
-        (SYS_lseek, "lseek"),
-        (SYS_mmap, "mmap"),
-        (SYS_mprotect, "mprotect"),
-        (SYS_munmap, "munmap"),
-        (SYS_brk, "brk"),
-        (SYS_rt_sigaction, "rt_sigaction"),
-        (SYS_rt_sigprocmask, "rt_sigprocmask"),
-        (SYS_rt_sigreturn, "rt_sigreturn"),
-        (SYS_ioctl, "ioctl"),
-        (SYS_pread64, "pread64"),
-        (SYS_readv, "readv"),
-        (SYS_writev, "writev"),
-        (SYS_access, "access"),
-        (SYS_pipe, "pipe"),
-        (SYS_select, "select"),
-        (SYS_sched_yield, "sched_yield"),
-        (SYS_mremap, "mremap"),
-        (SYS_madvise, "madvise"),
-        (SYS_dup, "dup"),
-        (SYS_dup2, "dup2"),
-        (SYS_nanosleep, "nanosleep"),
-        (SYS_getpid, "getpid"),
-        (SYS_socket, "socket"),
-        (SYS_connect, "connect"),
-        (SYS_accept, "accept"),
-        (SYS_sendto, "sendto"),
-        (SYS_recvfrom, "recvfrom"),
-        (SYS_sendmsg, "sendmsg"),
-        (SYS_recvmsg, "recvmsg"),
-        (SYS_bind, "bind"),
-        (SYS_listen, "listen"),
-        (SYS_socketpair, "socketpair"),
-        (SYS_setsockopt, "setsockopt"),
-        (SYS_clone, "clone"),
-        (SYS_fork, "fork"),
-        (SYS_vfork, "vfork"),
-        (SYS_execve, "execve"),
-        (SYS_exit, "exit"),
-        (SYS_wait4, "wait4"),
-        (SYS_kill, "kill"),
-        (SYS_uname, "uname"),
-        (SYS_fcntl, "fcntl"),
-        (SYS_getcwd, "getcwd"),
-        (SYS_chdir, "chdir"),
-        (SYS_rename, "rename"),
-        (SYS_mkdir, "mkdir"),
-        (SYS_unlink, "unlink"),
-        (SYS_readlink, "readlink"),
-        (SYS_sysinfo, "sysinfo"),
-        (SYS_ptrace, "ptrace"),
-        (SYS_sigaltstack, "sigaltstack"),
-        (SYS_prctl, "prctl"),
-        (SYS_mount, "mount"),
-        (SYS_gettid, "gettid"),
-        (SYS_futex, "futex"),
-        (SYS_sched_getaffinity, "sched_getaffinity"),
-        (SYS_set_robust_list, "set_robust_list"),
-        (SYS_clock_gettime, "clock_gettime"),
-        (SYS_clock_nanosleep, "clock_nanosleep"),
-        (SYS_exit_group, "exit_group"),
-        (SYS_epoll_wait, "epoll_wait"),
-        (SYS_epoll_ctl, "epoll_ctl"),
-        (SYS_epoll_pwait, "epoll_pwait"),
-        (SYS_timerfd_settime, "timerfd_settime"),
-        (SYS_tgkill, "tgkill"),
-        (SYS_openat, "openat"),
-        (SYS_newfstatat, "newfstatat"),
-        (SYS_pselect6, "pselect6"),
-        (SYS_ppoll, "ppoll"),
-        (SYS_accept4, "accept4"),
-        (SYS_pipe2, "pipe2"),
-        (SYS_process_vm_readv, "process_vm_readv"),
-        (SYS_process_vm_writev, "process_vm_writev"),
-        (SYS_getrandom, "getrandom"),
-        (SYS_memfd_create, "memfd_create"),
-        (SYS_execveat, "execveat"),
-        (SYS_statx, "statx"),
-        (SYS_rseq, "rseq"),
-        (SYS_pidfd_open, "pidfd_open"),
-        (SYS_clone3, "clone3"),
-        (SYS_openat2, "openat2"),
-    ];
-    NAMES.iter().find(|(n, _)| *n == nr).map(|(_, name)| *name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -659,15 +388,5 @@ mod tests {
         assert_eq!(KVM_SET_MSRS(), 0x4008_ae89);
         assert_eq!(KVM_SET_GUEST_DEBUG(), 0x4048_ae9b);
         assert_eq!(KVM_SIGNAL_MSI(), 0x4020_aea5);
-    }
-
-    #[test]
-    fn the_message_formats_numbers_without_allocating() {
-        let mut m = Msg { buf: [0; 512], len: 0 };
-        m.push_num(41, 10);
-        m.push(b" 0x");
-        m.push_num(0xae80, 16);
-        assert_eq!(&m.buf[..m.len], b"41 0xae80");
-        assert_eq!(syscall_name(libc::SYS_socket), Some("socket"));
     }
 }
