@@ -357,21 +357,10 @@ fn trace(args: TraceArgs) -> ExitCode {
             Err(e) => return setup_error(e),
         }
     }
-    let trace = tracing_method(args.break_by, &args.guest, target, false)
-        .and_then(|method| Ok(Trace::new(&mut vm, Box::new(fg), method, &args.guest.kvm_device)?));
-    let mut trace = match trace {
-        Ok(t) => t,
+    let outcome = match run_traced(&args, &mut vm, Box::new(fg), target) {
+        Ok(o) => o,
         Err(e) => return setup_error(e),
     };
-    if let Err(e) = vm.catch_signals(InterruptPolicy::Stop) {
-        return setup_error(e);
-    }
-    if let Err(e) = vm.lock_down(vmm::seccomp::Profile::Run) {
-        return setup_error(e);
-    }
-    let outcome = trace.run(&mut vm);
-    vm.release_for_exit();
-    finish(&mut vm, &outcome, Some(&mut trace));
     drop(vm);
     exit_with(&outcome)
 }
@@ -442,21 +431,10 @@ fn record(args: &TraceArgs, mut vm: Vm, user: Symbols) -> ExitCode {
     };
     let pvm = vm.flavor.is_pvm();
     let rec = vmm::trace::record::Recorder::new(&from, addr, args.steps, pvm, user, out);
-    let trace = tracing_method(args.break_by, &args.guest, addr, false)
-        .and_then(|method| Ok(Trace::new(&mut vm, Box::new(rec), method, &args.guest.kvm_device)?));
-    let mut trace = match trace {
-        Ok(t) => t,
+    let outcome = match run_traced(args, &mut vm, Box::new(rec), addr) {
+        Ok(o) => o,
         Err(e) => return setup_error(e),
     };
-    if let Err(e) = vm.catch_signals(InterruptPolicy::Stop) {
-        return setup_error(e);
-    }
-    if let Err(e) = vm.lock_down(vmm::seccomp::Profile::Run) {
-        return setup_error(e);
-    }
-    let outcome = trace.run(&mut vm);
-    vm.release_for_exit();
-    finish(&mut vm, &outcome, Some(&mut trace));
     if let Some(mut page) = html_file {
         let bytes = std::mem::take(&mut *buf.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let written = record_copy
@@ -483,6 +461,20 @@ fn record(args: &TraceArgs, mut vm: Vm, user: Symbols) -> ExitCode {
 /// here for such an address — debug registers where a probe shows they
 /// exit, else an exit-instruction patch in the kernel (unless every
 /// interrupt passes the point) and stepping in ring 3.
+/// `vmm trace`'s run under `tracer`, whose trace point `addr` is reached by
+/// the method `--break-by` names or that works here; then the tracer's
+/// closing lines, and a report unless the guest exited cleanly.
+fn run_traced(args: &TraceArgs, vm: &mut Vm, tracer: Box<dyn Tracer>, addr: u64) -> Result<Outcome, Error> {
+    let method = tracing_method(args.break_by, &args.guest, addr, false)?;
+    let mut trace = Trace::new(vm, tracer, method, &args.guest.kvm_device)?;
+    vm.catch_signals(InterruptPolicy::Stop)?;
+    vm.lock_down(vmm::seccomp::Profile::Run)?;
+    let outcome = trace.run(vm);
+    vm.release_for_exit();
+    finish(vm, &outcome, Some(&mut trace));
+    Ok(outcome)
+}
+
 fn tracing_method(
     requested: Option<BreakMethod>,
     guest: &GuestArgs,
